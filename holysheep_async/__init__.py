@@ -1,0 +1,86 @@
+"""holysheep_async: an async-first client for HolySheep and any OpenAI-compatible API.
+
+>>> from holysheep_async import AsyncClient
+>>> async with AsyncClient() as client:  # doctest: +SKIP
+...     async with client.chat.stream(model="gpt-4o", messages=[...]) as stream:
+...         async for text in stream:
+...             print(text, end="")
+"""
+
+from ._version import __version__
+from .client import DEFAULT_BASE_URL, AsyncClient
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    BatchFailedError,
+    BatchValidationError,
+    ConfigurationError,
+    ConflictError,
+    HolySheepError,
+    IncompleteStreamError,
+    InternalServerError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExceededError,
+    RateLimitError,
+    StreamError,
+    StreamIdleTimeout,
+)
+from .limits import Limiter
+from .models import (
+    Batch,
+    BatchRequestCounts,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    Choice,
+    ChoiceDelta,
+    ChunkChoice,
+    FileObject,
+    Usage,
+)
+from .retry import RetryPolicy
+from .streaming import ChatStream, StreamMetrics
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "Batch",
+    "BatchFailedError",
+    "BatchRequestCounts",
+    "BatchValidationError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatStream",
+    "Choice",
+    "ChoiceDelta",
+    "ChunkChoice",
+    "ConfigurationError",
+    "ConflictError",
+    "DEFAULT_BASE_URL",
+    "FileObject",
+    "HolySheepError",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidResponseError",
+    "Limiter",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "RetryPolicy",
+    "StreamError",
+    "StreamIdleTimeout",
+    "StreamMetrics",
+    "Usage",
+    "__version__",
+]

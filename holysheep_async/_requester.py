@@ -1,0 +1,261 @@
+"""The one place a request goes through: limits -> httpx -> status mapping -> retry.
+
+Resources (chat, batches) get a :class:`Requester` handed in; they never see
+the client, so nothing imports upward.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+
+from .errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    ConfigurationError,
+    HolySheepError,
+    QuotaExceededError,
+    make_status_error,
+)
+from .limits import Limiter, Permit
+from .retry import RetryPolicy, parse_retry_after
+
+__all__ = ["Reply", "Requester"]
+
+log = logging.getLogger("holysheep_async")
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class Reply:
+    """A successful response, the permit it holds, and how it was obtained."""
+
+    response: httpx.Response
+    permit: Permit
+    attempts: int
+
+    async def aclose(self) -> None:
+        """Close the response (streams) and free the concurrency slot."""
+        try:
+            await self.response.aclose()
+        finally:
+            self.permit.release()
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Requester:
+    """Sends requests for one client. Holds the secret; never shows it."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None,
+        base_url: str,
+        http: httpx.AsyncClient,
+        timeout: httpx.Timeout,
+        retry: RetryPolicy,
+        limiter: Limiter,
+        stream_idle_timeout: float | None,
+        headers: Mapping[str, str],
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.http = http
+        self.timeout = timeout
+        self.retry = retry
+        self.limiter = limiter
+        self.stream_idle_timeout = stream_idle_timeout
+        self.headers = dict(headers)
+        self.allow_insecure_http = allow_insecure_http
+        #: Replaced by tests with a fake clock; every backoff goes through it.
+        self.sleep: Sleep = anyio.sleep
+        self._auth_checked = False
+
+    # -- secrets --------------------------------------------------------------
+
+    def redact(self, text: str) -> str:
+        """``text`` with the API key blanked out wherever it appears."""
+        if self._api_key and self._api_key in text:
+            return text.replace(self._api_key, "***")
+        return text
+
+    def _auth_headers(self) -> dict[str, str]:
+        if not self._api_key:
+            raise ConfigurationError(
+                "No API key: pass AsyncClient(api_key=...) or set HOLYSHEEP_API_KEY"
+            )
+        if not self._auth_checked:
+            url = httpx.URL(self.base_url)
+            if url.scheme == "http" and not is_loopback(url.host) and not self.allow_insecure_http:
+                raise ConfigurationError(
+                    f"Refusing to send the API key over plain http:// to {url.host}: use https://,"
+                    " or pass AsyncClient(allow_insecure_http=True) if this network is trusted"
+                )
+            self._auth_checked = True
+        return {"Authorization": f"Bearer {self._api_key}"}
+
+    # -- sending --------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        files: Any = None,
+        data: Any = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        tokens: int = 0,
+        stream: bool = False,
+        max_retries: int | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> Reply:
+        """Send with limits and retries; return the first 2xx/3xx reply or raise a typed error.
+
+        With ``stream=False`` the body is read and the concurrency slot freed
+        before returning; with ``stream=True`` the caller owns the open
+        response and must ``await reply.aclose()``.
+        """
+        auth = self._auth_headers()
+        all_headers = {**self.headers, **auth, **(headers or {})}
+        retries = self.retry.max_retries if max_retries is None else max_retries
+        url = self.url(path)
+        attempt = 0
+        while True:
+            attempt += 1
+            permit = await self.limiter.acquire(tokens)
+            started = time.perf_counter()
+            try:
+                request = self.http.build_request(
+                    method,
+                    url,
+                    json=json,
+                    content=content,
+                    files=files,
+                    data=data,
+                    params=params,
+                    headers=all_headers,
+                    timeout=timeout or self.timeout,
+                )
+                response = await self.http.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                permit.release()
+                error: HolySheepError = APITimeoutError(
+                    self.redact(f"{method} {path}: timed out ({type(exc).__name__})")
+                )
+                cause: BaseException | None = exc
+                wait = self.retry.backoff(attempt)
+            except httpx.TransportError as exc:
+                permit.release()
+                error = APIConnectionError(
+                    self.redact(f"{method} {path}: connection failed ({type(exc).__name__}: {exc})")
+                )
+                cause = exc
+                wait = self.retry.backoff(attempt)
+            except BaseException:
+                permit.release()
+                raise
+            else:
+                status = response.status_code
+                if status < 400:
+                    if not stream:
+                        try:
+                            await response.aread()
+                        except httpx.TimeoutException as exc:
+                            permit.release()
+                            await response.aclose()
+                            raise APITimeoutError(f"{method} {path}: timed out reading the body") from exc
+                        except httpx.TransportError as exc:
+                            permit.release()
+                            await response.aclose()
+                            raise APIConnectionError(
+                                f"{method} {path}: connection broke reading the body ({type(exc).__name__})"
+                            ) from exc
+                        except BaseException:
+                            permit.release()
+                            await response.aclose()
+                            raise
+                        permit.release()
+                    self._log(method, path, status, response, attempt, started)
+                    return Reply(response, permit, attempt)
+                try:
+                    await response.aread()
+                except httpx.HTTPError:
+                    pass
+                finally:
+                    await response.aclose()
+                    permit.release()
+                self._log(method, path, status, response, attempt, started)
+                error = make_status_error(response, redact=self._api_key)
+                cause = None
+                if isinstance(error, QuotaExceededError) or not self.retry.should_retry_status(
+                    status, response.headers
+                ):
+                    raise error
+                asked = parse_retry_after(response.headers)
+                if asked is not None and asked > self.retry.max_server_wait:
+                    raise make_status_error(
+                        response,
+                        redact=self._api_key,
+                        note=f"The server asked to wait {asked:.0f} s before retrying, more than "
+                        f"max_server_wait={self.retry.max_server_wait:.0f} s, so the client gave up",
+                    )
+                wait = asked if asked is not None else self.retry.backoff(attempt)
+                if status == 429:
+                    self.limiter.cooldown(wait)
+            if attempt > retries:
+                raise error from cause
+            log.info(
+                "retrying %s %s in %.3f s (attempt %d of %d): %s",
+                method,
+                path,
+                wait,
+                attempt + 1,
+                retries + 1,
+                error,
+            )
+            await self.sleep(wait)
+
+    def _log(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        response: httpx.Response,
+        attempt: int,
+        started: float,
+    ) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s -> %d request_id=%s attempt=%d %.1f ms",
+                method,
+                path,
+                status,
+                response.headers.get("x-request-id"),
+                attempt,
+                (time.perf_counter() - started) * 1000,
+            )
+

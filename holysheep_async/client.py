@@ -1,0 +1,187 @@
+"""``AsyncClient``: configuration, the HTTP transport, limits and retries; ``.chat``, ``.batches``."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from ._requester import Requester
+from ._version import __version__
+from .chat import Chat
+from .errors import ConfigurationError
+from .limits import Limiter
+from .retry import RetryPolicy
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
+
+DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
+DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+USER_AGENT = f"holysheep-async/{__version__} python/{platform.python_version()}"
+
+
+def _check_number(name: str, value: object, *, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, got {value!r}")
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be > 0, got {value!r}")
+
+
+class AsyncClient:
+    """Async client for HolySheep and any OpenAI-compatible API, on asyncio and trio.
+
+    >>> async with AsyncClient() as client:  # doctest: +SKIP
+    ...     completion = await client.chat.create(model="gpt-4o", messages=[...])
+
+    ``api_key`` defaults to ``HOLYSHEEP_API_KEY``; ``base_url`` to
+    ``HOLYSHEEP_BASE_URL``, else ``https://api.holysheep.ai/v1``. A missing key
+    is reported at the first request, not here. ``http_client``: your own
+    ``httpx.AsyncClient`` (its timeouts, proxies, TLS settings are used, and
+    it is not closed by ``aclose()``). ``retry`` replaces the whole retry
+    policy (``max_retries`` sets only its count).
+
+    ``stream_idle_timeout``: the longest silence allowed between SSE data
+    events, counted from the response headers. Models that think silently for
+    a long time before the first token need a larger value, or ``None``.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 3,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrency: int | None = None,
+        stream_idle_timeout: float | None = 30.0,
+        http_client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        default_headers: dict[str, str] | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        if api_key is None:
+            api_key = os.environ.get("HOLYSHEEP_API_KEY") or None
+        if api_key is not None and not isinstance(api_key, str):
+            raise ConfigurationError(f"api_key must be a string, got {type(api_key).__name__}")
+        if base_url is None:
+            base_url = os.environ.get("HOLYSHEEP_BASE_URL") or DEFAULT_BASE_URL
+        if not isinstance(base_url, str):
+            raise ConfigurationError(f"base_url must be a string, got {type(base_url).__name__}")
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigurationError(
+                f"base_url must be an http:// or https:// URL, got {base_url!r}"
+            )
+        if timeout is None:
+            timeout = DEFAULT_TIMEOUT
+        elif not isinstance(timeout, httpx.Timeout):
+            _check_number("timeout", timeout, allow_none=False)
+            timeout = httpx.Timeout(float(timeout))
+        _check_number("stream_idle_timeout", stream_idle_timeout)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if retry is None:
+            retry = RetryPolicy(max_retries=max_retries)
+        elif max_retries != 3 and max_retries != retry.max_retries:
+            raise ConfigurationError("pass max_retries inside retry=RetryPolicy(...), not both")
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError(
+                f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
+            )
+        try:
+            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        self._owns_http = http_client is None
+        http = http_client or httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            follow_redirects=True,
+        )
+        headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+        headers.update(default_headers or {})
+        self._requester = Requester(
+            api_key=api_key,
+            base_url=str(url).rstrip("/"),
+            http=http,
+            timeout=timeout,
+            retry=retry,
+            limiter=limiter,
+            stream_idle_timeout=stream_idle_timeout,
+            headers=headers,
+            allow_insecure_http=allow_insecure_http,
+        )
+        self.chat = Chat(self._requester)
+        self._closed = False
+
+    # -- configuration, readable but never the key -----------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self._requester.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return self._requester.timeout
+
+    @property
+    def max_retries(self) -> int:
+        return self._requester.retry.max_retries
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._requester.retry
+
+    @property
+    def limiter(self) -> Limiter:
+        return self._requester.limiter
+
+    @property
+    def stream_idle_timeout(self) -> float | None:
+        return self._requester.stream_idle_timeout
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self._requester._api_key)
+
+    @property
+    def http_client(self) -> httpx.AsyncClient:
+        return self._requester.http
+
+    def __repr__(self) -> str:
+        key = "set" if self.has_api_key else "missing"
+        return f"<AsyncClient base_url={self.base_url!r} api_key=<{key}>>"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("AsyncClient cannot be pickled (it holds a connection pool and a secret)")
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool (not a pool you handed in). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_http:
+            await self._requester.http.aclose()

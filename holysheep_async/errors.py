@@ -1,0 +1,353 @@
+"""Every error the client raises, under one root.
+
+::
+
+    HolySheepError
+    ├── ConfigurationError            bad settings, missing API key (also a ValueError)
+    ├── APIConnectionError            the request or the response did not get through
+    │   └── APITimeoutError           connect / read / write / pool timeout
+    │       └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
+    ├── APIStatusError                the server answered with a status >= 400
+    │   ├── BadRequestError           400, 422
+    │   ├── AuthenticationError       401
+    │   ├── PermissionDeniedError     403 (relays also use it for exhausted quota)
+    │   ├── NotFoundError             404
+    │   ├── ConflictError             409
+    │   ├── RateLimitError            429
+    │   │   └── QuotaExceededError    403 / 429 whose body says the balance or quota is used
+    │   │                             up (also a PermissionDeniedError; never retried)
+    │   └── InternalServerError       >= 500
+    ├── InvalidResponseError          a 2xx answer whose body is not what the protocol says
+    ├── StreamError                   error object or malformed event inside a 200 stream
+    │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
+    └── BatchFailedError              a batch ended failed / expired / cancelled
+
+Any error raised after a stream yielded text carries that text in
+``partial_text``; nothing is yielded twice.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BatchFailedError",
+    "BatchValidationError",
+    "ConfigurationError",
+    "ConflictError",
+    "HolySheepError",
+    "IncompleteStreamError",
+    "InternalServerError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "StreamError",
+    "StreamIdleTimeout",
+    "make_status_error",
+]
+
+
+class HolySheepError(Exception):
+    """Root of every error raised by holysheep_async."""
+
+    #: Text a stream had already yielded when the error happened (``None`` outside streams).
+    partial_text: str | None = None
+
+    def __init__(self, message: str, *, partial_text: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if partial_text is not None:
+            self.partial_text = partial_text
+
+
+class ConfigurationError(HolySheepError, ValueError):
+    """A client setting is missing or has the wrong type or value."""
+
+
+class APIConnectionError(HolySheepError):
+    """The request could not be sent, or the connection broke before the answer was complete."""
+
+
+class APITimeoutError(APIConnectionError):
+    """Connecting, sending, or waiting for the answer took longer than the timeout."""
+
+
+class StreamIdleTimeout(APITimeoutError):
+    """A stream went silent: no SSE data event within ``stream_idle_timeout`` seconds.
+
+    Pings and comment lines do not count as data. ``partial_text`` holds what arrived.
+    """
+
+
+class APIStatusError(HolySheepError):
+    """The server answered with an error status.
+
+    ``status_code``, ``request_id`` (from ``x-request-id``), ``body`` (parsed JSON,
+    or the raw text when it is not JSON), ``code`` and ``error_type`` when the body
+    has them, and ``headers``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        body: object = None,
+        code: str | None = None,
+        error_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        partial_text: str | None = None,
+    ) -> None:
+        super().__init__(message, partial_text=partial_text)
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+        self.code = code
+        self.error_type = error_type
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+
+
+class BadRequestError(APIStatusError):
+    """400 or 422: the request is wrong and will not succeed if sent again."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: the API key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key may not do this (relays also answer 403 when the quota is used up)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests or tokens; also raised when the server asks for an absurd wait."""
+
+
+class QuotaExceededError(PermissionDeniedError, RateLimitError):
+    """The account's balance or quota is used up: waiting will not help, topping up will.
+
+    Relays answer 403 for this, OpenAI 429 with ``insufficient_quota``; either way it is
+    never retried, and it is caught by ``except PermissionDeniedError`` and by
+    ``except RateLimitError``.
+    """
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown path, model, file or batch."""
+
+
+class ConflictError(APIStatusError):
+    """409: the resource is in a state that does not allow this (retried by default)."""
+
+
+class InternalServerError(APIStatusError):
+    """>= 500: the server or an upstream behind a relay failed."""
+
+
+class InvalidResponseError(HolySheepError):
+    """The server answered 2xx, but the body is not what the protocol says (HTML, empty, wrong shape).
+
+    ``status_code``, ``request_id`` and ``body`` (the first 1,000 characters) say what came.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, request_id: str | None, body: str
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.request_id = request_id
+        self.body = body
+
+
+class StreamError(HolySheepError):
+    """The server sent an error object or a malformed event inside a 200 stream.
+
+    ``body`` is the parsed error object (or the raw event data when it is not JSON).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        body: object = None,
+        code: str | None = None,
+        partial_text: str | None = None,
+    ) -> None:
+        super().__init__(message, partial_text=partial_text)
+        self.body = body
+        self.code = code
+
+
+class IncompleteStreamError(StreamError):
+    """The stream ended with neither ``data: [DONE]`` nor a finish reason: the answer may be cut."""
+
+
+class BatchValidationError(HolySheepError, ValueError):
+    """Batch input is invalid. ``problems`` is a list of ``(line, message)``, lines 1-based."""
+
+    def __init__(self, problems: Sequence[tuple[int, str]], *, source: str | None = None) -> None:
+        self.problems = list(problems)
+        where = f" in {source}" if source else ""
+        shown = "; ".join(f"line {line}: {msg}" for line, msg in self.problems[:10])
+        more = f" (and {len(self.problems) - 10} more)" if len(self.problems) > 10 else ""
+        super().__init__(f"{len(self.problems)} problem(s){where}: {shown}{more}")
+
+
+class BatchFailedError(HolySheepError):
+    """A batch ended in ``failed``, ``expired`` or ``cancelled`` where completion was required."""
+
+    def __init__(self, message: str, *, batch: object = None) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+# ---------------------------------------------------------------------------
+# Mapping a response to an error
+
+_STATUS_CLASSES: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+# Words relays and providers use when the money, not the rate, ran out
+# (English, and the Chinese of one-api / new-api relays: 余额 balance, 额度 quota).
+_QUOTA_WORDS = re.compile(
+    r"insufficient[_ ]quota|quota[_ ]exceeded|exceeded your current quota|insufficient[_ ]balance"
+    r"|billing|余额|额度|配额",
+    re.IGNORECASE,
+)
+_TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAGS = re.compile(r"<[^>]+>")
+_SPACES = re.compile(r"\s+")
+
+
+def _html_text(raw: bytes) -> str:
+    m = _TITLE.search(raw)
+    text = m.group(1).decode("utf-8", "replace") if m else raw.decode("utf-8", "replace")
+    text = html.unescape(_SPACES.sub(" ", _TAGS.sub(" ", text))).strip()
+    return text[:200]
+
+
+def _as_str(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def describe_error_body(raw: bytes, content_type: str = "") -> tuple[object, str, str | None, str | None]:
+    """Parse an error body as relays and providers send it.
+
+    Returns ``(body, message, code, type)``: the JSON body when it parses (else the
+    text), a readable message, and ``code`` / ``type`` as strings when present
+    (relays send numeric codes). Used for HTTP errors and errors inside streams.
+    """
+    text = raw.decode("utf-8", "replace").strip()
+    body: object = text
+    try:
+        body = json.loads(text) if text else None
+    except ValueError:
+        body = text
+    message: str | None = None
+    code: str | None = None
+    etype: str | None = None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            message = _as_str(err.get("message") or err.get("msg") or err.get("detail"))
+            code = _as_str(err.get("code"))
+            etype = _as_str(err.get("type"))
+        elif isinstance(err, str):
+            message = err
+        if message is None:
+            message = _as_str(body.get("message") or body.get("msg") or body.get("detail"))
+        if code is None:
+            code = _as_str(body.get("code"))
+    elif isinstance(body, str) and body:
+        if "html" in content_type.lower() or body.lstrip().startswith("<"):
+            message = "HTML page: " + _html_text(raw)
+        else:
+            message = body[:500]
+    return body, message or "", code, etype
+
+
+def invalid_response(response: httpx.Response, expected: str) -> InvalidResponseError:
+    """The error for a 2xx response whose (read) body is not ``expected``."""
+    request_id = response.headers.get("x-request-id")
+    raw = response.content
+    ctype = response.headers.get("content-type", "")
+    if not raw:
+        what = "an empty body"
+    elif "html" in ctype.lower() or raw.lstrip()[:1] == b"<":
+        what = "an HTML page (" + _html_text(raw)[:80] + ")"
+    else:
+        what = f"{raw[:120]!r}"
+    rid = f" [request id {request_id}]" if request_id else ""
+    return InvalidResponseError(
+        f"{response.status_code} from {response.request.method} {response.request.url.path}: "
+        f"expected {expected}, got {what}{rid}",
+        status_code=response.status_code,
+        request_id=request_id,
+        body=raw[:1000].decode("utf-8", "replace"),
+    )
+
+
+def make_status_error(
+    response: httpx.Response,
+    *,
+    partial_text: str | None = None,
+    note: str | None = None,
+    redact: str | None = None,
+) -> APIStatusError:
+    """The typed error for an error response whose body has been read.
+
+    ``redact``: a secret (the API key) to blank out wherever the server echoed it.
+    """
+    status = response.status_code
+    request_id = response.headers.get("x-request-id")
+    raw = response.content
+    if redact and redact.encode() in raw:
+        raw = raw.replace(redact.encode(), b"***")
+    body, message, code, etype = describe_error_body(raw, response.headers.get("content-type", ""))
+    cls = _STATUS_CLASSES.get(status, InternalServerError if status >= 500 else APIStatusError)
+    if status in (403, 429) and _QUOTA_WORDS.search(f"{code or ''} {etype or ''} {message}"):
+        cls = QuotaExceededError
+    reason = response.reason_phrase or httpx.codes.get_reason_phrase(status)
+    text = f"{status} {reason}".strip()
+    if message:
+        text += f": {message}"
+    if code:
+        text += f" (code {code})"
+    if request_id:
+        text += f" [request id {request_id}]"
+    if note:
+        text += f". {note}"
+    return cls(
+        text,
+        status_code=status,
+        request_id=request_id,
+        body=body,
+        code=code,
+        error_type=etype,
+        headers=dict(response.headers),
+        partial_text=partial_text,
+    )

@@ -1,0 +1,276 @@
+"""``POST /v1/chat/completions`` in the emulator, streamed and not.
+
+Answers are deterministic: :func:`answer_text` gives the exact text the
+emulator will send for a request, so tests can check every character.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import zlib
+from typing import TYPE_CHECKING, Any
+
+from ._faults import Fault
+from ._http import Request, Responder, route
+
+if TYPE_CHECKING:
+    from ._server import MockServer
+
+__all__ = ["answer_text", "answer_tokens", "prompt_tokens"]
+
+_WORDS = (
+    "the sheep stream batch token quick answer model relay cost fast steady cloud wool "
+    "meadow shepherd flock river light byte queue window minute second request result "
+    "price half file line order retry limit bucket async trio event chunk usage report "
+    "green hill morning field quiet clear bright simple exact small large every each"
+).split()
+
+
+def _seed(messages: Any) -> int:
+    last = ""
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                last = content if isinstance(content, str) else json.dumps(content)
+                break
+    return zlib.crc32(last.encode("utf-8", "replace"))
+
+
+def answer_tokens(messages: Any, n: int, choice: int = 0) -> list[str]:
+    """The ``n`` tokens of the emulator's answer to ``messages`` (choice ``choice``)."""
+    seed = _seed(messages) + 7919 * choice
+    size = len(_WORDS)
+    out = []
+    for i in range(n):
+        word = _WORDS[(seed + i * 13) % size]
+        out.append(word if i == 0 else " " + word)
+    if out:
+        out[0] = out[0].capitalize()
+    return out
+
+
+def answer_text(messages: Any, n: int = 16, choice: int = 0) -> str:
+    """The exact text the emulator answers to ``messages`` with ``n`` tokens."""
+    return "".join(answer_tokens(messages, n, choice))
+
+
+def prompt_tokens(messages: Any) -> int:
+    """The emulator's prompt token count: about four characters per token."""
+    chars = 0
+    if isinstance(messages, list):
+        for message in messages:
+            if isinstance(message, dict):
+                content = message.get("content")
+                chars += len(content) if isinstance(content, str) else len(json.dumps(content))
+    return chars // 4 + 1
+
+
+def _answer_length(server: MockServer, body: dict[str, Any]) -> int:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    return limit if isinstance(limit, int) and limit > 0 else server.tokens
+
+
+async def _check(body: Any, responder: Responder) -> bool:
+    if not isinstance(body, dict):
+        await responder.error(400, "The request body must be a JSON object.")
+        return False
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        await responder.error(400, "you must provide a model parameter", param="model")
+        return False
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        await responder.error(
+            400, "'messages' must be a non-empty array", param="messages", code="invalid_type"
+        )
+        return False
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            await responder.error(
+                400, f"Invalid value for 'messages[{i}]': a 'role' is required", param="messages"
+            )
+            return False
+    return True
+
+
+@route("POST", "/v1/chat/completions")
+async def chat_completions(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    try:
+        body = request.json()
+    except ValueError:
+        await responder.error(400, "We could not parse the JSON body of your request.")
+        return
+    if not await _check(body, responder):
+        return
+    quota = server.state.get("quota_check")
+    if quota is not None and not await quota(server, request, responder, body):
+        return
+    if body.get("stream"):
+        await _stream(server, request, responder, body)
+    else:
+        await _complete(server, request, responder, body)
+
+
+def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
+    prompt = prompt_tokens(body.get("messages"))
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def _complete(
+    server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
+) -> None:
+    n_tokens = _answer_length(server, body)
+    n_choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    delay = server.ttft + server.itl * max(0, n_tokens - 1)
+    if delay:
+        await asyncio.sleep(delay)
+    choices = [
+        {
+            "index": i,
+            "message": {
+                "role": "assistant",
+                "content": answer_text(body["messages"], n_tokens, i),
+                "refusal": None,
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+        }
+        for i in range(n_choices)
+    ]
+    await responder.send_json(
+        200,
+        {
+            "id": f"chatcmpl-{request.request_id}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body["model"],
+            "choices": choices,
+            "usage": _usage(body, n_tokens * n_choices),
+            "system_fingerprint": "fp_holysheep_mock",
+        },
+        {"x-request-id": request.request_id or ""},
+    )
+
+
+async def _stream(
+    server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
+) -> None:
+    fault: Fault | None = request.fault
+    kind = fault.kind if fault is not None else None
+    relay = kind == "relay"
+    sep = b"data:" if relay else b"data: "
+    end = b"\r\n\r\n" if relay else b"\n\n"
+    ping = b": ping\r\n\r\n" if relay else b": ping\n\n"
+    n_tokens = _answer_length(server, body)
+    n_choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    options = body.get("stream_options")
+    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    want_logprobs = bool(body.get("logprobs"))
+    created = int(time.time())
+    head = (
+        '{"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,'
+        % (request.request_id, created, json.dumps(body["model"]))
+    )
+
+    def event(obj_tail: str) -> bytes:
+        return sep + (head + obj_tail).encode() + end
+
+    def choice(index: int, delta: str, finish: str | None, logprobs: str = "null") -> str:
+        return '"choices":[{"index":%d,"delta":%s,"logprobs":%s,"finish_reason":%s}]}' % (
+            index,
+            delta,
+            logprobs,
+            "null" if finish is None else json.dumps(finish),
+        )
+
+    await responder.start(
+        200,
+        {
+            "content-type": "text/event-stream; charset=utf-8",
+            "cache-control": "no-cache",
+            "x-request-id": request.request_id or "",
+        },
+    )
+    tokens = [answer_tokens(body["messages"], n_tokens, i) for i in range(n_choices)]
+    for i in range(n_choices):
+        await responder.write(event(choice(i, '{"role":"assistant","content":""}', None)), flush=False)
+    await responder.write(b"", flush=True)
+    first_delay = server.ttft + (fault.delay or 0.0 if kind == "slow_first" and fault else 0.0)
+    if relay:
+        await responder.write(ping)
+    if first_delay:
+        await asyncio.sleep(first_delay)
+    sent = 0
+    after = fault.after if fault is not None else 0
+    batch: list[bytes] = []
+    for t in range(n_tokens):
+        for i in range(n_choices):
+            if kind in ("drop", "stall", "malformed", "error", "truncate") and sent == after:
+                if batch:
+                    await responder.write(b"".join(batch))
+                    batch = []
+                assert fault is not None
+                await _apply_fault(fault, responder, sep, end, ping)
+                return
+            token = tokens[i][t]
+            logprobs = (
+                '{"content":[{"token":%s,"logprob":-0.25,"bytes":null,"top_logprobs":[]}]}'
+                % json.dumps(token)
+                if want_logprobs
+                else "null"
+            )
+            batch.append(event(choice(i, '{"content":%s}' % json.dumps(token), None, logprobs)))
+            sent += 1
+        if server.itl and t < n_tokens - 1:
+            await responder.write(b"".join(batch))
+            batch = []
+            if relay:
+                await responder.write(ping)
+            await asyncio.sleep(server.itl)
+        elif len(batch) >= 256:
+            await responder.write(b"".join(batch))
+            batch = []
+    for i in range(n_choices):
+        batch.append(event(choice(i, "{}", "stop")))
+    if include_usage:
+        batch.append(event('"choices":[],"usage":%s}' % json.dumps(_usage(body, n_tokens * n_choices))))
+    if kind != "no_done":
+        batch.append(sep + b"[DONE]" + end)
+    await responder.write(b"".join(batch))
+    await responder.end()
+
+
+async def _apply_fault(fault: Fault, responder: Responder, sep: bytes, end: bytes, ping: bytes) -> None:
+    kind = fault.kind
+    if kind == "drop":
+        responder.abort()
+    elif kind == "truncate":
+        await responder.end()
+    elif kind == "malformed":
+        await responder.write(sep + b'{"id": "broken", "choices": [' + end)
+        await responder.end()
+    elif kind == "error":
+        err = {
+            "error": {
+                "message": fault.message or "The server is overloaded, please try again later.",
+                "type": "server_error",
+                "code": fault.code or "overloaded",
+            }
+        }
+        await responder.write(sep + json.dumps(err).encode() + end)
+        await responder.end()
+    elif kind == "stall":
+        deadline = None if fault.delay is None else time.monotonic() + fault.delay
+        while deadline is None or time.monotonic() < deadline:
+            step = fault.ping or 0.5
+            if deadline is not None:
+                step = min(step, max(0.0, deadline - time.monotonic()))
+            await asyncio.sleep(step)
+            if fault.ping:
+                await responder.write(ping)
+        responder.abort()

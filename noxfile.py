@@ -1,0 +1,39 @@
+"""Sessions: tests, lint, typecheck, demo (and bench, soak as they come).
+
+``nox -s tests lint typecheck`` is what CI runs (see README).
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """pytest on asyncio and trio (every async test runs on both)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[test]", "mypy>=1.11")
+    session.run("mypy")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """The README's first command, from a plain install (no extras)."""
+    session.install(".")
+    session.run("holysheep", "demo", *session.posargs)

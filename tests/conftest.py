@@ -1,0 +1,53 @@
+"""Every async test runs twice: on asyncio and on trio (anyio's pytest plugin)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from holysheep_async import AsyncClient
+from holysheep_async.testing import MockServer
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's real key or base URL."""
+    monkeypatch.delenv("HOLYSHEEP_API_KEY", raising=False)
+    monkeypatch.delenv("HOLYSHEEP_BASE_URL", raising=False)
+
+
+@pytest.fixture(scope="session")
+def server() -> MockServer:
+    """One emulator for the session (it runs in its own thread, so any backend can use it)."""
+    srv = MockServer(api_keys=["test-key"])
+    srv.start()
+    yield srv  # type: ignore[misc]
+    srv.stop()
+
+
+class FakeSleep:
+    """Records the waits the client asked for instead of waiting."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.calls.append(seconds)
+
+
+@pytest.fixture
+def fake_sleep() -> FakeSleep:
+    return FakeSleep()
+
+
+@pytest.fixture
+async def client(server: MockServer, fake_sleep: FakeSleep) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(api_key="test-key", base_url=server.base_url) as c:
+        c._requester.sleep = fake_sleep
+        yield c
