@@ -18,7 +18,6 @@ import httpx
 
 from .errors import (
     APIConnectionError,
-    APIStatusError,
     APITimeoutError,
     ConfigurationError,
     HolySheepError,
@@ -26,6 +25,7 @@ from .errors import (
     make_status_error,
 )
 from .limits import Limiter, Permit
+from .models import Usage
 from .retry import RetryPolicy, parse_retry_after
 
 __all__ = ["Reply", "Requester"]
@@ -87,7 +87,16 @@ class Requester:
         self.allow_insecure_http = allow_insecure_http
         #: Replaced by tests with a fake clock; every backoff goes through it.
         self.sleep: Sleep = anyio.sleep
+        #: Called with (model, usage, batch) for every answer that reports usage:
+        #: the client's running tally of tokens and cost hangs here.
+        self.usage_hooks: list[Callable[[str, Usage, bool], None]] = []
         self._auth_checked = False
+
+    def record_usage(self, model: str, usage: Usage | None, *, batch: bool = False) -> None:
+        """Report the usage of one answer to the hooks (no-op without usage)."""
+        if usage is not None:
+            for hook in self.usage_hooks:
+                hook(model, usage, batch)
 
     # -- secrets --------------------------------------------------------------
 
@@ -187,12 +196,15 @@ class Requester:
                         except httpx.TimeoutException as exc:
                             permit.release()
                             await response.aclose()
-                            raise APITimeoutError(f"{method} {path}: timed out reading the body") from exc
+                            raise APITimeoutError(
+                                f"{method} {path}: timed out reading the body"
+                            ) from exc
                         except httpx.TransportError as exc:
                             permit.release()
                             await response.aclose()
                             raise APIConnectionError(
-                                f"{method} {path}: connection broke reading the body ({type(exc).__name__})"
+                                f"{method} {path}: connection broke reading the body"
+                                f" ({type(exc).__name__})"
                             ) from exc
                         except BaseException:
                             permit.release()
@@ -220,8 +232,9 @@ class Requester:
                     raise make_status_error(
                         response,
                         redact=self._api_key,
-                        note=f"The server asked to wait {asked:.0f} s before retrying, more than "
-                        f"max_server_wait={self.retry.max_server_wait:.0f} s, so the client gave up",
+                        note=f"The server asked to wait {asked:.0f} s before retrying, more"
+                        f" than max_server_wait={self.retry.max_server_wait:.0f} s, so the"
+                        " client gave up",
                     )
                 wait = asked if asked is not None else self.retry.backoff(attempt)
                 if status == 429:
@@ -258,4 +271,3 @@ class Requester:
                 attempt,
                 (time.perf_counter() - started) * 1000,
             )
-

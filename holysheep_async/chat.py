@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 __all__ = ["Chat"]
 
 
-def _body(model: str, messages: Iterable[Mapping[str, Any]], params: dict[str, Any]) -> dict[str, Any]:
+def _body(
+    model: str, messages: Iterable[Mapping[str, Any]], params: dict[str, Any]
+) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
     if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
@@ -60,6 +62,7 @@ class Chat:
             raise invalid_response(reply.response, "a chat.completion JSON object") from None
         if completion.usage is not None:
             reply.permit.reconcile(completion.usage.total_tokens)
+            self._requester.record_usage(completion.model or model, completion.usage)
         return completion
 
     def stream(

@@ -1,4 +1,4 @@
-"""``AsyncClient``: configuration, the HTTP transport, limits and retries; ``.chat``, ``.batches``."""
+"""``AsyncClient``: configuration, the HTTP transport, limits, retries; ``.chat``, ``.batches``."""
 
 from __future__ import annotations
 

@@ -33,7 +33,6 @@ import html
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import httpx
 
@@ -160,7 +159,7 @@ class InternalServerError(APIStatusError):
 
 
 class InvalidResponseError(HolySheepError):
-    """The server answered 2xx, but the body is not what the protocol says (HTML, empty, wrong shape).
+    """The server answered 2xx with a body that is not what the protocol says (HTML, empty...).
 
     ``status_code``, ``request_id`` and ``body`` (the first 1,000 characters) say what came.
     """
@@ -254,7 +253,9 @@ def _as_str(value: object) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def describe_error_body(raw: bytes, content_type: str = "") -> tuple[object, str, str | None, str | None]:
+def describe_error_body(
+    raw: bytes, content_type: str = ""
+) -> tuple[object, str, str | None, str | None]:
     """Parse an error body as relays and providers send it.
 
     Returns ``(body, message, code, type)``: the JSON body when it parses (else the

@@ -43,7 +43,8 @@ class Permit:
 
 
 class Limiter:
-    """Requests per minute (``rpm``), tokens per minute (``tpm``), in flight (``max_concurrency``)."""
+    """Requests per minute (``rpm``), tokens per minute (``tpm``), in flight (``max_concurrency``).
+    """
 
     def __init__(
         self,
@@ -65,7 +66,9 @@ class Limiter:
             or not isinstance(max_concurrency, int)
             or max_concurrency < 1
         ):
-            raise ValueError(f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}")
+            raise ValueError(
+                f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
+            )
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrency = max_concurrency

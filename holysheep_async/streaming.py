@@ -215,8 +215,9 @@ class ChatStream:
             self.metrics.total = time.perf_counter() - start
             if self.usage is not None and self.usage.completion_tokens:
                 self.metrics.tokens = self.usage.completion_tokens
-            if self.usage is not None and reply.permit is not None:
+            if self.usage is not None:
                 reply.permit.reconcile(self.usage.total_tokens)
+                requester.record_usage(self.model or str(self._body.get("model")), self.usage)
         finally:
             await self.aclose()
 
@@ -300,7 +301,7 @@ class ChatStream:
                 ) from None
             for one in objs:
                 self._check(one, event_name, data)
-            return objs  # type: ignore[no-any-return]
+            return objs
         self._check(obj, event_name, data)
         return [obj]
 
@@ -311,10 +312,11 @@ class ChatStream:
                 body=obj,
                 partial_text=self.text or None,
             )
-        if "error" in obj and not obj.get("choices") or event_name == "error":
+        if ("error" in obj and not obj.get("choices")) or event_name == "error":
             body, message, code, _ = _describe(data.encode())
             raise StreamError(
-                f"Error inside the stream: {message or data[:200]}" + (f" (code {code})" if code else ""),
+                f"Error inside the stream: {message or data[:200]}"
+                + (f" (code {code})" if code else ""),
                 body=body,
                 code=code,
                 partial_text=self.text or None,

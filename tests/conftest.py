@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -23,12 +23,21 @@ def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(scope="session")
-def server() -> MockServer:
+def server() -> Iterator[MockServer]:
     """One emulator for the session (it runs in its own thread, so any backend can use it)."""
     srv = MockServer(api_keys=["test-key"])
     srv.start()
-    yield srv  # type: ignore[misc]
+    yield srv
     srv.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_server(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A fault queued by one test never reaches the next."""
+    yield
+    if "server" in request.fixturenames:
+        srv: MockServer = request.getfixturevalue("server")
+        srv.clear_faults()
 
 
 class FakeSleep:

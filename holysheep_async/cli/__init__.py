@@ -25,7 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Async client for HolySheep and OpenAI-compatible APIs: stream, batch, cost.",
     )
     parser.add_argument("--version", action="version", version=f"holysheep {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log requests (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="log requests (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)

@@ -46,11 +46,11 @@ async def open_client(
     if use_emulator(args):
         from ..testing import MockServer
 
-        async with MockServer(**(emulator or {})) as server:
-            async with AsyncClient(
-                api_key=DEMO_KEY, base_url=server.base_url, **client_kwargs
-            ) as client:
-                yield client, True
+        async with (
+            MockServer(**(emulator or {})) as server,
+            AsyncClient(api_key=DEMO_KEY, base_url=server.base_url, **client_kwargs) as client,
+        ):
+            yield client, True
     else:
         async with AsyncClient(base_url=getattr(args, "base_url", None), **client_kwargs) as client:
             yield client, False

@@ -36,7 +36,9 @@ def main(args: argparse.Namespace) -> int:
                     sys.stdout.flush()
             m = stream.metrics
             print("\n")
-            print(f"   TTFT          {m.ttft * 1000:8.1f} ms" if m.ttft is not None else "   TTFT -")
+            print(
+                f"   TTFT          {m.ttft * 1000:8.1f} ms" if m.ttft is not None else "   TTFT -"
+            )
             if m.tokens_per_s:
                 print(f"   throughput    {m.tokens_per_s:8.1f} tokens/s")
             print(f"   tokens        {m.tokens:8d}")

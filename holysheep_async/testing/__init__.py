@@ -15,4 +15,12 @@ from ._faults import FAULT_KINDS, Fault
 from ._http import Request
 from ._server import MockServer
 
-__all__ = ["FAULT_KINDS", "Fault", "MockServer", "Request", "answer_text", "answer_tokens", "prompt_tokens"]
+__all__ = [
+    "FAULT_KINDS",
+    "Fault",
+    "MockServer",
+    "Request",
+    "answer_text",
+    "answer_tokens",
+    "prompt_tokens",
+]

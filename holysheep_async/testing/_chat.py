@@ -21,12 +21,61 @@ if TYPE_CHECKING:
 
 __all__ = ["answer_text", "answer_tokens", "prompt_tokens"]
 
-_WORDS = (
-    "the sheep stream batch token quick answer model relay cost fast steady cloud wool "
-    "meadow shepherd flock river light byte queue window minute second request result "
-    "price half file line order retry limit bucket async trio event chunk usage report "
-    "green hill morning field quiet clear bright simple exact small large every each"
-).split()
+_WORDS = [
+    "the",
+    "sheep",
+    "stream",
+    "batch",
+    "token",
+    "quick",
+    "answer",
+    "model",
+    "relay",
+    "cost",
+    "fast",
+    "steady",
+    "cloud",
+    "wool",
+    "meadow",
+    "shepherd",
+    "flock",
+    "river",
+    "light",
+    "byte",
+    "queue",
+    "window",
+    "minute",
+    "second",
+    "request",
+    "result",
+    "price",
+    "half",
+    "file",
+    "line",
+    "order",
+    "retry",
+    "limit",
+    "bucket",
+    "async",
+    "trio",
+    "event",
+    "chunk",
+    "usage",
+    "report",
+    "green",
+    "hill",
+    "morning",
+    "field",
+    "quiet",
+    "clear",
+    "bright",
+    "simple",
+    "exact",
+    "small",
+    "large",
+    "every",
+    "each",
+]
 
 
 def _seed(messages: Any) -> int:
@@ -74,6 +123,11 @@ def _answer_length(server: MockServer, body: dict[str, Any]) -> int:
     return limit if isinstance(limit, int) and limit > 0 else server.tokens
 
 
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and n > 0 else 1
+
+
 async def _check(body: Any, responder: Responder) -> bool:
     if not isinstance(body, dict):
         await responder.error(400, "The request body must be a JSON object.")
@@ -118,14 +172,18 @@ async def chat_completions(
 
 def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
     prompt = prompt_tokens(body.get("messages"))
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 async def _complete(
     server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
 ) -> None:
     n_tokens = _answer_length(server, body)
-    n_choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    n_choices = _choices(body)
     delay = server.ttft + server.itl * max(0, n_tokens - 1)
     if delay:
         await asyncio.sleep(delay)
@@ -167,14 +225,15 @@ async def _stream(
     end = b"\r\n\r\n" if relay else b"\n\n"
     ping = b": ping\r\n\r\n" if relay else b": ping\n\n"
     n_tokens = _answer_length(server, body)
-    n_choices = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+    n_choices = _choices(body)
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
     want_logprobs = bool(body.get("logprobs"))
     created = int(time.time())
-    head = (
-        '{"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,'
-        % (request.request_id, created, json.dumps(body["model"]))
+    head = '{"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
+        request.request_id,
+        created,
+        json.dumps(body["model"]),
     )
 
     def event(obj_tail: str) -> bytes:
@@ -198,7 +257,9 @@ async def _stream(
     )
     tokens = [answer_tokens(body["messages"], n_tokens, i) for i in range(n_choices)]
     for i in range(n_choices):
-        await responder.write(event(choice(i, '{"role":"assistant","content":""}', None)), flush=False)
+        await responder.write(
+            event(choice(i, '{"role":"assistant","content":""}', None)), flush=False
+        )
     await responder.write(b"", flush=True)
     first_delay = server.ttft + (fault.delay or 0.0 if kind == "slow_first" and fault else 0.0)
     if relay:
@@ -238,14 +299,18 @@ async def _stream(
     for i in range(n_choices):
         batch.append(event(choice(i, "{}", "stop")))
     if include_usage:
-        batch.append(event('"choices":[],"usage":%s}' % json.dumps(_usage(body, n_tokens * n_choices))))
+        batch.append(
+            event('"choices":[],"usage":%s}' % json.dumps(_usage(body, n_tokens * n_choices)))
+        )
     if kind != "no_done":
         batch.append(sep + b"[DONE]" + end)
     await responder.write(b"".join(batch))
     await responder.end()
 
 
-async def _apply_fault(fault: Fault, responder: Responder, sep: bytes, end: bytes, ping: bytes) -> None:
+async def _apply_fault(
+    fault: Fault, responder: Responder, sep: bytes, end: bytes, ping: bytes
+) -> None:
     kind = fault.kind
     if kind == "drop":
         responder.abort()

@@ -110,9 +110,7 @@ class Responder:
         self._writer.write(self._head(status, hdrs) + body)
         await self._writer.drain()
 
-    async def send_json(
-        self, status: int, obj: Any, headers: dict[str, str] | None = None
-    ) -> None:
+    async def send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         await self.send(status, json.dumps(obj, separators=(",", ":")).encode(), headers)
 
     async def error(

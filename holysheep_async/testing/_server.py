@@ -136,7 +136,9 @@ class MockServer:
         if self._thread is not None:
             raise RuntimeError("MockServer already started")
         self._ready.clear()
-        self._thread = threading.Thread(target=self._thread_main, name="holysheep-mock", daemon=True)
+        self._thread = threading.Thread(
+            target=self._thread_main, name="holysheep-mock", daemon=True
+        )
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
@@ -184,7 +186,9 @@ class MockServer:
         """Serve in the running asyncio loop until :meth:`stop` (used by ``holysheep serve``)."""
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server = await asyncio.start_server(self._connection, self.host, self.port, limit=MAX_HEADER)
+        server = await asyncio.start_server(
+            self._connection, self.host, self.port, limit=MAX_HEADER
+        )
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
         if ready is not None:
@@ -213,7 +217,8 @@ class MockServer:
                     parsed = await read_request(reader)
                 except BadHTTP as exc:
                     writer.write(
-                        b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%b"
+                        b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
+                        b"content-length: %d\r\n\r\n%b"
                         % (len(str(exc)), str(exc).encode())
                     )
                     break
@@ -231,7 +236,9 @@ class MockServer:
                     log.exception("emulator handler failed for %s %s", request.method, request.path)
                     if not responder.started:
                         with contextlib.suppress(ConnectionError):
-                            await responder.error(500, "emulator handler failed", type="server_error")
+                            await responder.error(
+                                500, "emulator handler failed", type="server_error"
+                            )
                     else:
                         responder.abort()
                     break
@@ -266,13 +273,19 @@ class MockServer:
                     break
         if handler is None or match is None:
             if allowed:
-                await responder.error(405, f"Method {request.method} not allowed on {request.path}",
-                                      headers=base_headers)
+                await responder.error(
+                    405,
+                    f"Method {request.method} not allowed on {request.path}",
+                    headers=base_headers,
+                )
             else:
-                await responder.error(404, f"Unknown path {request.path}", code="not_found",
-                                      headers=base_headers)
+                await responder.error(
+                    404, f"Unknown path {request.path}", code="not_found", headers=base_headers
+                )
             return
-        if not request.api_key or (self.api_keys is not None and request.api_key not in self.api_keys):
+        if not request.api_key or (
+            self.api_keys is not None and request.api_key not in self.api_keys
+        ):
             await responder.error(
                 401,
                 "Incorrect API key provided. You can find your API key in your account settings."
@@ -286,7 +299,9 @@ class MockServer:
         request.request_id = request_id
         await handler(self, request, responder, match)
 
-    async def _send_fault(self, fault: Fault, responder: Responder, headers: dict[str, str]) -> None:
+    async def _send_fault(
+        self, fault: Fault, responder: Responder, headers: dict[str, str]
+    ) -> None:
         hdrs = {**headers, **fault.headers}
         body = fault.body
         if isinstance(body, (bytes, str)):
