@@ -95,6 +95,8 @@ class Responder:
         self.status = status
         self.request.status = status
         lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}"]
+        if self.request.request_id and "x-request-id" not in headers:
+            lines.append(f"x-request-id: {self.request.request_id}")
         for name, value in headers.items():
             lines.append(f"{name}: {value}")
         if not self._keep_alive:

@@ -251,15 +251,14 @@ class MockServer:
     async def _dispatch(self, request: Request, responder: Responder) -> None:
         if self.record:
             self.requests.append(request)
-        request_id = self.next_id("req_")
-        base_headers = {"x-request-id": request_id}
+        request.request_id = self.next_id("req_")
         try:
             fault = self._take_fault(request)
         except ValueError as exc:
-            await responder.error(400, f"bad x-mock-fault header: {exc}", headers=base_headers)
+            await responder.error(400, f"bad x-mock-fault header: {exc}")
             return
         if fault is not None and fault.kind == "status":
-            await self._send_fault(fault, responder, base_headers)
+            await self._send_fault(fault, responder)
             return
         handler = None
         allowed = False
@@ -276,11 +275,10 @@ class MockServer:
                 await responder.error(
                     405,
                     f"Method {request.method} not allowed on {request.path}",
-                    headers=base_headers,
                 )
             else:
                 await responder.error(
-                    404, f"Unknown path {request.path}", code="not_found", headers=base_headers
+                    404, f"Unknown path {request.path}", code="not_found"
                 )
             return
         if not request.api_key or (
@@ -292,17 +290,13 @@ class MockServer:
                 if request.api_key
                 else "You didn't provide an API key.",
                 code="invalid_api_key",
-                headers=base_headers,
             )
             return
         request.fault = fault
-        request.request_id = request_id
         await handler(self, request, responder, match)
 
-    async def _send_fault(
-        self, fault: Fault, responder: Responder, headers: dict[str, str]
-    ) -> None:
-        hdrs = {**headers, **fault.headers}
+    async def _send_fault(self, fault: Fault, responder: Responder) -> None:
+        hdrs = dict(fault.headers)
         body = fault.body
         if isinstance(body, (bytes, str)):
             raw = body.encode() if isinstance(body, str) else body
