@@ -20,7 +20,7 @@ def _spec() -> dict[str, Any]:
 
 
 def validate(schema_name: str, instance: Any) -> None:
-    """Raise ``jsonschema.ValidationError`` unless ``instance`` matches ``components/schemas/NAME``."""
+    """Raise ``jsonschema.ValidationError`` unless ``instance`` matches schema ``NAME``."""
     spec = _spec()
     if schema_name not in spec["components"]["schemas"]:
         raise KeyError(f"no schema {schema_name!r} in {SPEC_PATH.name}")

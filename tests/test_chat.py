@@ -101,5 +101,5 @@ async def test_bad_arguments_fail_before_sending(
 
 
 async def test_create_refuses_stream_true(client: AsyncClient) -> None:
-    with pytest.raises(ValueError, match="chat.stream"):
+    with pytest.raises(ValueError, match=r"chat\.stream"):
         await client.chat.create(model="m", messages=MESSAGES, stream=True)

@@ -8,10 +8,10 @@ import httpx
 import pytest
 
 from holysheep_async import (
+    DEFAULT_BASE_URL,
     AsyncClient,
     AuthenticationError,
     ConfigurationError,
-    DEFAULT_BASE_URL,
     __version__,
 )
 from holysheep_async.testing import MockServer
@@ -136,7 +136,9 @@ async def test_plain_http_to_a_remote_host_is_refused_unless_allowed() -> None:
             await client.chat.create(model="m", messages=[{"role": "user", "content": "x"}])
         assert calls == []
         allowed = AsyncClient(
-            api_key="k", base_url="http://relay.example/v1", http_client=http,
+            api_key="k",
+            base_url="http://relay.example/v1",
+            http_client=http,
             allow_insecure_http=True,
         )
         await allowed.chat.create(model="m", messages=[{"role": "user", "content": "x"}])

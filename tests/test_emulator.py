@@ -47,7 +47,9 @@ async def test_routing_errors(server: MockServer) -> None:
         unknown = await http.get("/v1/nothing-here")
         wrong_method = await http.get("/v1/chat/completions")
         bad_json = await http.post(
-            "/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"}
+            "/v1/chat/completions",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
         )
         no_messages = await http.post("/v1/chat/completions", json={"model": "m"})
     assert unknown.status_code == 404
@@ -71,7 +73,7 @@ async def test_answer_length_follows_max_tokens(server: MockServer) -> None:
 
 
 def _events(raw: str) -> list[str]:
-    return [block[len("data: "):] for block in raw.split("\n\n") if block.startswith("data: ")]
+    return [block[len("data: ") :] for block in raw.split("\n\n") if block.startswith("data: ")]
 
 
 async def test_stream_is_shaped_like_openai(server: MockServer) -> None:
@@ -90,9 +92,7 @@ async def test_stream_is_shaped_like_openai(server: MockServer) -> None:
     chunks = [json.loads(d) for d in data[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
-    text = "".join(
-        c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
-    )
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
     assert text == answer_text(MESSAGES, 5)
     finish = [c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
     assert len(finish) == 1 and finish[0]["choices"][0]["finish_reason"] == "stop"
@@ -136,8 +136,18 @@ def test_sync_use_and_restart_rules() -> None:
 
 def test_holysheep_serve_command() -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "holysheep_async", "serve", "--port", "0", "--ttft", "0",
-         "--itl", "0"],
+        [
+            sys.executable,
+            "-m",
+            "holysheep_async",
+            "serve",
+            "--port",
+            "0",
+            "--ttft",
+            "0",
+            "--itl",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

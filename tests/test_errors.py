@@ -29,7 +29,9 @@ pytestmark = pytest.mark.anyio
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-def _response(status: int, body: Any = None, *, text: str | None = None, **headers: str) -> httpx.Response:
+def _response(
+    status: int, body: Any = None, *, text: str | None = None, **headers: str
+) -> httpx.Response:
     request = httpx.Request("POST", "https://api.example/v1/chat/completions")
     if text is not None:
         return httpx.Response(status, text=text, headers=headers, request=request)
@@ -73,8 +75,14 @@ def test_openai_body_parts_are_kept() -> None:
     err = make_status_error(
         _response(
             400,
-            {"error": {"message": "bad temperature", "type": "invalid_request_error",
-                       "param": "temperature", "code": "invalid_value"}},
+            {
+                "error": {
+                    "message": "bad temperature",
+                    "type": "invalid_request_error",
+                    "param": "temperature",
+                    "code": "invalid_value",
+                }
+            },
             **{"x-request-id": "req_abc"},
         )
     )
@@ -108,10 +116,27 @@ def test_relay_body_without_error_wrapper() -> None:
 @pytest.mark.parametrize(
     ("status", "body"),
     [
-        (403, {"error": {"message": "用户额度不足, 剩余额度: $0.00", "type": "new_api_error", "code": ""}}),
+        (
+            403,
+            {
+                "error": {
+                    "message": "用户额度不足, 剩余额度: $0.00",
+                    "type": "new_api_error",
+                    "code": "",
+                }
+            },
+        ),
         (403, {"error": {"message": "token quota is not enough", "code": "insufficient_quota"}}),
-        (429, {"error": {"message": "You exceeded your current quota, please check your plan",
-                         "type": "insufficient_quota", "code": "insufficient_quota"}}),
+        (
+            429,
+            {
+                "error": {
+                    "message": "You exceeded your current quota, please check your plan",
+                    "type": "insufficient_quota",
+                    "code": "insufficient_quota",
+                }
+            },
+        ),
     ],
 )
 def test_exhausted_quota_is_its_own_error(status: int, body: Any) -> None:
@@ -122,12 +147,15 @@ def test_exhausted_quota_is_its_own_error(status: int, body: Any) -> None:
     assert isinstance(err, RateLimitError)
 
 
-async def test_quota_exhausted_is_not_retried(
-    client: AsyncClient, server: MockServer
-) -> None:
+async def test_quota_exhausted_is_not_retried(client: AsyncClient, server: MockServer) -> None:
     before = len(server.requests)
-    server.inject("status", status=429, code="insufficient_quota",
-                  message="You exceeded your current quota", times=5)
+    server.inject(
+        "status",
+        status=429,
+        code="insufficient_quota",
+        message="You exceeded your current quota",
+        times=5,
+    )
     with pytest.raises(QuotaExceededError):
         await client.chat.create(model="m", messages=MESSAGES)
     assert len(server.requests) - before == 1
@@ -141,8 +169,11 @@ def test_empty_body() -> None:
 
 async def test_html_with_200_is_an_invalid_response(server: MockServer) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, text="<html><title>Login</title></html>",
-                              headers={"content-type": "text/html", "x-request-id": "r1"})
+        return httpx.Response(
+            200,
+            text="<html><title>Login</title></html>",
+            headers={"content-type": "text/html", "x-request-id": "r1"},
+        )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
         client = AsyncClient(api_key="k", base_url="https://relay.example/v1", http_client=http)
