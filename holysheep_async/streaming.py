@@ -455,9 +455,9 @@ class ChatStream:
             if self._drop_stream_options(exc):
                 await self._open()
                 return
-            raise self._open_failed(exc) from None
+            raise self._open_failed(exc) from exc
         except HolySheepError as exc:
-            raise self._open_failed(exc) from None
+            raise self._open_failed(exc) from exc
         self._retries_used += reply.attempts - 1
         self.metrics.attempts += reply.attempts
         self.metrics.queued += reply.permit.waited
@@ -484,8 +484,7 @@ class ChatStream:
         if original is None:
             return error
         # The follow-up request of a resume failed: what the caller needs to know
-        # is that the stream broke (with its partial text); the resume failure is the note.
-        original.__cause__ = error
+        # is that the stream broke (with its partial text); the resume failure is the cause.
         log.warning("resuming the stream failed: %s", error)
         return self._with_partial(original)
 

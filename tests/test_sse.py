@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from holysheep_async.sse import SSEDecoder, SSEError, ServerSentEvent
+from holysheep_async.sse import ServerSentEvent, SSEDecoder, SSEError
 
 
 def decode(*reads: bytes) -> list[tuple[str, str, str, int | None]]:
@@ -155,7 +155,7 @@ def test_any_split_gives_the_same_events(
     raw = _serialize(events, eol, space, pings)
     expected = [(name or "message", "\n".join(lines)) for name, lines, _ in events]
     points = sorted({c % (len(raw) + 1) for c in cuts})
-    reads = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)])]
+    reads = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
     got = [(name, data) for name, data, _, _ in decode(*reads)]
     assert got == expected
     assert [(n, d) for n, d, _, _ in decode(raw)] == expected

@@ -384,11 +384,18 @@ async def _apply_fault(
         await responder.write(sep + b'{"id": "broken", "choices": [' + end)
         await responder.end()
     elif kind == "error":
+        code = fault.code or "overloaded"
+        if code in ("overloaded", "server_error"):
+            etype = "server_error"
+        elif "rate" in code:
+            etype = "rate_limit_error"
+        else:
+            etype = "invalid_request_error"
         err = {
             "error": {
                 "message": fault.message or "The server is overloaded, please try again later.",
-                "type": "server_error",
-                "code": fault.code or "overloaded",
+                "type": etype,
+                "code": code,
             }
         }
         await responder.write(sep + json.dumps(err).encode() + end)
