@@ -154,10 +154,10 @@ def _answer(server: MockServer, body: dict[str, Any], choice: int) -> list[str]:
             said += full[k]
             k += 1
         if said.startswith(prefix):
-            rest = [said[len(prefix) :]] if len(said) > len(prefix) else []
-            rest += full[k:]
+            # A prefix that ends inside a token gets the rest of that token first.
+            piece = [said[len(prefix) :]] if len(said) > len(prefix) else []
             count = limit if limit is not None else max(0, server.tokens - k)
-            return rest[:count]
+            return piece + full[k : k + count]
     return answer_tokens(messages, limit or server.tokens, choice)
 
 
