@@ -564,25 +564,22 @@ class ChatStream:
         try:
             for event in events:
                 data = event.data
-                if data == "[DONE]":
-                    self._done_seen = True
-                    self._eof = True
-                    break
                 name = event.event
                 if name != "message":
                     if name in _PING_EVENTS:
                         continue
                     if name == "error":
                         raise self._error_object(data)
-                if not data or data.isspace():
-                    continue  # an empty data line: a keep-alive
-                try:
-                    obj = from_json(data)
-                except ValueError:
+                if data[:1] != "{":
                     if data.strip() == "[DONE]":
                         self._done_seen = True
                         self._eof = True
                         break
+                    if not data or data.isspace():
+                        continue  # an empty data line: a keep-alive
+                try:
+                    obj = from_json(data)
+                except ValueError:
                     for one in self._lenient(data):
                         out.append((one, take(one, data)))
                     continue
@@ -592,6 +589,7 @@ class ChatStream:
                 raise
             # Deliver what came before the error first; raise it on the next read.
             self._pending_error = exc
+        self.metrics.chunks += len(out)
         return out
 
     def _lenient(self, data: str) -> list[Any]:
@@ -614,7 +612,6 @@ class ChatStream:
             raise self._malformed(data, "not a JSON object")
         if obj.get("error"):
             raise self._error_object(data)
-        self.metrics.chunks += 1
         if self.id is None:
             self.id = obj.get("id")
             self.model = obj.get("model")
