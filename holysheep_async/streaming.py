@@ -466,13 +466,17 @@ class ChatStream:
         ctype = response.headers.get("content-type", "").lower()
         if "html" in ctype:
             # A captive portal or a relay's error page answered 200.
+            error: HolySheepError
             try:
                 await response.aread()
-            except httpx.HTTPError:
-                pass
+                error = invalid_response(response, "an event stream (text/event-stream)")
+            except httpx.HTTPError as exc:
+                error = APIConnectionError(
+                    f"The connection broke reading an HTML answer ({type(exc).__name__})"
+                    f"{self._rid()}"
+                )
             finally:
                 await self._close_reply()
-            error = invalid_response(response, "an event stream (text/event-stream)")
             raise self._open_failed(error)
         self._json_body = "json" in ctype
         self._bytes = None if self._json_body else response.aiter_bytes()
