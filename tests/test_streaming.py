@@ -6,6 +6,7 @@ test needs a byte-exact server reply split across network reads.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -667,3 +668,31 @@ async def test_html_page_with_status_200_is_an_invalid_response(relay: Any) -> N
 async def test_non_object_event_is_malformed(relay: Any) -> None:
     with pytest.raises(StreamError, match="not a JSON object"):
         await run_against(relay, sse_reply([b"data: [1, 2]\n\n"]))
+
+
+class PingsForever(httpx.AsyncByteStream):
+    """Some text, then keep-alives of every kind and never another data event."""
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"data: " + chunk("so far") + b"\n\n"
+        while True:
+            yield b": ping\n\nevent: ping\ndata: {}\n\ndata:\n\n"
+            await anyio.sleep(0.01)
+
+
+async def test_no_kind_of_keep_alive_resets_the_idle_timeout(relay: Any) -> None:
+    headers = {"content-type": "text/event-stream"}
+    reply = httpx.Response(200, headers=headers, stream=PingsForever())
+    with anyio.fail_after(20), pytest.raises(StreamIdleTimeout) as info:
+        await run_against(relay, reply, idle_timeout=0.2)
+    assert info.value.partial_text == "so far"
+
+
+async def test_gzip_encoded_stream_is_decoded(relay: Any) -> None:
+    raw = gzip.compress(b"data: " + chunk("zipped", "stop") + b"\n\ndata: [DONE]\n\n")
+    reply = httpx.Response(
+        200,
+        headers={"content-type": "text/event-stream", "content-encoding": "gzip"},
+        stream=Reads([raw[:10], raw[10:]]),
+    )
+    assert await run_against(relay, reply) == ["zipped"]
