@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
 from .errors import invalid_response
 from .limits import estimate_tokens
 from .models import ChatCompletion
-from .streaming import ChatStream
+from .streaming import RESUME_STRATEGIES, ChatStream, ResumeStrategy
 
 if TYPE_CHECKING:
     from ._requester import Requester
@@ -71,15 +72,72 @@ class Chat:
         model: str,
         messages: Iterable[Mapping[str, Any]],
         include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        resume: bool | str | ResumeStrategy = False,
+        extra_headers: Mapping[str, str] | None = None,
         **params: Any,
     ) -> ChatStream:
-        """A streamed chat completion (see :class:`ChatStream`).
+        """A streamed chat completion (see :class:`ChatStream`); nothing is sent until iterated.
+
+        >>> async with client.chat.stream(model=m, messages=msgs) as stream:  # doctest: +SKIP
+        ...     async for text in stream:
+        ...         print(text, end="", flush=True)
 
         ``stream_options.include_usage`` is requested unless ``include_usage=False``
-        or ``stream_options`` is given; servers that ignore it still work.
+        or ``stream_options`` is given; servers that ignore it still work (``usage``
+        stays None), and one that rejects it with a 400 is asked again without it.
+        ``idle_timeout``: the longest silence between data events for this call
+        (default: the client's ``stream_idle_timeout``; None: no limit).
+        ``resume``: after a drop, stall or cut that follows some text, continue the
+        answer with a follow-up request that carries the text as an assistant
+        prefix: ``True`` / ``"assistant"``, ``"prefix"`` (DeepSeek, Mistral),
+        ``"vllm"`` (vLLM, SGLang), or your own ``(body, partial_text) -> body``.
+        Only for servers that continue a prefix (not OpenAI's API), and with ``n=1``.
+        ``extra_headers``: sent with this request only.
         """
+        if params.get("stream") is False:
+            raise ValueError("chat.stream always streams: use client.chat.create(...)")
         body = _body(model, messages, params)
         body["stream"] = True
-        if include_usage and "stream_options" not in body:
+        by_default = include_usage and "stream_options" not in body
+        if by_default:
             body["stream_options"] = {"include_usage": True}
-        return ChatStream(self._requester, body, tokens=estimate_tokens(body))
+        if idle_timeout == "client":
+            idle: float | None = self._requester.stream_idle_timeout
+        elif idle_timeout is None or (
+            isinstance(idle_timeout, (int, float))
+            and not isinstance(idle_timeout, bool)
+            and math.isfinite(idle_timeout)
+            and idle_timeout > 0
+        ):
+            idle = idle_timeout
+        else:
+            raise ValueError(f"idle_timeout must be a number > 0 or None, got {idle_timeout!r}")
+        strategy: ResumeStrategy | None
+        if resume is False:
+            strategy = None
+        elif resume is True:
+            strategy = RESUME_STRATEGIES["assistant"]
+        elif isinstance(resume, str):
+            if resume not in RESUME_STRATEGIES:
+                raise ValueError(
+                    f"unknown resume strategy {resume!r}; one of {sorted(RESUME_STRATEGIES)}"
+                    " or a callable (body, partial_text) -> body"
+                )
+            strategy = RESUME_STRATEGIES[resume]
+        elif callable(resume):
+            strategy = resume
+        else:
+            raise TypeError(f"resume must be a bool, a strategy name or a callable, got {resume!r}")
+        n = body.get("n")
+        if strategy is not None and isinstance(n, int) and n > 1:
+            raise ValueError("resume works with one choice only (n=1)")
+        return ChatStream(
+            self._requester,
+            body,
+            tokens=estimate_tokens(body),
+            idle_timeout=idle,
+            resume=strategy,
+            headers=extra_headers,
+            usage_by_default=by_default,
+        )

@@ -7,9 +7,10 @@ Follows the WHATWG event-stream rules, plus what real servers send:
 - ``:`` comment lines (keep-alive pings) are counted in ``comments`` but are
   not events, so a caller can tell a ping from data;
 - several ``data:`` lines in one event are joined with ``\\n``;
-- ``event:``, ``id:`` and ``retry:`` fields;
+- ``event:``, ``id:`` and ``retry:`` fields; a UTF-8 byte order mark at the start;
 - multi-byte UTF-8 characters split across reads: the decoder works on bytes
-  and decodes an event's data only once the event is complete;
+  and decodes an event's data only once the event is complete (bytes that are
+  not UTF-8 become U+FFFD rather than an exception);
 - a last event not followed by a blank line is still delivered by ``flush()``
   (servers that close right after ``data: [DONE]``).
 
@@ -18,50 +19,121 @@ Example::
     decoder = SSEDecoder()
     for event in decoder.feed(b"data: hello\\n\\n"):
         print(event.data)          # hello
+    decoder.flush()                # at the end of the stream
 """
 
 from __future__ import annotations
 
 from httpx_sse import ServerSentEvent
 
-__all__ = ["SSEDecoder", "ServerSentEvent"]
+__all__ = ["SSEDecoder", "SSEError", "ServerSentEvent"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class SSEError(ValueError):
+    """The byte stream cannot be an event stream (a line longer than ``max_line``)."""
 
 
 class SSEDecoder:
-    """Incremental SSE decoder. ``feed(bytes)`` returns the events completed by those bytes."""
+    """Incremental SSE decoder. ``feed(bytes)`` returns the events completed by those bytes.
 
-    __slots__ = ("_data", "_event", "_id", "_line", "_retry", "_skip_lf", "comments")
+    ``max_line``: the longest line accepted, in bytes (a server that never sends
+    a line end would otherwise grow the buffer without bound).
+    """
 
-    def __init__(self) -> None:
-        self._line = b""  # an incomplete line carried over from the last read
+    __slots__ = (
+        "_data",
+        "_event",
+        "_id",
+        "_max_line",
+        "_pending",
+        "_pending_size",
+        "_retry",
+        "_skip_lf",
+        "_started",
+        "comments",
+    )
+
+    def __init__(self, *, max_line: int = 16 * 1024 * 1024) -> None:
+        # Pieces of a line not finished yet (kept as a list: a long line arriving in
+        # many small reads is joined once, not copied at every read).
+        self._pending: list[bytes] = []
+        self._pending_size = 0
         self._skip_lf = False  # the last read ended in CR: an LF starting the next is its pair
+        self._started = False  # a BOM is only skipped at the very start
         self._data: list[bytes] = []
         self._event = ""
         self._id = ""
         self._retry: int | None = None
+        self._max_line = max_line
         #: Comment lines seen so far (pings).
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        if not chunk:
+            return []
+        if not self._started:
+            chunk = self._start(chunk)
+            if not chunk:
+                return []
         if self._skip_lf:
             self._skip_lf = False
-            if chunk[:1] == b"\n":
+            if chunk[0] == 10:  # b"\n"
                 chunk = chunk[1:]
-        if self._line:
-            chunk = self._line + chunk
+                if not chunk:
+                    return []
         if b"\r" in chunk:
-            self._skip_lf = chunk.endswith(b"\r")
+            self._skip_lf = chunk[-1] == 13  # b"\r"
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        elif b"\n" not in chunk:
+            self._hold(chunk)
+            return []
+        if self._pending:
+            self._pending.append(chunk)
+            chunk = b"".join(self._pending)
+            self._pending = []
+            self._pending_size = 0
         lines = chunk.split(b"\n")
-        self._line = lines.pop()
+        last = lines.pop()
+        if last:
+            self._hold(last)
         return self._lines(lines)
+
+    def _start(self, chunk: bytes) -> bytes:
+        # The BOM may itself arrive split across reads.
+        head = b"".join(self._pending) + chunk if self._pending else chunk
+        if len(head) < 3 and _BOM.startswith(head):
+            self._pending = [head]
+            self._pending_size = len(head)
+            return b""
+        self._pending = []
+        self._pending_size = 0
+        self._started = True
+        return head[3:] if head.startswith(_BOM) else head
+
+    def _hold(self, piece: bytes) -> None:
+        self._pending_size += len(piece)
+        if self._pending_size > self._max_line:
+            self._pending = []
+            self._pending_size = 0
+            raise SSEError(
+                f"an event-stream line longer than {self._max_line} bytes without a line end"
+            )
+        self._pending.append(piece)
 
     def _lines(self, lines: list[bytes]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
+        data = self._data
         for line in lines:
+            # The hot path: "data: {...}" then a blank line.
+            if line[:5] == b"data:":
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+                continue
             if not line:
-                if self._data:
+                if data:
                     events.append(self._dispatch())
+                    data = self._data
                 else:
                     # An event without data is not dispatched; its fields reset.
                     self._event = ""
@@ -73,8 +145,8 @@ class SSEDecoder:
             field, sep, value = line.partition(b":")
             if sep and value[:1] == b" ":
                 value = value[1:]
-            if field == b"data":
-                self._data.append(value)
+            if field == b"data":  # "data" alone on its line: an empty data field
+                data.append(value)
             elif field == b"event":
                 self._event = value.decode("utf-8", "replace")
             elif field == b"id":
@@ -87,12 +159,7 @@ class SSEDecoder:
 
     def _dispatch(self) -> ServerSentEvent:
         raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = ServerSentEvent(
-            event=self._event or "message",
-            data=raw.decode("utf-8", "replace"),
-            id=self._id,
-            retry=self._retry,
-        )
+        event = ServerSentEvent(self._event, raw.decode("utf-8", "replace"), self._id, self._retry)
         self._data = []
         self._event = ""
         self._retry = None
@@ -100,10 +167,13 @@ class SSEDecoder:
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream: deliver a last event that was not followed by a blank line."""
-        lines = [self._line] if self._line else []
-        self._line = b""
+        lines = [b"".join(self._pending)] if self._pending else []
+        if not self._started and lines and _BOM.startswith(lines[0]):
+            lines = []
+        self._pending = []
+        self._pending_size = 0
         self._skip_lf = False
-        events = self._lines(lines)
+        events = self._lines(lines) if lines else []
         if self._data:
             events.append(self._dispatch())
         return events

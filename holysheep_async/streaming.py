@@ -10,73 +10,150 @@ async iterator of text deltas and an async context manager::
 
 What it guarantees:
 
-- Failures before the first text delta (connection errors, timeouts, 429,
-  5xx, an "overloaded" error object inside the stream) are retried under the
-  client's retry policy, invisibly.
-- After text was yielded nothing is retried silently and nothing is yielded
-  twice: the error raised carries ``partial_text``.
-- ``stream_idle_timeout`` bounds the silence between data events; pings and
-  comments do not reset it. A stall raises :class:`StreamIdleTimeout`.
+- Failures before anything was yielded (connection errors, timeouts, 429,
+  5xx, a stall, an "overloaded" or "rate limited" error object inside the
+  stream, a stream cut short) are retried under the client's retry policy,
+  invisibly. One budget (``max_retries``) covers both the retries of the
+  request and the retries of the stream.
+- After something was yielded nothing is retried silently and nothing is
+  yielded twice: the error raised carries ``partial_text``. With
+  ``resume=...`` a broken stream is continued by a follow-up request that
+  sends the partial answer as an assistant prefix (see :data:`RESUME_STRATEGIES`).
+- The idle timeout bounds the silence between data events, counted from the
+  response headers; pings and comments do not reset it. A stall raises
+  :class:`StreamIdleTimeout`.
 - A stream that ends with neither ``[DONE]`` nor a finish reason raises
-  :class:`IncompleteStreamError`: never a silently shorter answer.
+  :class:`IncompleteStreamError`: never a silently shorter answer. One that
+  has the finish reason but no ``[DONE]`` is complete: ``stream.done`` stays
+  False and a warning is logged.
 - Leaving ``async with``, breaking out of the loop, or cancelling the
-  enclosing scope closes the HTTP response.
+  enclosing scope closes the HTTP response. (Without ``async with``, a loop
+  left early is closed when the iterator is garbage collected: at once on
+  CPython under asyncio; trio does it too but warns. Use ``async with``.)
+
+The text path builds no pydantic object per chunk: one JSON decode and a few
+dict lookups. :meth:`ChatStream.chunks` validates each chunk into a
+:class:`ChatCompletionChunk`, which costs more.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import math
 import re
 import time
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
+from pydantic import ValidationError
 from pydantic_core import from_json
 
 from .errors import (
+    _QUOTA_WORDS,
     APIConnectionError,
     APITimeoutError,
+    BadRequestError,
     HolySheepError,
     IncompleteStreamError,
-    InternalServerError,
-    RateLimitError,
     StreamError,
     StreamIdleTimeout,
+    describe_error_body,
+    invalid_response,
 )
-from .errors import describe_error_body as _describe
 from .models import ChatCompletionChunk, Usage
-from .sse import SSEDecoder
+from .sse import ServerSentEvent, SSEDecoder, SSEError
 
 if TYPE_CHECKING:
     from ._requester import Reply, Requester
 
-__all__ = ["ChatStream", "StreamMetrics"]
+__all__ = ["RESUME_STRATEGIES", "ChatStream", "ResumeStrategy", "StreamMetrics"]
 
+log = logging.getLogger("holysheep_async")
+
+#: ``(original request body, text received so far) -> body of the follow-up request``.
+ResumeStrategy = Callable[[dict[str, Any], str], dict[str, Any]]
+
+_Item = tuple[dict[str, Any], str | None]
+
+# Words of an error object inside a stream that make it safe to try again.
 _RETRYABLE_IN_STREAM = re.compile(
-    r"overload|rate.?limit|too many requests|capacity|try again|server.?error|unavailable|busy",
+    r"overload|rate.?limit|too many requests|capacity|temporar|unavailable|server.?error"
+    r"|internal.?error|try again|busy|timed? ?out",
     re.IGNORECASE,
 )
+_RETRYABLE_CODES = frozenset({"408", "409", "429", "500", "502", "503", "504", "529"})
+# Named events that are keep-alives, not chunks (some relays send "event: ping").
+_PING_EVENTS = frozenset({"ping", "keepalive", "keep-alive", "heartbeat"})
+# Code of the StreamError for an event that is not a JSON object: never retried.
+MALFORMED = "malformed_event"
+# After [DONE], how long to wait for the end of the HTTP body so that the
+# connection can go back to the pool (normally it is already there).
+_DRAIN_GRACE = 0.5
+
+
+def _assistant_prefix(body: dict[str, Any], partial: str) -> dict[str, Any]:
+    messages = [*body["messages"], {"role": "assistant", "content": partial}]
+    return {**body, "messages": messages}
+
+
+def _prefix_flag(body: dict[str, Any], partial: str) -> dict[str, Any]:
+    messages = [*body["messages"], {"role": "assistant", "content": partial, "prefix": True}]
+    return {**body, "messages": messages}
+
+
+def _vllm(body: dict[str, Any], partial: str) -> dict[str, Any]:
+    new = _assistant_prefix(body, partial)
+    new["continue_final_message"] = True
+    new["add_generation_prompt"] = False
+    return new
+
+
+#: Built-in ways to continue a broken answer (``resume=`` of ``chat.stream``):
+#:
+#: ``"assistant"`` (also ``resume=True``): the partial answer as a last
+#: ``assistant`` message. Servers that treat a trailing assistant message as a
+#: prefill continue it (Anthropic's OpenAI-compatible API, llama.cpp, the emulator).
+#: ``"prefix"``: the same message with ``"prefix": true`` (DeepSeek's beta
+#: endpoint, Mistral). ``"vllm"``: the same message plus
+#: ``continue_final_message=true, add_generation_prompt=false`` (vLLM, SGLang).
+#: OpenAI's own API does not continue a prefix: it starts a new answer, so do
+#: not use resume there.
+RESUME_STRATEGIES: dict[str, ResumeStrategy] = {
+    "assistant": _assistant_prefix,
+    "prefix": _prefix_flag,
+    "vllm": _vllm,
+}
 
 
 @dataclass
 class StreamMetrics:
     """Timings of one stream.
 
-    ``ttft``: seconds from sending the request to the first text delta (retries
-    before the first token included). ``total``: to the end of the stream.
-    ``chunks``: data events received. ``tokens``: completion tokens (from
-    ``usage`` when the server sent it, else the number of text deltas).
-    ``tokens_per_s``: tokens over the time after the first token.
-    ``gaps``: seconds between consecutive text deltas. ``attempts``: requests sent.
+    ``ttft``: seconds from sending the request to the first text delta
+    (retries before the first token included; time spent queued behind the
+    client's own rpm / tpm / concurrency limits is not, it is ``queued``).
+    ``total``: from sending the request to the end of the stream.
+    ``chunks``: data events received. ``deltas``: text deltas yielded.
+    ``tokens``: completion tokens (from ``usage`` when the server sent it, else
+    the number of text deltas). ``tokens_per_s``: tokens over the time after the
+    first token. ``gaps``: seconds between consecutive text deltas.
+    ``attempts``: requests sent; ``resumes``: follow-up requests that continued
+    a broken answer.
     """
 
     ttft: float | None = None
     total: float | None = None
     chunks: int = 0
+    deltas: int = 0
     tokens: int = 0
     attempts: int = 0
+    resumes: int = 0
+    queued: float = 0.0
     gaps: list[float] = field(default_factory=list)
 
     @property
@@ -88,59 +165,161 @@ class StreamMetrics:
 
     @property
     def max_gap(self) -> float:
+        """The longest wait between two text deltas (0.0 with fewer than two)."""
         return max(self.gaps, default=0.0)
 
 
-def _retryable_stream_error(error: StreamError) -> bool:
-    text = f"{error.code or ''} {error.message}"
-    return bool(_RETRYABLE_IN_STREAM.search(text))
+def _stream_error_retryable(error: StreamError) -> bool:
+    if error.code == MALFORMED:
+        return False
+    etype = ""
+    body = error.body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        if isinstance(inner, dict):
+            etype = str(inner.get("type") or "")
+    text = f"{error.code or ''} {etype} {error.message}"
+    if _QUOTA_WORDS.search(text):
+        return False
+    return error.code in _RETRYABLE_CODES or bool(_RETRYABLE_IN_STREAM.search(text))
+
+
+def _retryable(error: HolySheepError) -> bool:
+    if isinstance(error, IncompleteStreamError):
+        return True
+    if isinstance(error, StreamError):
+        return _stream_error_retryable(error)
+    return isinstance(error, APIConnectionError)
+
+
+def _drop_none(obj: dict[str, Any]) -> dict[str, Any]:
+    # Relays send null where OpenAI sends a value ("id": null, "choices": null).
+    return {k: v for k, v in obj.items() if v is not None}
 
 
 class ChatStream:
-    """One streamed chat completion. See the module docstring."""
+    """One streamed chat completion. See the module docstring.
 
-    def __init__(self, requester: Requester, body: dict[str, Any], *, tokens: int) -> None:
+    Attributes: ``text`` (first choice, so far), ``finish_reason``, ``usage``,
+    ``metrics``, ``id``, ``model``, ``done`` (the server sent ``[DONE]``),
+    ``response`` (the current ``httpx.Response``).
+    """
+
+    def __init__(
+        self,
+        requester: Requester,
+        body: dict[str, Any],
+        *,
+        tokens: int,
+        idle_timeout: float | None,
+        resume: ResumeStrategy | None = None,
+        headers: Mapping[str, str] | None = None,
+        usage_by_default: bool = False,
+    ) -> None:
         self._requester = requester
         self._body = body
+        self._next_body = body
         self._tokens = tokens
+        self._idle = idle_timeout
+        self._resume = resume
+        self._headers = dict(headers) if headers else None
+        self._usage_by_default = usage_by_default
+        n = body.get("n")
+        self._n = n if isinstance(n, int) and n > 1 else 1
+        # The response being read.
         self._reply: Reply | None = None
-        self._started = False
+        self._bytes: AsyncIterator[bytes] | None = None
+        self._decoder = SSEDecoder()
+        self._json_body = False
+        self._deadline = math.inf
+        self._eof = False
+        self._done_seen = False
+        self._broke_after_finish = False
+        self._pending_error: HolySheepError | None = None
+        # Iteration.
+        self._gen: AsyncGenerator[Any, None] | None = None
+        self._gen_ref: weakref.ref[AsyncGenerator[Any, None]] | None = None
+        self._entered = False
+        self._iterated = False
+        self._closed = False
+        self._complete = False
+        self._yielded = False
+        self._tool_calls = False
+        self._retries_used = 0
+        self._resuming_from: HolySheepError | None = None
+        self._deltas_before = 0
+        self._t0: float | None = None
+        self._last_text = 0.0
+        # What the stream said.
         self._parts: list[str] = []
-        self._new_text = False
-        self.finish_reason: str | None = None
-        self.usage: Usage | None = None
-        self.metrics = StreamMetrics()
-        self.model: str | None = None
+        self._finish: dict[int, str] = {}
+        self._usage_raw: Any = None
+        self._usage: Usage | None = None
         self.id: str | None = None
+        self.model: str | None = None
+        self.done = False
+        self.metrics = StreamMetrics()
 
     # -- public surface ---------------------------------------------------------
 
     async def __aenter__(self) -> ChatStream:
+        self._entered = True
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[str]:
-        return self._texts()
+        return self._begin(self._texts())
 
     def chunks(self) -> AsyncIterator[ChatCompletionChunk]:
-        """The stream as typed chunks (all choices, tool-call deltas, usage, logprobs)."""
-        return self._typed_chunks()
+        """The stream as typed chunks: all choices, tool-call deltas, logprobs, the usage chunk.
+
+        >>> async with client.chat.stream(model=m, messages=msgs, n=2) as s:  # doctest: +SKIP
+        ...     async for chunk in s.chunks():
+        ...         for choice in chunk.choices:
+        ...             print(choice.index, choice.delta.content)
+        """
+        return self._begin(self._typed_chunks())
 
     async def aclose(self) -> None:
         """Close the HTTP response now (idempotent)."""
-        reply, self._reply = self._reply, None
-        if reply is not None:
+        self._closed = True
+        gen = self._gen
+        if gen is None and self._gen_ref is not None:
+            gen = self._gen_ref()
+        self._gen = None
+        self._gen_ref = None
+        if gen is not None and not getattr(gen, "ag_running", False):
             with anyio.CancelScope(shield=True):
-                await reply.aclose()
+                await gen.aclose()
+        await self._close_reply()
 
     @property
     def text(self) -> str:
-        """The text of the first choice received so far."""
-        if len(self._parts) > 1:
-            self._parts = ["".join(self._parts)]
-        return self._parts[0] if self._parts else ""
+        """The text of the first choice yielded so far."""
+        parts = self._parts
+        if len(parts) > 1:
+            joined = "".join(parts)
+            parts.clear()
+            parts.append(joined)
+        return parts[0] if parts else ""
+
+    @property
+    def finish_reason(self) -> str | None:
+        """The first choice's finish reason ("stop", "length", ...), None until known."""
+        return self._finish.get(0)
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token usage, when the server sent it (it is asked for unless ``include_usage=False``)."""
+        if self._usage is None and self._usage_raw is not None:
+            try:
+                self._usage = Usage.model_validate(self._usage_raw)
+            except ValidationError:
+                log.warning("ignoring a malformed usage object: %.200r", self._usage_raw)
+                self._usage_raw = None
+        return self._usage
 
     @property
     def response(self) -> httpx.Response | None:
@@ -155,193 +334,499 @@ class ChatStream:
 
     # -- iteration --------------------------------------------------------------
 
-    async def _texts(self) -> AsyncIterator[str]:
-        async for obj in self._run():
-            choices = obj.get("choices")
-            if not choices:
-                continue
-            for choice in choices:
-                if choice.get("index", 0) == 0:
-                    delta = choice.get("delta")
-                    content = delta.get("content") if delta else None
-                    if content:
-                        yield content
-
-    async def _typed_chunks(self) -> AsyncIterator[ChatCompletionChunk]:
-        async for obj in self._run():
-            yield ChatCompletionChunk.model_validate(obj)
-
-    async def _run(self) -> AsyncIterator[dict[str, Any]]:
-        if self._started:
+    def _begin(self, gen: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
+        if self._iterated:
             raise RuntimeError("a ChatStream can be iterated only once")
-        self._started = True
-        requester = self._requester
-        policy = requester.retry
-        retries_left = policy.max_retries
-        start = time.perf_counter()
-        last_text_at = 0.0
+        if self._closed:
+            raise RuntimeError("this ChatStream is closed")
+        self._iterated = True
+        # Inside `async with`, the stream owns the generator and closes it in
+        # __aexit__. Iterated bare, only the loop holds it, so a loop left early
+        # frees it at once and the event loop's finalizer closes the response.
+        if self._entered:
+            self._gen = gen
+        else:
+            self._gen_ref = weakref.ref(gen)
+        return gen
+
+    async def _texts(self) -> AsyncGenerator[str, None]:
+        parts = self._parts
+        metrics = self.metrics
+        gaps = metrics.gaps
+        clock = time.perf_counter
         try:
             while True:
-                reply = await requester.request(
-                    "POST",
-                    "/chat/completions",
-                    json=self._body,
-                    tokens=self._tokens,
-                    stream=True,
-                    max_retries=retries_left,
-                )
-                retries_left -= reply.attempts - 1
-                self.metrics.attempts += reply.attempts
-                self._reply = reply
-                try:
-                    async for obj in self._read(reply.response):
-                        if self._new_text:
-                            now = time.perf_counter()
-                            if self.metrics.ttft is None:
-                                self.metrics.ttft = now - start
-                            else:
-                                self.metrics.gaps.append(now - last_text_at)
-                            last_text_at = now
-                        yield obj
-                    break
-                except (APIConnectionError, StreamError) as exc:
-                    if self._parts or retries_left <= 0 or not self._retryable(exc):
-                        if self._parts:
-                            exc.partial_text = self.text
-                        raise
-                    retries_left -= 1
-                    await self.aclose()
-                    await requester.sleep(policy.backoff(policy.max_retries - retries_left))
-            self.metrics.total = time.perf_counter() - start
-            if self.usage is not None and self.usage.completion_tokens:
-                self.metrics.tokens = self.usage.completion_tokens
-            if self.usage is not None:
-                reply.permit.reconcile(self.usage.total_tokens)
-                requester.record_usage(self.model or str(self._body.get("model")), self.usage)
+                batch = await self._next_batch()
+                if not batch:
+                    return
+                for _, text in batch:
+                    if text is not None:
+                        parts.append(text)
+                        now = clock()
+                        if self._last_text:
+                            gaps.append(now - self._last_text)
+                        else:
+                            self._first_text(now)
+                        self._last_text = now
+                        metrics.deltas += 1
+                        self._yielded = True
+                        yield text
         finally:
-            await self.aclose()
+            await self._close_reply()
 
-    @staticmethod
-    def _retryable(exc: HolySheepError) -> bool:
-        if isinstance(exc, StreamError) and not isinstance(exc, IncompleteStreamError):
-            return _retryable_stream_error(exc)
-        return isinstance(exc, (APIConnectionError, RateLimitError, InternalServerError))
-
-    async def _read(self, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-        """Decode one HTTP response into chunk dicts, updating the stream's state."""
-        idle = self._requester.stream_idle_timeout
-        decoder = SSEDecoder()
-        raw = response.aiter_raw()
-        done = False
-        deadline = time.monotonic() + idle if idle is not None else None
-        while True:
-            chunk = await self._next_bytes(raw, deadline)
-            events = decoder.feed(chunk) if chunk is not None else decoder.flush()
-            for event in events:
-                if done:
-                    continue
-                if idle is not None:
-                    deadline = time.monotonic() + idle
-                data = event.data
-                if data == "[DONE]":
-                    done = True
-                    continue
-                for obj in self._parse(data, event.event):
-                    self._apply(obj)
-                    yield obj
-            if chunk is None:
-                break
-        if not done and self.finish_reason is None:
-            raise IncompleteStreamError(
-                "The stream ended without 'data: [DONE]' or a finish reason: the answer may be cut"
-                f" short ({len(self.text)} characters received)",
-                partial_text=self.text or None,
-            )
-
-    async def _next_bytes(self, raw: AsyncIterator[bytes], deadline: float | None) -> bytes | None:
+    async def _typed_chunks(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+        validate = ChatCompletionChunk.model_validate
+        metrics = self.metrics
         try:
-            if deadline is None:
-                return await raw.__anext__()
-            with anyio.fail_after(max(0.0, deadline - time.monotonic())):
-                return await raw.__anext__()
+            while True:
+                batch = await self._next_batch()
+                if not batch:
+                    return
+                for obj, text in batch:
+                    try:
+                        chunk = validate(_drop_none(obj))
+                    except ValidationError as exc:
+                        raise self._with_partial(
+                            StreamError(
+                                f"A chunk does not have the shape of a chat.completion.chunk:"
+                                f" {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+                                f"{self._rid()}",
+                                body=obj,
+                                code=MALFORMED,
+                            )
+                        ) from None
+                    if text is not None:
+                        self._parts.append(text)
+                        now = time.perf_counter()
+                        if self._last_text:
+                            metrics.gaps.append(now - self._last_text)
+                        else:
+                            self._first_text(now)
+                        self._last_text = now
+                        metrics.deltas += 1
+                    self._yielded = True
+                    yield chunk
+        finally:
+            await self._close_reply()
+
+    def _first_text(self, now: float) -> None:
+        assert self._t0 is not None
+        self.metrics.ttft = now - self._t0 - self.metrics.queued
+
+    async def _next_batch(self) -> list[_Item]:
+        """The next chunks (with their first-choice text), [] at the end; retries and resumes."""
+        while True:
+            if self._closed:
+                raise RuntimeError("this ChatStream is closed")
+            if self._reply is None and self._pending_error is None:
+                if self._complete:
+                    return []
+                await self._open()
+            try:
+                if self._pending_error is not None:
+                    error, self._pending_error = self._pending_error, None
+                    raise error
+                batch = await self._read_batch()
+                if batch:
+                    return batch
+                await self._end_of_response()
+                return []
+            except HolySheepError as exc:
+                await self._close_reply()
+                await self._recover(exc)
+
+    # -- one attempt ------------------------------------------------------------
+
+    async def _open(self) -> None:
+        requester = self._requester
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+        try:
+            reply = await requester.request(
+                "POST",
+                "/chat/completions",
+                json=self._next_body,
+                tokens=self._tokens,
+                stream=True,
+                max_retries=max(0, requester.retry.max_retries - self._retries_used),
+                headers=self._headers,
+            )
+        except BadRequestError as exc:
+            if self._drop_stream_options(exc):
+                await self._open()
+                return
+            raise self._open_failed(exc) from exc
+        except HolySheepError as exc:
+            raise self._open_failed(exc) from exc
+        self._retries_used += reply.attempts - 1
+        self.metrics.attempts += reply.attempts
+        self.metrics.queued += reply.permit.waited
+        self._reply = reply
+        response = reply.response
+        ctype = response.headers.get("content-type", "").lower()
+        if "html" in ctype:
+            # A captive portal or a relay's error page answered 200.
+            error: HolySheepError
+            try:
+                await response.aread()
+                error = invalid_response(response, "an event stream (text/event-stream)")
+            except httpx.HTTPError as exc:
+                error = APIConnectionError(
+                    f"The connection broke reading an HTML answer ({type(exc).__name__})"
+                    f"{self._rid()}"
+                )
+            finally:
+                await self._close_reply()
+            raise self._open_failed(error)
+        self._json_body = "json" in ctype
+        self._bytes = None if self._json_body else response.aiter_bytes()
+        if self._idle is not None:
+            self._deadline = anyio.current_time() + self._idle
+
+    def _open_failed(self, error: HolySheepError) -> HolySheepError:
+        original = self._resuming_from
+        if original is None:
+            return error
+        # The follow-up request of a resume failed: what the caller needs to know
+        # is that the stream broke (with its partial text); the resume failure is the cause.
+        log.warning("resuming the stream failed: %s", error)
+        return self._with_partial(original)
+
+    def _drop_stream_options(self, error: BadRequestError) -> bool:
+        # Some servers (older Azure API versions, a few relays) reject stream_options.
+        if not self._usage_by_default or "stream_options" not in str(error):
+            return False
+        self._usage_by_default = False
+        self._body = {k: v for k, v in self._body.items() if k != "stream_options"}
+        self._next_body = {k: v for k, v in self._next_body.items() if k != "stream_options"}
+        log.info("the server rejected stream_options; streaming without usage: %s", error)
+        return True
+
+    async def _receive(self) -> bytes | None:
+        """The next bytes of the body, None at its end; the idle deadline applies."""
+        stream = self._bytes
+        assert stream is not None
+        try:
+            if self._idle is None:
+                return await stream.__anext__()
+            with anyio.CancelScope(deadline=self._deadline):
+                return await stream.__anext__()
+            raise self._idle_error()
         except StopAsyncIteration:
             return None
-        except TimeoutError:
-            raise StreamIdleTimeout(
-                f"No data from the stream for {self._requester.stream_idle_timeout} s"
-                " (stream_idle_timeout); pings do not count",
-                partial_text=self.text or None,
-            ) from None
         except httpx.TimeoutException as exc:
+            if self._all_finished():
+                self._broke_after_finish = True
+                return None
             raise APITimeoutError(
-                f"Timed out reading the stream ({type(exc).__name__})",
-                partial_text=self.text or None,
+                f"Timed out reading the stream ({type(exc).__name__}){self._rid()}"
             ) from exc
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            if self._all_finished():
+                self._broke_after_finish = True
+                return None
             raise APIConnectionError(
-                f"The connection broke mid-stream ({type(exc).__name__}: {exc})",
-                partial_text=self.text or None,
+                f"The connection broke mid-stream ({type(exc).__name__}: {exc}){self._rid()}"
             ) from exc
 
-    def _parse(self, data: str, event_name: str) -> list[dict[str, Any]]:
-        try:
-            obj = from_json(data)
-        except ValueError:
-            # Some relays put several events on consecutive data: lines without blank lines.
-            parts = data.split("\n")
+    def _idle_error(self) -> StreamIdleTimeout:
+        return StreamIdleTimeout(
+            f"No data from the stream for {self._idle} s (idle timeout; pings do not count),"
+            f" after {len(self.text)} characters{self._rid()}. Models that think silently for"
+            " long need a larger stream_idle_timeout, or None"
+        )
+
+    async def _read_batch(self) -> list[_Item]:
+        """Chunks from the next network read(s) that held data events; [] at the end."""
+        if self._eof:
+            return []
+        if self._json_body:
+            return await self._read_json()
+        decoder = self._decoder
+        while True:
+            chunk = await self._receive()
             try:
-                objs = [from_json(p) for p in parts if p.strip()] if len(parts) > 1 else None
+                if chunk is None:
+                    self._eof = True
+                    events = decoder.flush()
+                else:
+                    events = decoder.feed(chunk)
+            except SSEError as exc:
+                raise StreamError(f"Not an event stream: {exc}{self._rid()}", code=MALFORMED)
+            if events:
+                out = self._parse(events)
+                if out:
+                    if self._idle is not None:
+                        self._deadline = anyio.current_time() + self._idle
+                    return out
+            if self._eof:
+                return []
+
+    def _parse(self, events: list[ServerSentEvent]) -> list[_Item]:
+        out: list[_Item] = []
+        take = self._take
+        try:
+            for event in events:
+                data = event.data
+                name = event.event
+                if name != "message":
+                    if name in _PING_EVENTS:
+                        continue
+                    if name == "error":
+                        raise self._error_object(data)
+                if data[:1] != "{":
+                    if data.strip() == "[DONE]":
+                        self._done_seen = True
+                        self._eof = True
+                        break
+                    if not data or data.isspace():
+                        continue  # an empty data line: a keep-alive
+                try:
+                    obj = from_json(data)
+                except ValueError:
+                    for one in self._lenient(data):
+                        out.append((one, take(one, data)))
+                    continue
+                out.append((obj, take(obj, data)))
+        except HolySheepError as exc:
+            if not out:
+                raise
+            # Deliver what came before the error first; raise it on the next read.
+            self._pending_error = exc
+        self.metrics.chunks += len(out)
+        return out
+
+    def _lenient(self, data: str) -> list[Any]:
+        try:
+            # Raw control characters inside strings (strict JSON forbids them).
+            return [json.loads(data, strict=False)]
+        except ValueError:
+            pass
+        if "\n" in data:
+            # Several JSON objects on consecutive data: lines with no blank line between.
+            try:
+                return [json.loads(p, strict=False) for p in data.split("\n") if p.strip()]
             except ValueError:
-                objs = None
-            if not objs:
-                raise StreamError(
-                    f"Malformed event in the stream: {data[:200]!r}",
-                    body=data,
-                    partial_text=self.text or None,
-                ) from None
-            for one in objs:
-                self._check(one, event_name, data)
-            return objs
-        self._check(obj, event_name, data)
-        return [obj]
+                pass
+        raise self._malformed(data, "not JSON")
 
-    def _check(self, obj: object, event_name: str, data: str) -> None:
-        if not isinstance(obj, dict):
-            raise StreamError(
-                f"Malformed event in the stream (not an object): {data[:200]!r}",
-                body=obj,
-                partial_text=self.text or None,
-            )
-        if ("error" in obj and not obj.get("choices")) or event_name == "error":
-            body, message, code, _ = _describe(data.encode())
-            raise StreamError(
-                f"Error inside the stream: {message or data[:200]}"
-                + (f" (code {code})" if code else ""),
-                body=body,
-                code=code,
-                partial_text=self.text or None,
-            )
-
-    def _apply(self, obj: dict[str, Any]) -> None:
-        self.metrics.chunks += 1
-        self._new_text = False
+    def _take(self, obj: Any, data: str) -> str | None:
+        """Record what a chunk says (id, usage, finish reasons); return its first-choice text."""
+        if obj.__class__ is not dict:
+            raise self._malformed(data, "not a JSON object")
+        if obj.get("error"):
+            raise self._error_object(data)
         if self.id is None:
             self.id = obj.get("id")
             self.model = obj.get("model")
         usage = obj.get("usage")
         if usage:
-            self.usage = Usage.model_validate(usage)
-        for choice in obj.get("choices") or ():
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta")
-            if delta:
-                content = delta.get("content")
-                if content:
-                    self._parts.append(content)
-                    self._new_text = True
-                    if self.usage is None:
-                        self.metrics.tokens += 1
-            reason = choice.get("finish_reason")
-            if reason:
-                self.finish_reason = reason
+            self._usage_raw = usage
+            self._usage = None
+        choices = obj.get("choices")
+        if not choices:
+            return None
+        text = None
+        try:
+            for choice in choices:
+                index = choice.get("index") or 0
+                delta = choice.get("delta")
+                if delta:
+                    content = delta.get("content")
+                    if content and index == 0:
+                        if content.__class__ is not str:
+                            raise self._malformed(data, "delta.content is not a string")
+                        text = content
+                    elif delta.get("tool_calls") or delta.get("function_call"):
+                        self._tool_calls = True
+                reason = choice.get("finish_reason")
+                if reason:
+                    self._finish[index] = reason
+        except (AttributeError, TypeError):
+            raise self._malformed(data, "choices are not objects") from None
+        return text
+
+    async def _read_json(self) -> list[_Item]:
+        # The server ignored "stream": true and answered with a whole completion.
+        self._eof = True
+        self._done_seen = True
+        assert self._reply is not None
+        response = self._reply.response
+        raw: bytes | None = None
+        try:
+            with anyio.CancelScope(deadline=self._deadline):
+                raw = await response.aread()
+        except httpx.HTTPError as exc:
+            raise APIConnectionError(
+                f"The connection broke reading the answer ({type(exc).__name__}){self._rid()}"
+            ) from exc
+        if raw is None:
+            raise self._idle_error()
+        data = raw.decode("utf-8", "replace")
+        try:
+            obj = from_json(raw)
+        except ValueError:
+            raise self._malformed(data, "not JSON") from None
+        if isinstance(obj, dict) and not obj.get("error") and isinstance(obj.get("choices"), list):
+            choices = []
+            for choice in obj["choices"]:
+                message = choice.get("message") if isinstance(choice, dict) else None
+                if not isinstance(message, dict):
+                    raise self._malformed(data, "a choice without a message")
+                delta = dict(message)
+                if isinstance(delta.get("tool_calls"), list):
+                    delta["tool_calls"] = [
+                        {**call, "index": i} if isinstance(call, dict) else call
+                        for i, call in enumerate(delta["tool_calls"])
+                    ]
+                choices.append(
+                    {
+                        "index": choice.get("index", 0),
+                        "delta": delta,
+                        "logprobs": choice.get("logprobs"),
+                        "finish_reason": choice.get("finish_reason"),
+                    }
+                )
+            obj = {**obj, "object": "chat.completion.chunk", "choices": choices}
+        return [(obj, self._take(obj, data))]
+
+    async def _end_of_response(self) -> None:
+        reply = self._reply
+        assert reply is not None
+        if self._done_seen:
+            await self._drain()
+        elif not self._all_finished():
+            raise IncompleteStreamError(
+                "The stream ended with neither 'data: [DONE]' nor a finish reason: the answer"
+                f" is cut short after {len(self.text)} characters{self._rid()}"
+            )
+        elif self._broke_after_finish:
+            log.warning(
+                "the connection broke after the finish reason%s: the text is complete,"
+                " the usage may be missing",
+                self._rid(),
+            )
+        else:
+            log.warning(
+                "the stream ended without 'data: [DONE]' after its finish reason%s",
+                self._rid(),
+            )
+        self.done = self._done_seen
+        metrics = self.metrics
+        assert self._t0 is not None
+        metrics.total = time.perf_counter() - self._t0 - metrics.queued
+        usage = self.usage
+        if usage is not None:
+            reply.permit.reconcile(usage.total_tokens)
+            self._requester.record_usage(self.model or str(self._body.get("model")), usage)
+        if usage is not None and usage.completion_tokens:
+            metrics.tokens = self._deltas_before + usage.completion_tokens
+        else:
+            metrics.tokens = metrics.deltas
+        self._complete = True
+        await self._close_reply()
+
+    async def _drain(self) -> None:
+        stream = self._bytes
+        if stream is None:
+            return
+        with anyio.move_on_after(min(_DRAIN_GRACE, self._idle or _DRAIN_GRACE)):
+            try:
+                while True:
+                    await stream.__anext__()
+            except (StopAsyncIteration, httpx.HTTPError):
+                pass
+
+    def _all_finished(self) -> bool:
+        finish = self._finish
+        return bool(finish) and 0 in finish and len(finish) >= self._n
+
+    async def _close_reply(self) -> None:
+        reply, self._reply = self._reply, None
+        stream, self._bytes = self._bytes, None
+        if reply is None:
+            return
+        with anyio.CancelScope(shield=True):
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                try:
+                    await aclose()
+                except Exception:  # the response is closed next in any case
+                    pass
+            await reply.aclose()
+
+    # -- failures ---------------------------------------------------------------
+
+    async def _recover(self, error: HolySheepError) -> None:
+        """Get ready for another attempt after ``error``, or raise it."""
+        policy = self._requester.retry
+        resume = self._yielded
+        if (
+            self._closed
+            or not _retryable(error)
+            or self._retries_used >= policy.max_retries
+            or (resume and (self._resume is None or self._n > 1 or self._tool_calls))
+        ):
+            raise self._with_partial(error)
+        self._retries_used += 1
+        wait = policy.backoff(self._retries_used)
+        log.info(
+            "%s the stream in %.3f s (retry %d of %d): %s",
+            "resuming" if resume else "retrying",
+            wait,
+            self._retries_used,
+            policy.max_retries,
+            error,
+        )
+        await self._requester.sleep(wait)
+        if resume:
+            assert self._resume is not None
+            self._next_body = self._resume_body(self._resume)
+            self._resuming_from = error
+            self.metrics.resumes += 1
+        self._decoder = SSEDecoder()
+        self._eof = False
+        self._done_seen = False
+        self._broke_after_finish = False
+        self._finish = {}
+        self._usage_raw = None
+        self._usage = None
+        self.id = None
+        self.model = None
+        self._deltas_before = self.metrics.deltas
+
+    def _resume_body(self, strategy: ResumeStrategy) -> dict[str, Any]:
+        body = strategy(dict(self._body), self.text)
+        for key in ("max_completion_tokens", "max_tokens"):
+            limit = self._body.get(key)
+            if isinstance(limit, int) and not isinstance(limit, bool):
+                # One delta is about one token: what is left of the original budget.
+                body[key] = max(1, limit - self.metrics.deltas)
+        return body
+
+    def _with_partial(self, error: HolySheepError) -> HolySheepError:
+        if self._yielded:
+            error.partial_text = self.text
+        return error
+
+    def _rid(self) -> str:
+        reply = self._reply
+        rid = reply.response.headers.get("x-request-id") if reply is not None else None
+        return f" [request id {rid}]" if rid else ""
+
+    def _malformed(self, data: str, why: str) -> StreamError:
+        return StreamError(
+            f"Malformed event in the stream ({why}): {data[:200]!r}{self._rid()}",
+            body=data,
+            code=MALFORMED,
+        )
+
+    def _error_object(self, data: str) -> StreamError:
+        body, message, code, _ = describe_error_body(data.encode())
+        return StreamError(
+            f"Error inside the stream: {message or data[:200]}"
+            + (f" (code {code})" if code else "")
+            + self._rid(),
+            body=body,
+            code=code,
+        )

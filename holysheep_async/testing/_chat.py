@@ -123,6 +123,44 @@ def _answer_length(server: MockServer, body: dict[str, Any]) -> int:
     return limit if isinstance(limit, int) and limit > 0 else server.tokens
 
 
+def _prefix(server: MockServer, body: dict[str, Any]) -> str:
+    """The assistant prefix a request asks the emulator to continue ("" for none)."""
+    if server.options.get("prefill", True) is False:
+        return ""
+    last = body["messages"][-1]
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        content = last.get("content")
+        if isinstance(content, str):
+            return content
+    return ""
+
+
+def _answer(server: MockServer, body: dict[str, Any], choice: int) -> list[str]:
+    """The tokens the emulator sends for one choice of ``body``.
+
+    With an assistant prefix that begins the emulator's own answer, the rest of
+    that answer: ``max_tokens`` more tokens when set, else up to ``server.tokens``
+    in all, so that a resumed stream adds up to the answer an unbroken one gives.
+    """
+    messages = body["messages"]
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    limit = limit if isinstance(limit, int) and limit > 0 else None
+    prefix = _prefix(server, body) if choice == 0 else ""
+    if prefix:
+        full = answer_tokens(messages, len(prefix) + (limit or server.tokens) + 1, choice)
+        said = ""
+        k = 0
+        while k < len(full) and len(said) < len(prefix):
+            said += full[k]
+            k += 1
+        if said.startswith(prefix):
+            # A prefix that ends inside a token gets the rest of that token first.
+            piece = [said[len(prefix) :]] if len(said) > len(prefix) else []
+            count = limit if limit is not None else max(0, server.tokens - k)
+            return piece + full[k : k + count]
+    return answer_tokens(messages, limit or server.tokens, choice)
+
+
 def _choices(body: dict[str, Any]) -> int:
     n = body.get("n")
     return n if isinstance(n, int) and n > 0 else 1
@@ -182,19 +220,16 @@ def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
 async def _complete(
     server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
 ) -> None:
-    n_tokens = _answer_length(server, body)
     n_choices = _choices(body)
+    answers = [_answer(server, body, i) for i in range(n_choices)]
+    n_tokens = max(len(a) for a in answers)
     delay = server.ttft + server.itl * max(0, n_tokens - 1)
     if delay:
         await asyncio.sleep(delay)
     choices = [
         {
             "index": i,
-            "message": {
-                "role": "assistant",
-                "content": answer_text(body["messages"], n_tokens, i),
-                "refusal": None,
-            },
+            "message": {"role": "assistant", "content": "".join(answers[i]), "refusal": None},
             "logprobs": None,
             "finish_reason": "stop",
         }
@@ -208,11 +243,14 @@ async def _complete(
             "created": int(time.time()),
             "model": body["model"],
             "choices": choices,
-            "usage": _usage(body, n_tokens * n_choices),
+            "usage": _usage(body, sum(len(a) for a in answers)),
             "system_fingerprint": "fp_holysheep_mock",
         },
         {"x-request-id": request.request_id or ""},
     )
+
+
+_STREAM_FAULTS = frozenset({"drop", "stall", "malformed", "error", "truncate"})
 
 
 async def _stream(
@@ -224,10 +262,13 @@ async def _stream(
     sep = b"data:" if relay else b"data: "
     end = b"\r\n\r\n" if relay else b"\n\n"
     ping = b": ping\r\n\r\n" if relay else b": ping\n\n"
-    n_tokens = _answer_length(server, body)
+    # kind "ping": a comment before every event.
+    lead = ping if kind == "ping" else b""
     n_choices = _choices(body)
     options = body.get("stream_options")
-    include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+    include_usage = (
+        isinstance(options, dict) and bool(options.get("include_usage")) and kind != "no_usage"
+    )
     want_logprobs = bool(body.get("logprobs"))
     created = int(time.time())
     head = '{"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
@@ -237,7 +278,7 @@ async def _stream(
     )
 
     def event(obj_tail: str) -> bytes:
-        return sep + (head + obj_tail).encode() + end
+        return lead + sep + (head + obj_tail).encode() + end
 
     def choice(index: int, delta: str, finish: str | None, logprobs: str = "null") -> str:
         return '"choices":[{"index":%d,"delta":%s,"logprobs":%s,"finish_reason":%s}]}' % (
@@ -255,30 +296,38 @@ async def _stream(
             "x-request-id": request.request_id or "",
         },
     )
-    tokens = [answer_tokens(body["messages"], n_tokens, i) for i in range(n_choices)]
+    answers = [_answer(server, body, i) for i in range(n_choices)]
+    n_tokens = max(len(a) for a in answers)
+    if kind == "ping":
+        await responder.write(b"event: ping\ndata: {}\n\n", flush=False)
     for i in range(n_choices):
         await responder.write(
             event(choice(i, '{"role":"assistant","content":""}', None)), flush=False
         )
     await responder.write(b"", flush=True)
-    first_delay = server.ttft + (fault.delay or 0.0 if kind == "slow_first" and fault else 0.0)
+    first_delay = server.ttft
+    if kind == "slow_first" and fault is not None:
+        first_delay += fault.delay or 0.0
     if relay:
         await responder.write(ping)
     if first_delay:
         await asyncio.sleep(first_delay)
     sent = 0
-    after = fault.after if fault is not None else 0
+    after = fault.after if fault is not None and kind in _STREAM_FAULTS else -1
     batch: list[bytes] = []
     for t in range(n_tokens):
         for i in range(n_choices):
-            if kind in ("drop", "stall", "malformed", "error", "truncate") and sent == after:
+            if t >= len(answers[i]):
+                continue
+            if sent == after:
+                assert fault is not None
                 if batch:
                     await responder.write(b"".join(batch))
                     batch = []
-                assert fault is not None
-                await _apply_fault(fault, responder, sep, end, ping)
-                return
-            token = tokens[i][t]
+                if not await _apply_fault(fault, responder, sep, end, ping):
+                    return
+                after = -1
+            token = answers[i][t]
             logprobs = (
                 '{"content":[{"token":%s,"logprob":-0.25,"bytes":null,"top_logprobs":[]}]}'
                 % json.dumps(token)
@@ -296,21 +345,36 @@ async def _stream(
         elif len(batch) >= 256:
             await responder.write(b"".join(batch))
             batch = []
+    if sent == after:
+        assert fault is not None
+        if batch:
+            await responder.write(b"".join(batch))
+            batch = []
+        if not await _apply_fault(fault, responder, sep, end, ping):
+            return
     for i in range(n_choices):
         batch.append(event(choice(i, "{}", "stop")))
     if include_usage:
-        batch.append(
-            event('"choices":[],"usage":%s}' % json.dumps(_usage(body, n_tokens * n_choices)))
-        )
+        completion = sum(len(a) for a in answers)
+        batch.append(event('"choices":[],"usage":%s}' % json.dumps(_usage(body, completion))))
     if kind != "no_done":
-        batch.append(sep + b"[DONE]" + end)
+        batch.append(lead + sep + b"[DONE]" + end)
     await responder.write(b"".join(batch))
     await responder.end()
 
 
+def _client_gone(responder: Responder) -> bool:
+    writer = responder._writer
+    if writer.transport.is_closing():
+        return True
+    reader = getattr(writer, "_reader", None)
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
 async def _apply_fault(
     fault: Fault, responder: Responder, sep: bytes, end: bytes, ping: bytes
-) -> None:
+) -> bool:
+    """Inject a stream fault; True when the stream goes on afterwards (a stall that ends)."""
     kind = fault.kind
     if kind == "drop":
         responder.abort()
@@ -320,22 +384,39 @@ async def _apply_fault(
         await responder.write(sep + b'{"id": "broken", "choices": [' + end)
         await responder.end()
     elif kind == "error":
+        code = fault.code or "overloaded"
+        if code in ("overloaded", "server_error"):
+            etype = "server_error"
+        elif "rate" in code:
+            etype = "rate_limit_error"
+        else:
+            etype = "invalid_request_error"
         err = {
             "error": {
                 "message": fault.message or "The server is overloaded, please try again later.",
-                "type": "server_error",
-                "code": fault.code or "overloaded",
+                "type": etype,
+                "code": code,
             }
         }
         await responder.write(sep + json.dumps(err).encode() + end)
         await responder.end()
     elif kind == "stall":
-        deadline = None if fault.delay is None else time.monotonic() + fault.delay
-        while deadline is None or time.monotonic() < deadline:
-            step = fault.ping or 0.5
+        # Silent (or pinging) until `delay` has passed, or until the client gives up.
+        loop = asyncio.get_running_loop()
+        deadline = None if fault.delay is None else loop.time() + fault.delay
+        next_ping = loop.time() + fault.ping if fault.ping else None
+        while deadline is None or loop.time() < deadline:
+            if _client_gone(responder):
+                responder.abort()
+                return False
+            wake = loop.time() + 0.02
             if deadline is not None:
-                step = min(step, max(0.0, deadline - time.monotonic()))
-            await asyncio.sleep(step)
-            if fault.ping:
+                wake = min(wake, deadline)
+            if next_ping is not None:
+                wake = min(wake, next_ping)
+            await asyncio.sleep(max(0.0, wake - loop.time()))
+            if next_ping is not None and loop.time() >= next_ping:
                 await responder.write(ping)
-        responder.abort()
+                next_ping += fault.ping or 0.0
+        return True
+    return False

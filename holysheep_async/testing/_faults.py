@@ -11,8 +11,9 @@ Kinds:
 ``status``     answer ``status`` (default 500) with ``body`` and ``headers``
                before anything else (429 + ``retry-after``, 503, an HTML page...)
 ``drop``       stream: close the connection after ``after`` content chunks
-``stall``      stream: go silent after ``after`` chunks for ``delay`` seconds
-               (default: until the client gives up), sending pings if ``ping``
+``stall``      stream: go silent after ``after`` chunks for ``delay`` seconds,
+               then go on (default: until the client gives up), sending a
+               ``: ping`` every ``ping`` seconds meanwhile if set
 ``malformed``  stream: send a broken event after ``after`` chunks
 ``error``      stream: send ``{"error": {...}}`` after ``after`` chunks
                (``message`` and ``code`` set it; "overloaded" by default)
@@ -22,7 +23,19 @@ Kinds:
 ``slow_first`` stream: wait ``delay`` extra seconds before the first token
 ``relay``      stream: relay style: ``data:`` without the space, CRLF line
                ends, ``: ping`` comments between events
+``ping``       stream: a ``: ping`` comment before every event (and an
+               ``event: ping`` keep-alive at the start)
+``no_usage``   stream: ignore ``stream_options.include_usage`` (no usage chunk)
 =============  ==================================================================
+
+Stream faults count ``after`` in content chunks (all choices together); an
+``after`` equal to the answer's length hits after the last content chunk,
+before the finish reason.
+
+A request whose last message is from the assistant gets the rest of the
+answer that message begins (a prefill, as vLLM's ``continue_final_message``,
+DeepSeek's ``prefix`` and Anthropic do), which is what ``resume=`` relies on;
+``MockServer(prefill=False)`` answers from scratch instead, as OpenAI does.
 """
 
 from __future__ import annotations
@@ -33,7 +46,19 @@ from typing import Any
 __all__ = ["FAULT_KINDS", "Fault", "parse_fault_header"]
 
 FAULT_KINDS = frozenset(
-    {"status", "drop", "stall", "malformed", "error", "truncate", "no_done", "slow_first", "relay"}
+    {
+        "status",
+        "drop",
+        "stall",
+        "malformed",
+        "error",
+        "truncate",
+        "no_done",
+        "slow_first",
+        "relay",
+        "ping",
+        "no_usage",
+    }
 )
 
 

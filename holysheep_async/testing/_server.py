@@ -74,6 +74,7 @@ class MockServer:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._conns: set[asyncio.StreamWriter] = set()
+        self._conns_changed = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
@@ -96,6 +97,16 @@ class MockServer:
     def open_connections(self) -> int:
         """Client connections open right now."""
         return len(self._conns)
+
+    def wait_connections(self, at_most: int, timeout: float = 10.0) -> int:
+        """Block until at most ``at_most`` client connections are open (or ``timeout``).
+
+        Returns the count then. From async tests:
+        ``await anyio.to_thread.run_sync(server.wait_connections, 0)``.
+        """
+        with self._conns_changed:
+            self._conns_changed.wait_for(lambda: len(self._conns) <= at_most, timeout)
+            return len(self._conns)
 
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}"
@@ -218,8 +229,7 @@ class MockServer:
                 except BadHTTP as exc:
                     writer.write(
                         b"HTTP/1.1 400 Bad Request\r\nconnection: close\r\n"
-                        b"content-length: %d\r\n\r\n%b"
-                        % (len(str(exc)), str(exc).encode())
+                        b"content-length: %d\r\n\r\n%b" % (len(str(exc)), str(exc).encode())
                     )
                     break
                 except (ConnectionError, asyncio.IncompleteReadError, ValueError):
@@ -247,6 +257,8 @@ class MockServer:
         finally:
             self._conns.discard(writer)
             writer.close()
+            with self._conns_changed:
+                self._conns_changed.notify_all()
 
     async def _dispatch(self, request: Request, responder: Responder) -> None:
         if self.record:
