@@ -61,6 +61,7 @@ class AsyncClient:
         rpm: float | None = None,
         tpm: float | None = None,
         max_concurrency: int | None = None,
+        burst: int | None = None,
         stream_idle_timeout: float | None = 30.0,
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
@@ -97,7 +98,7 @@ class AsyncClient:
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
         try:
-            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency)
+            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None
