@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -42,6 +43,8 @@ Sleep = Callable[[float], Awaitable[None]]
 
 # Float dust left by ``level - elapsed * rate`` must not cost another sleep.
 _EPSILON = 1e-9
+# A limited acquire always costs a few scheduler turns; only longer counts as waiting.
+_WAITED = 1e-3
 
 
 class Permit:
@@ -125,8 +128,16 @@ class LeakyBucket:
         self._leak()
         return self._level <= max(0.0, self.capacity - amount) + _EPSILON
 
-    async def acquire(self, amount: float = 1) -> None:
-        """Wait until ``amount`` fits, then take it. Cancelled while waiting: takes nothing."""
+    async def acquire(
+        self, amount: float = 1, *, then: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Wait until ``amount`` fits, then take it. Cancelled while waiting: takes nothing.
+
+        ``then``: awaited once ``amount`` fits, with the bucket held, and the
+        amount is taken when it returns. The limiter waits for the request pace
+        there, so tokens are spent at the moment the request goes, not earlier
+        (tokens taken early and sent late would bunch up past the limit).
+        """
         if amount < 0:
             raise ValueError(f"amount must be >= 0, got {amount!r}")
         await self._lock.acquire()
@@ -141,6 +152,9 @@ class LeakyBucket:
                         await self._sleep(excess / self.rate)
                 finally:
                     self._waker = None
+            if then is not None:
+                await then()  # the level only drains meanwhile: the amount still fits
+                self._leak()
             # Nothing may await between this line and returning: a cancellation
             # must never arrive after the amount was taken.
             self._level += amount
@@ -183,7 +197,7 @@ class LimiterStats:
 
     #: Permits handed out.
     requests: int
-    #: Of those, how many had to wait at all.
+    #: Of those, how many waited a millisecond or more.
     waited: int
     #: Seconds spent waiting, summed over requests, and the longest single wait.
     total_wait: float
@@ -301,9 +315,10 @@ class Limiter:
     async def acquire(self, tokens: int = 0) -> Permit:
         """Wait for every limit that is on, then return the request's :class:`Permit`.
 
-        Order: a concurrency slot, then the end of any cooldown, then tokens,
-        then the request pace (so a request's pace is spent only when it is
-        about to go). Cancelled while waiting, it takes nothing.
+        Order: a concurrency slot, then the end of any cooldown, then room for
+        the tokens, then the request pace; tokens and pace are taken at the
+        same moment, when the request goes. Cancelled while waiting, it takes
+        nothing.
         """
         if self._plain and not self._paused_until:
             # The hot path: every limit off, no cooldown. Keep it this short.
@@ -332,31 +347,27 @@ class Limiter:
         self.in_flight += 1
         if tokens and self._tokens is not None:
             self.tokens_charged += tokens
-        if waited > 0:
-            self.waited += 1
+        if waited:
             self.total_wait += waited
             self.max_wait = max(self.max_wait, waited)
+            if waited >= _WAITED:
+                self.waited += 1
         return Permit(self, tokens, waited)
 
     async def _fill(self, tokens: int) -> bool:
-        """Take ``tokens`` and one request from the buckets; False when a cooldown interrupted."""
+        """Take ``tokens`` and one request's pace together; False when a cooldown interrupted."""
         token_bucket = self._tokens
         requests = self._request_bucket()
-        taken = 0
         with anyio.CancelScope() as scope:
             self._waiting.add(scope)
             try:
                 if token_bucket is not None and tokens > 0:
-                    await token_bucket.acquire(tokens)
-                    taken = tokens
-                if requests is not None:
+                    pace = partial(requests.acquire, 1) if requests is not None else None
+                    await token_bucket.acquire(tokens, then=pace)
+                elif requests is not None:
                     await requests.acquire(1)
-                    taken = 0
             finally:
                 self._waiting.discard(scope)
-                if taken and token_bucket is not None:
-                    # Interrupted after the tokens, before the request pace.
-                    token_bucket.adjust(-taken)
         return not scope.cancelled_caught
 
     def _request_bucket(self) -> _AioBucket | LeakyBucket | None:
@@ -400,7 +411,13 @@ class Limiter:
 
     @property
     def cooling_down(self) -> bool:
-        return bool(self._paused_until) and self.clock() < self._paused_until
+        """Whether a 429 cooldown holds requests now (False outside an event loop)."""
+        if not self._paused_until:
+            return False
+        try:
+            return self.clock() < self._paused_until
+        except RuntimeError:  # the default clock needs a running event loop
+            return False
 
     async def _wait_cooldown(self) -> None:
         while self._paused_until:
@@ -444,7 +461,7 @@ class Limiter:
             max_wait=self.max_wait,
             in_flight=self.in_flight,
             cooldowns=self.cooldowns,
-            cooling_down=bool(self._paused_until) and self.cooling_down,
+            cooling_down=self.cooling_down,
             tokens_charged=self.tokens_charged,
             tokens_refunded=self.tokens_refunded,
         )
