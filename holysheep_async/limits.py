@@ -170,8 +170,7 @@ class LeakyBucket:
 
     def __repr__(self) -> str:
         return (
-            f"<LeakyBucket capacity={self.capacity:g} rate={self.rate:g}/s"
-            f" level={self._level:.3f}>"
+            f"<LeakyBucket capacity={self.capacity:g} rate={self.rate:g}/s level={self._level:.3f}>"
         )
 
 
