@@ -108,7 +108,7 @@ class LeakyBucket:
         self._sleep = sleep or anyio.sleep
         self._level = 0.0
         self._last = 0.0
-        self._lock = anyio.Lock()
+        self._lock = _lock()
         # The sleeping head waiter, woken early when a refund makes room.
         self._waker: anyio.CancelScope | None = None
 
@@ -211,6 +211,21 @@ class LimiterStats:
     tokens_refunded: int
 
 
+def _lock() -> anyio.Lock:
+    # fast_acquire (anyio >= 4.5) skips the scheduler turn when nobody waits: 1 us, not 10.
+    try:
+        return anyio.Lock(fast_acquire=True)
+    except TypeError:  # pragma: no cover - anyio 4.4
+        return anyio.Lock()
+
+
+def _semaphore(value: int) -> anyio.Semaphore:
+    try:
+        return anyio.Semaphore(value, fast_acquire=True)
+    except TypeError:  # pragma: no cover - anyio 4.4
+        return anyio.Semaphore(value)
+
+
 def _positive(name: str, value: object) -> None:
     if value is not None and (
         isinstance(value, bool)
@@ -276,7 +291,7 @@ class Limiter:
         self._injected = clock is not None or sleep is not None
         self.clock: Clock = clock or anyio.current_time
         self.sleep: Sleep = sleep or anyio.sleep
-        self._slots = anyio.Semaphore(max_concurrency) if max_concurrency else None
+        self._slots = _semaphore(max_concurrency) if max_concurrency else None
         # Seconds of a minute's quota the buckets hold at once.
         share = self.burst / rpm * 60.0 if rpm and self.burst else 1.0
         self._tokens = (
@@ -334,7 +349,8 @@ class Limiter:
             await slots.acquire()
         try:
             while True:
-                await self._wait_cooldown()
+                if self._paused_until:
+                    await self._wait_cooldown()
                 if not self._buckets or await self._fill(tokens):
                     break
         except BaseException:
