@@ -46,6 +46,10 @@ class AsyncClient:
     it is not closed by ``aclose()``). ``retry`` replaces the whole retry
     policy (``max_retries`` sets only its count).
 
+    ``rpm`` / ``tpm`` / ``max_concurrency``: client-side limits (see
+    :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
+    once under ``rpm`` (default: one second's worth, at least 1).
+
     ``stream_idle_timeout``: the longest silence allowed between SSE data
     events, counted from the response headers. Models that think silently for
     a long time before the first token need a larger value, or ``None``.
