@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from functools import partial
 
 import anyio
-import anyio.lowlevel
 import sniffio
 
 __all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Permit", "estimate_tokens"]

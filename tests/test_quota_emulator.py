@@ -104,6 +104,16 @@ async def test_a_rejected_request_is_not_charged(slow_quota: MockServer) -> None
     assert int(last.headers["retry-after-ms"]) <= 10_000
 
 
+async def test_quota_window_scales_the_minute() -> None:
+    # 60 requests per 600 s: one every 10 s, where the default window would say 1 s.
+    for server in _server(rpm_quota=60, quota_window=600):
+        body = {"model": "m", "messages": MESSAGES, "max_tokens": 2}
+        assert (await _post(server, "key-a", body)).status_code == 200
+        refused = await _post(server, "key-a", body)
+        assert refused.status_code == 429
+        assert 9_000 < int(refused.headers["retry-after-ms"]) <= 10_000
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
