@@ -408,7 +408,9 @@ class Limiter:
         Requests waiting in a bucket go back to wait for the cooldown.
         ``caller_waits``: the calling task waits the time out itself (the
         requester sleeps its retry backoff right after reporting the 429), so
-        its own next ``acquire`` does not wait a second time.
+        its own acquires during this cooldown do not wait a second time (with
+        a real clock the pause is over by then anyway; with a test's fake
+        retry sleep it is not, and the retry must not wait in real time).
         """
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds)) or seconds <= 0:
             return
@@ -442,9 +444,9 @@ class Limiter:
                 self._self_waiting.clear()
                 return
             if self._self_waiting:
+                # For the whole pause: its retry may meet a 5xx and back off again.
                 task = _current_task_id()
                 if task is not None and self._self_waiting.get(task, -math.inf) >= until:
-                    del self._self_waiting[task]
                     return
             await self.sleep(until - now)
 

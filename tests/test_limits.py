@@ -390,6 +390,7 @@ async def test_the_task_that_reported_the_429_does_not_wait_twice(make: MakeLimi
     # ... while with a fake retry sleep it would not have waited at all: still no second wait.
     limiter.cooldown(4)
     assert (await limiter.acquire()).waited == 0
+    assert (await limiter.acquire()).waited == 0  # e.g. its retry met a 503 and retries again
     # Another task still waits the cooldown out.
     others: list[float] = []
 
@@ -646,4 +647,20 @@ class TestThroughTheClient:
                 await client.chat.create(model="m", messages=messages)
         # The request that got the 429 waited in its backoff only, not twice.
         assert limiter_waits == [7.0]
+        assert client.limiter.stats().cooldowns == 1
+
+    async def test_the_429_request_itself_never_waits_in_the_limiter(
+        self, client: AsyncClient, server: MockServer
+    ) -> None:
+        """Its retry backoff is the wait (a test's fake sleep included), even after a 503."""
+        limiter_waits: list[float] = []
+
+        async def limiter_sleep(seconds: float) -> None:
+            limiter_waits.append(seconds)
+
+        client.limiter.sleep = limiter_sleep
+        server.inject("status", status=429, headers={"retry-after": "2"})
+        server.inject("status", status=503)
+        await client.chat.create(model="m", messages=[{"role": "user", "content": "x"}])
+        assert limiter_waits == []
         assert client.limiter.stats().cooldowns == 1
