@@ -46,6 +46,10 @@ class AsyncClient:
     it is not closed by ``aclose()``). ``retry`` replaces the whole retry
     policy (``max_retries`` sets only its count).
 
+    ``rpm`` / ``tpm`` / ``max_concurrency``: client-side limits (see
+    :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
+    once under ``rpm`` (default: one second's worth, at least 1).
+
     ``stream_idle_timeout``: the longest silence allowed between SSE data
     events, counted from the response headers. Models that think silently for
     a long time before the first token need a larger value, or ``None``.
@@ -61,6 +65,7 @@ class AsyncClient:
         rpm: float | None = None,
         tpm: float | None = None,
         max_concurrency: int | None = None,
+        burst: int | None = None,
         stream_idle_timeout: float | None = 30.0,
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
@@ -97,7 +102,7 @@ class AsyncClient:
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
         try:
-            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency)
+            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None

@@ -4,25 +4,56 @@ Every request the client sends first takes a :class:`Permit` from the
 client's :class:`Limiter`; a stream keeps its permit until it ends. A limiter
 with every limit off hands out permits without waiting.
 
-(This module is filled in by the rate-limit work: rpm / tpm buckets and the
-shared 429 cooldown. The interface below is what the rest of the client uses.)
+The algorithm is a leaky bucket (the one ``aiolimiter`` implements): a bucket
+of ``capacity`` drains continuously at ``rate`` per second, a request pours
+its amount in, and waits while it would overflow. Over any window of ``T``
+seconds at most ``capacity + rate * T`` goes through, so ``capacity`` (the
+``burst``) is what a cold start may send at once, and the long-run rate is
+never above the limit. A request larger than the whole bucket (a big
+``max_tokens`` against a small token bucket) waits for an empty bucket and
+then overdraws it, so it is delayed, never refused, and the rate still holds.
+
+On asyncio the request bucket is ``aiolimiter.AsyncLimiter``. ``aiolimiter``
+calls ``asyncio.get_running_loop()``, so under trio (and whenever a clock is
+injected) the same algorithm runs in :class:`LeakyBucket`, written on anyio.
+The token bucket is always a :class:`LeakyBucket` because it must refund and
+charge (``Permit.reconcile``), which ``aiolimiter`` has no API for.
+
+A 429 answered with ``Retry-After`` calls :meth:`Limiter.cooldown`: until it
+ends no request of this client starts, and requests already waiting in a
+bucket are sent back to wait for the cooldown, so a burst of 429s does not
+become a storm.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 
 import anyio
+import sniffio
 
-__all__ = ["Limiter", "Permit"]
+__all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Permit", "estimate_tokens"]
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+# Float dust left by ``level - elapsed * rate`` must not cost another sleep.
+_EPSILON = 1e-9
+# A limited acquire always costs a few scheduler turns; only longer counts as waiting.
+_WAITED = 1e-3
 
 
 class Permit:
     """What one request took from the limiter.
 
-    ``waited``: seconds spent waiting for it. ``reconcile(tokens)`` corrects the
-    token estimate with the real usage; ``release()`` frees the concurrency
-    slot (idempotent).
+    ``waited``: seconds spent waiting for it. ``tokens``: the tokens it is
+    charged (the estimate, then the real usage once reconciled).
+    ``reconcile(tokens)`` corrects the estimate with the real usage (a refund
+    when less, a charge when more); ``release()`` frees the concurrency slot
+    (idempotent).
     """
 
     __slots__ = ("_limiter", "_released", "tokens", "waited")
@@ -41,9 +72,190 @@ class Permit:
             self._released = True
             self._limiter._release()
 
+    def __repr__(self) -> str:
+        state = "released" if self._released else "held"
+        return f"<Permit tokens={self.tokens} waited={self.waited:.3f}s {state}>"
+
+
+class LeakyBucket:
+    """A leaky bucket on anyio: the algorithm of ``aiolimiter.AsyncLimiter``, any backend.
+
+    ``capacity``: what may go through at once; ``rate``: units drained per
+    second. Waiters are served first come, first served. ``clock`` and
+    ``sleep`` default to ``anyio.current_time`` / ``anyio.sleep``; tests pass
+    a fake pair.
+
+    >>> bucket = LeakyBucket(capacity=2, rate=0.5)  # 30 per minute, 2 at once
+    >>> await bucket.acquire(1)  # doctest: +SKIP
+    """
+
+    __slots__ = ("_clock", "_last", "_level", "_lock", "_sleep", "_waker", "capacity", "rate")
+
+    def __init__(
+        self,
+        capacity: float,
+        rate: float,
+        *,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        if not capacity > 0 or not rate > 0:
+            raise ValueError(f"capacity and rate must be > 0, got {capacity!r}, {rate!r}")
+        self.capacity = float(capacity)
+        self.rate = float(rate)
+        self._clock = clock or anyio.current_time
+        self._sleep = sleep or anyio.sleep
+        self._level = 0.0
+        self._last = 0.0
+        self._lock = _lock()
+        # The sleeping head waiter, woken early when a refund makes room.
+        self._waker: anyio.CancelScope | None = None
+
+    def _leak(self) -> None:
+        now = self._clock()
+        if self._level:
+            self._level = max(0.0, self._level - (now - self._last) * self.rate)
+        self._last = now
+
+    @property
+    def level(self) -> float:
+        """How full the bucket is now (above ``capacity`` after an overdraft)."""
+        self._leak()
+        return self._level
+
+    def has_capacity(self, amount: float = 1) -> bool:
+        self._leak()
+        return self._level <= max(0.0, self.capacity - amount) + _EPSILON
+
+    async def acquire(
+        self, amount: float = 1, *, then: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        """Wait until ``amount`` fits, then take it. Cancelled while waiting: takes nothing.
+
+        ``then``: awaited once ``amount`` fits, with the bucket held, and the
+        amount is taken when it returns. The limiter waits for the request pace
+        there, so tokens are spent at the moment the request goes, not earlier
+        (tokens taken early and sent late would bunch up past the limit).
+        """
+        if amount < 0:
+            raise ValueError(f"amount must be >= 0, got {amount!r}")
+        await self._lock.acquire()
+        try:
+            while True:
+                self._leak()
+                excess = self._level - max(0.0, self.capacity - amount)
+                if excess <= _EPSILON:
+                    break
+                try:
+                    with anyio.CancelScope() as self._waker:
+                        await self._sleep(excess / self.rate)
+                finally:
+                    self._waker = None
+            if then is not None:
+                await then()  # the level only drains meanwhile: the amount still fits
+                self._leak()
+            # Nothing may await between this line and returning: a cancellation
+            # must never arrive after the amount was taken.
+            self._level += amount
+        finally:
+            self._lock.release()
+
+    def adjust(self, delta: float) -> None:
+        """Pour in ``delta`` more (a charge) or take it back out (a refund, ``delta < 0``)."""
+        self._leak()
+        self._level = max(0.0, self._level + delta)
+        if delta < 0 and self._waker is not None:
+            self._waker.cancel()
+
+    def __repr__(self) -> str:
+        return (
+            f"<LeakyBucket capacity={self.capacity:g} rate={self.rate:g}/s level={self._level:.3f}>"
+        )
+
+
+class _AioBucket:
+    """``aiolimiter.AsyncLimiter`` as a request bucket (asyncio only, no refunds)."""
+
+    __slots__ = ("_limiter",)
+
+    def __init__(self, capacity: float, rate: float) -> None:
+        from aiolimiter import AsyncLimiter
+
+        # AsyncLimiter(max_rate, time_period) holds max_rate and drains
+        # max_rate / time_period per second: capacity and rate as we mean them.
+        self._limiter = AsyncLimiter(capacity, capacity / rate)
+
+    async def acquire(self, amount: float = 1) -> None:
+        await self._limiter.acquire(amount)
+
+
+@dataclass(frozen=True)
+class LimiterStats:
+    """A snapshot of a limiter's counters (``client.limiter.stats()``)."""
+
+    #: Permits handed out.
+    requests: int
+    #: Of those, how many waited a millisecond or more.
+    waited: int
+    #: Seconds spent waiting, summed over requests, and the longest single wait.
+    total_wait: float
+    max_wait: float
+    #: Permits taken and not yet released (streams hold theirs until they end).
+    in_flight: int
+    #: 429 cooldowns reported, and whether one is running now.
+    cooldowns: int
+    cooling_down: bool
+    #: Tokens charged to the tpm budget (estimates plus reconciled extra) and refunded.
+    tokens_charged: int
+    tokens_refunded: int
+
+
+def _lock() -> anyio.Lock:
+    # fast_acquire (anyio >= 4.5) skips the scheduler turn when nobody waits: 1 us, not 10.
+    try:
+        return anyio.Lock(fast_acquire=True)
+    except TypeError:  # pragma: no cover - anyio 4.4
+        return anyio.Lock()
+
+
+def _semaphore(value: int) -> anyio.Semaphore:
+    try:
+        return anyio.Semaphore(value, fast_acquire=True)
+    except TypeError:  # pragma: no cover - anyio 4.4
+        return anyio.Semaphore(value)
+
+
+def _positive(name: str, value: object) -> None:
+    if value is not None and (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+
+
+def _current_task_id() -> int | None:
+    try:
+        return anyio.get_current_task().id
+    except (RuntimeError, sniffio.AsyncLibraryNotFoundError):
+        return None
+
 
 class Limiter:
     """Requests per minute (``rpm``), tokens per minute (``tpm``), in flight (``max_concurrency``).
+
+    ``burst``: how many requests may start at once before the rpm pace sets
+    in (default: one second's worth of ``rpm``, at least 1); the token bucket
+    holds the same share of a minute of ``tpm`` (one second's worth without
+    ``rpm``). ``clock`` / ``sleep``: time source for the buckets and cooldowns
+    (default ``anyio.current_time`` / ``anyio.sleep``; injecting either one
+    makes the anyio bucket serve rpm on asyncio too).
+
+    >>> limiter = Limiter(rpm=30, max_concurrency=10)
+    >>> permit = await limiter.acquire(tokens=300)  # doctest: +SKIP
+    >>> permit.reconcile(120)  # doctest: +SKIP  (usage.total_tokens: 180 refunded)
+    >>> permit.release()  # doctest: +SKIP
     """
 
     def __init__(
@@ -52,15 +264,12 @@ class Limiter:
         rpm: float | None = None,
         tpm: float | None = None,
         max_concurrency: int | None = None,
+        burst: int | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
     ) -> None:
-        for name, value in (("rpm", rpm), ("tpm", tpm)):
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        _positive("rpm", rpm)
+        _positive("tpm", tpm)
         if max_concurrency is not None and (
             isinstance(max_concurrency, bool)
             or not isinstance(max_concurrency, int)
@@ -69,31 +278,209 @@ class Limiter:
             raise ValueError(
                 f"max_concurrency must be an int >= 1 or None, got {max_concurrency!r}"
             )
+        if burst is not None:
+            if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+                raise ValueError(f"burst must be an int >= 1 or None, got {burst!r}")
+            if rpm is None:
+                raise ValueError("burst sets how many requests may start at once: it needs rpm")
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrency = max_concurrency
-        self._slots = anyio.Semaphore(max_concurrency) if max_concurrency else None
+        self.burst = burst if burst is not None else max(1, int(rpm // 60)) if rpm else None
+        self._injected = clock is not None or sleep is not None
+        self.clock: Clock = clock or anyio.current_time
+        self.sleep: Sleep = sleep or anyio.sleep
+        self._slots = _semaphore(max_concurrency) if max_concurrency else None
+        # Seconds of a minute's quota the buckets hold at once.
+        share = self.burst / rpm * 60.0 if rpm and self.burst else 1.0
+        self._tokens = (
+            LeakyBucket(max(1.0, tpm * share / 60.0), tpm / 60.0, clock=clock, sleep=sleep)
+            if tpm
+            else None
+        )
+        # The request bucket is built on first use, for the backend running then.
+        self._requests: _AioBucket | LeakyBucket | None = None
+        self._requests_backend = ""
+        self._plain = rpm is None and tpm is None and max_concurrency is None
+        self._buckets = rpm is not None or tpm is not None
+        self._paused_until = 0.0
+        # Tasks that reported a 429 and wait it out in their own retry backoff.
+        self._self_waiting: dict[int, float] = {}
+        self._waiting: set[anyio.CancelScope] = set()
         #: Total seconds requests spent waiting in this limiter.
         self.total_wait = 0.0
+        self.max_wait = 0.0
+        self.requests = 0
+        self.waited = 0
+        self.in_flight = 0
+        self.cooldowns = 0
+        self.tokens_charged = 0
+        self.tokens_refunded = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Limiter rpm={self.rpm} tpm={self.tpm} max_concurrency={self.max_concurrency}"
+            f" burst={self.burst} in_flight={self.in_flight}>"
+        )
+
+    # -- taking permits ------------------------------------------------------------
 
     async def acquire(self, tokens: int = 0) -> Permit:
-        if self._slots is None:
+        """Wait for every limit that is on, then return the request's :class:`Permit`.
+
+        Order: a concurrency slot, then the end of any cooldown, then room for
+        the tokens, then the request pace; tokens and pace are taken at the
+        same moment, when the request goes. Cancelled while waiting, it takes
+        nothing.
+        """
+        if self._plain and not self._paused_until:
+            # The hot path: every limit off, no cooldown. Keep it this short.
+            self.requests += 1
+            self.in_flight += 1
             return Permit(self, tokens, 0.0)
-        start = anyio.current_time()
-        await self._slots.acquire()
-        waited = anyio.current_time() - start
-        self.total_wait += waited
+        return await self._acquire(tokens)
+
+    async def _acquire(self, tokens: int) -> Permit:
+        clock = self.clock
+        start = clock()
+        slots = self._slots
+        if slots is not None:
+            await slots.acquire()
+        try:
+            while True:
+                if self._paused_until:
+                    await self._wait_cooldown()
+                if not self._buckets or await self._fill(tokens):
+                    break
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
+        waited = max(0.0, clock() - start)
+        self.requests += 1
+        self.in_flight += 1
+        if tokens and self._tokens is not None:
+            self.tokens_charged += tokens
+        if waited:
+            self.total_wait += waited
+            self.max_wait = max(self.max_wait, waited)
+            if waited >= _WAITED:
+                self.waited += 1
         return Permit(self, tokens, waited)
 
-    def cooldown(self, seconds: float) -> None:
-        """A 429 asked every request to pause for ``seconds`` (not enforced yet)."""
+    async def _fill(self, tokens: int) -> bool:
+        """Take ``tokens`` and one request's pace together; False when a cooldown interrupted."""
+        token_bucket = self._tokens
+        requests = self._request_bucket()
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                if token_bucket is not None and tokens > 0:
+                    pace = partial(requests.acquire, 1) if requests is not None else None
+                    await token_bucket.acquire(tokens, then=pace)
+                elif requests is not None:
+                    await requests.acquire(1)
+            finally:
+                self._waiting.discard(scope)
+        return not scope.cancelled_caught
+
+    def _request_bucket(self) -> _AioBucket | LeakyBucket | None:
+        if self.rpm is None:
+            return None
+        backend = "anyio" if self._injected else sniffio.current_async_library()
+        if backend != self._requests_backend or self._requests is None:
+            assert self.burst is not None
+            capacity, rate = float(self.burst), self.rpm / 60.0
+            self._requests = (
+                _AioBucket(capacity, rate)
+                if backend == "asyncio"
+                else LeakyBucket(capacity, rate, clock=self.clock, sleep=self.sleep)
+            )
+            self._requests_backend = backend
+        return self._requests
+
+    # -- the shared 429 cooldown ---------------------------------------------------
+
+    def cooldown(self, seconds: float, *, caller_waits: bool = True) -> None:
+        """Hold every request of this client for ``seconds`` (a 429's ``Retry-After``).
+
+        A later, longer cooldown extends it; a shorter one never shortens it.
+        Requests waiting in a bucket go back to wait for the cooldown.
+        ``caller_waits``: the calling task waits the time out itself (the
+        requester sleeps its retry backoff right after reporting the 429), so
+        its own acquires during this cooldown do not wait a second time (with
+        a real clock the pause is over by then anyway; with a test's fake
+        retry sleep it is not, and the retry must not wait in real time).
+        """
+        if not (isinstance(seconds, (int, float)) and math.isfinite(seconds)) or seconds <= 0:
+            return
+        until = self.clock() + seconds
+        self.cooldowns += 1
+        if until > self._paused_until:
+            self._paused_until = until
+        if caller_waits:
+            task = _current_task_id()
+            if task is not None:
+                self._self_waiting[task] = until
+        for scope in self._waiting:
+            scope.cancel()
+
+    @property
+    def cooling_down(self) -> bool:
+        """Whether a 429 cooldown holds requests now (False outside an event loop)."""
+        if not self._paused_until:
+            return False
+        try:
+            return self.clock() < self._paused_until
+        except RuntimeError:  # the default clock needs a running event loop
+            return False
+
+    async def _wait_cooldown(self) -> None:
+        while self._paused_until:
+            now = self.clock()
+            until = self._paused_until
+            if now >= until:
+                self._paused_until = 0.0
+                self._self_waiting.clear()
+                return
+            if self._self_waiting:
+                # For the whole pause: its retry may meet a 5xx and back off again.
+                task = _current_task_id()
+                if task is not None and self._self_waiting.get(task, -math.inf) >= until:
+                    return
+            await self.sleep(until - now)
+
+    # -- giving back ---------------------------------------------------------------
 
     def _reconcile(self, permit: Permit, tokens_used: int) -> None:
+        delta = tokens_used - permit.tokens
         permit.tokens = tokens_used
+        if self._tokens is None or not delta:
+            return
+        self._tokens.adjust(delta)
+        if delta > 0:
+            self.tokens_charged += delta
+        else:
+            self.tokens_refunded -= delta
 
     def _release(self) -> None:
+        self.in_flight -= 1
         if self._slots is not None:
             self._slots.release()
+
+    def stats(self) -> LimiterStats:
+        """The counters now: requests, waits, in flight, cooldowns, tokens."""
+        return LimiterStats(
+            requests=self.requests,
+            waited=self.waited,
+            total_wait=self.total_wait,
+            max_wait=self.max_wait,
+            in_flight=self.in_flight,
+            cooldowns=self.cooldowns,
+            cooling_down=self.cooling_down,
+            tokens_charged=self.tokens_charged,
+            tokens_refunded=self.tokens_refunded,
+        )
 
 
 def estimate_tokens(body: dict[str, object]) -> int:
@@ -101,7 +488,8 @@ def estimate_tokens(body: dict[str, object]) -> int:
 
     The prompt is counted at about four characters per token (no tokenizer
     download); the answer at ``max_completion_tokens`` / ``max_tokens``, or 256
-    when neither is set. The real usage corrects it afterwards (``Permit.reconcile``).
+    when neither is set, times ``n`` choices. The real usage corrects it
+    afterwards (``Permit.reconcile``).
     """
     chars = 0
     messages = body.get("messages")
@@ -118,4 +506,7 @@ def estimate_tokens(body: dict[str, object]) -> int:
                 chars += 16  # role and framing
     answer = body.get("max_completion_tokens") or body.get("max_tokens")
     out = answer if isinstance(answer, int) and answer > 0 else 256
+    n = body.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n > 1:
+        out *= n
     return chars // 4 + 1 + out

@@ -26,6 +26,7 @@ import anyio
 
 from ._faults import Fault, parse_fault_header
 from ._http import MAX_HEADER, ROUTES, BadHTTP, Request, Responder, read_request
+from ._quota import install_quota
 
 __all__ = ["MockServer"]
 
@@ -70,6 +71,8 @@ class MockServer:
         self.requests: list[Request] = []
         #: Per-server state of the handler modules (files, batches, quota buckets).
         self.state: dict[str, Any] = {}
+        # rpm_quota / tpm_quota options: per-key quotas answered with 429 (_quota.py).
+        install_quota(self)
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
