@@ -51,9 +51,7 @@ def options(server: MockServer, monkeypatch: pytest.MonkeyPatch) -> dict[str, An
 
 
 async def upload(http: httpx.AsyncClient, data: bytes, purpose: str = "batch") -> dict[str, Any]:
-    r = await http.post(
-        "/files", files={"file": ("in.jsonl", data)}, data={"purpose": purpose}
-    )
+    r = await http.post("/files", files={"file": ("in.jsonl", data)}, data={"purpose": purpose})
     assert r.status_code == 200, r.text
     return dict(r.json())
 

@@ -164,7 +164,9 @@ def test_read_results_is_tolerant_and_typed(tmp_path: Path) -> None:
     }
     path = tmp_path / "out.jsonl"
     path.write_text(
-        "\n".join([json.dumps(ok), "", "{broken", json.dumps(failed), '{"x": 1}', json.dumps(expired)])
+        "\n".join(
+            [json.dumps(ok), "", "{broken", json.dumps(failed), '{"x": 1}', json.dumps(expired)]
+        )
         + "\n"
     )
     problems: list[tuple[int, str]] = []
@@ -174,7 +176,9 @@ def test_read_results_is_tolerant_and_typed(tmp_path: Path) -> None:
     a, b, c = results["a"], results["b"], results["c"]
     assert a.ok and a.content == "Hello" and a.usage is not None and a.usage.total_tokens == 5
     assert a.request_id == "q1"
-    assert not b.ok and b.status_code == 400 and b.error == {"code": "invalid_type", "message": "bad"}
+    assert (
+        not b.ok and b.status_code == 400 and b.error == {"code": "invalid_type", "message": "bad"}
+    )
     assert not c.ok and c.status_code is None and c.error is not None
     assert c.error["code"] == "batch_expired" and c.content is None and c.usage is None
 
@@ -182,7 +186,9 @@ def test_read_results_is_tolerant_and_typed(tmp_path: Path) -> None:
 def test_results_round_trip(tmp_path: Path) -> None:
     original = [
         BatchResult("a", 200, {"choices": [{"message": {"content": "x"}}]}, None, id="1"),
-        BatchResult("b", None, None, {"code": "APIConnectionError", "message": "down"}, direct=True),
+        BatchResult(
+            "b", None, None, {"code": "APIConnectionError", "message": "down"}, direct=True
+        ),
     ]
     path = tmp_path / "r.jsonl"
     assert write_results(path, original) == 2

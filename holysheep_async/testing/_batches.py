@@ -67,8 +67,6 @@ class _File:
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
-            "expires_at": None,
-            "status_details": None,
         }
 
 
@@ -91,6 +89,11 @@ class _Store:
         self.batches: dict[str, _Batch] = {}
         self.order: list[str] = []
         self.seen_failures: set[str] = set()
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a batch for the wire: unset timestamps and files left out, as the spec has them."""
+    return {k: json.loads(json.dumps(v)) for k, v in obj.items() if v is not None}
 
 
 def batch_store(server: MockServer) -> _Store:
@@ -528,7 +531,7 @@ async def create_batch(
     with store.lock:
         store.batches[obj["id"]] = _Batch(obj)
         store.order.append(obj["id"])
-    await responder.send_json(200, obj)
+    await responder.send_json(200, _public(obj))
 
 
 async def _batch(server: MockServer, responder: Responder, batch_id: str) -> _Batch | None:
@@ -550,7 +553,7 @@ async def retrieve_batch(
     store = batch_store(server)
     with store.lock:
         _step(server, store, batch)
-        obj = json.loads(json.dumps(batch.obj))
+        obj = _public(batch.obj)
     await responder.send_json(200, obj)
 
 
@@ -568,7 +571,7 @@ async def cancel_batch(
             return
         if batch.status != "cancelling":
             batch.obj.update(status="cancelling", cancelling_at=_now())
-        obj = json.loads(json.dumps(batch.obj))
+        obj = _public(batch.obj)
     await responder.send_json(200, obj)
 
 
@@ -594,7 +597,7 @@ async def list_batches(
                 await responder.error(400, f"No batch found with id '{after}'.", param="after")
                 return
             ids = ids[ids.index(after) + 1 :]
-        page = [json.loads(json.dumps(store.batches[i].obj)) for i in ids[:limit]]
+        page = [_public(store.batches[i].obj) for i in ids[:limit]]
     await responder.send_json(
         200,
         {
