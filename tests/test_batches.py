@@ -148,7 +148,7 @@ async def test_wait_polls_adaptively_with_progress(
     assert [p for _, p in seen] == sorted(p for _, p in seen)
     assert len(fake_sleep.calls) == len(seen) - 1
     assert 1.0 <= fake_sleep.calls[0] <= 2.0
-    assert all(b > a for a, b in zip(fake_sleep.calls, fake_sleep.calls[1:]))
+    assert all(b > a for a, b in zip(fake_sleep.calls, fake_sleep.calls[1:], strict=False))
 
 
 def test_poll_interval_adapts_to_size_and_age() -> None:

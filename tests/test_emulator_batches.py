@@ -115,7 +115,7 @@ async def test_lifecycle_moves_one_step_per_poll(
         ("finalizing", 10),
         ("completed", 10),
     ]
-    assert batch["completed_at"] and batch["error_file_id"] is None
+    assert batch["completed_at"] and "error_file_id" not in batch
     out = await lines(http, batch["output_file_id"])
     assert sorted(x["custom_id"] for x in out) == sorted(f"t{i}" for i in range(10))
     assert [x["custom_id"] for x in out] != [f"t{i}" for i in range(10)]  # shuffled
