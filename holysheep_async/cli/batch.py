@@ -169,7 +169,7 @@ class ProgressBar:
         self.stream = stream or sys.stderr
         self.width = width
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.last = ""
+        self.last = ""  # what was shown last (in a log: tenth + phase)
 
     def show(self, done: float, total: float, label: str) -> None:
         share = done / total if total else 1.0
@@ -178,10 +178,13 @@ class ProgressBar:
             bar = "#" * filled + "-" * (self.width - filled)
             self.stream.write(f"\r[{bar}] {100 * share:5.1f}% {label}\x1b[K")
             self.stream.flush()
-        elif label != self.last:
-            self.stream.write(f"{100 * share:5.1f}% {label}\n")
-            self.stream.flush()
-        self.last = label
+        else:
+            # In a log, a line per tenth and per phase or batch change, not per poll.
+            key = f"{int(10 * share)} {label.partition(' ')[2]}"
+            if key != self.last:
+                self.stream.write(f"{100 * share:5.1f}% {label}\n")
+                self.stream.flush()
+            self.last = key
 
     def close(self) -> None:
         if self.tty:
