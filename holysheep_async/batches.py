@@ -12,16 +12,16 @@ server has no Batch API it answers every request with direct calls instead.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import inspect
 import json
 import logging
 import os
 import re
-import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from ._requester import Requester
     from .chat import Chat
 
-__all__ = ["BatchReport", "Batches", "RunProgress", "poll_interval", "split_requests"]
+__all__ = ["BatchReport", "Batches", "RunProgress", "adaptive_poll_interval", "split_requests"]
 
 log = logging.getLogger("holysheep_async")
 
@@ -126,7 +126,7 @@ async def _notify(callback: ProgressCallback | None, value: object) -> None:
             await result
 
 
-def poll_interval(batch: Batch, polls: int) -> float:
+def adaptive_poll_interval(batch: Batch, polls: int) -> float:
     """Seconds to wait before the next poll of ``batch`` after ``polls`` polls.
 
     Small batches start at 1 s, big ones (>= 1,000 requests) at 2 s; each poll
@@ -244,7 +244,7 @@ class Batches:
             return await self._submit_file(Path(requests), endpoint, completion_window, metadata)
         with tempfile.TemporaryDirectory(prefix="holysheep-") as tmp:
             path = Path(tmp) / "batch-input.jsonl"
-            write_requests(path, _with_url(requests, endpoint))
+            write_requests(path, requests, endpoint=endpoint)
             return await self._submit_file(path, endpoint, completion_window, metadata)
 
     async def _submit_file(
@@ -296,30 +296,36 @@ class Batches:
     ) -> Batch:
         """Poll until the batch is final (completed, failed, expired, cancelled) and return it.
 
-        Polls adapt to the batch (see :func:`poll_interval`) unless
+        Polls adapt to the batch (see :func:`adaptive_poll_interval`) unless
         ``poll_interval`` is given. ``on_progress(batch)`` (sync or async) is
         called after every poll. After ``timeout`` seconds of waiting,
         :class:`BatchTimeoutError`; cancel it like any task (its cancel scope).
         """
         batch_id = batch.id if isinstance(batch, Batch) else batch
-        waited = 0.0
+        started = anyio.current_time()
+        slept = 0.0  # counted apart from the clock: the sleep may be a test's fake
         polls = 0
         while True:
             current = await self.retrieve(batch_id)
             await _notify(on_progress, current)
             if current.is_final:
                 return current
+            waited = max(slept, anyio.current_time() - started)
             if timeout is not None and waited >= timeout:
                 raise BatchTimeoutError(
                     f"batch {batch_id} is still {current.status} ({current.progress:.0f}% done)"
                     f" after {waited:.1f} s (timeout={timeout} s); it keeps running on the server",
                     batch=current,
                 )
-            interval = poll_interval if poll_interval is not None else _adaptive(current, polls)
+            interval = (
+                poll_interval
+                if poll_interval is not None
+                else adaptive_poll_interval(current, polls)
+            )
             if timeout is not None:
                 interval = min(interval, timeout - waited)
             polls += 1
-            waited += interval
+            slept += interval
             await self._requester.sleep(interval)
 
     async def results(
@@ -424,7 +430,7 @@ class Batches:
         """
         if retry not in ("direct", "batch", "none"):
             raise ValueError(f"retry must be 'direct', 'batch' or 'none', got {retry!r}")
-        with _Workdir(journal) as workdir:
+        with _workdir(journal) as workdir:
             reqs, fingerprint = self._prepare(requests, workdir, endpoint)
             state = self._open_journal(
                 journal,
@@ -473,7 +479,7 @@ class Batches:
                 items = [json.loads(line) for line in fh if line.strip()]
             write_requests(path, items)
         else:
-            write_requests(path, _with_url(requests, endpoint))
+            write_requests(path, requests, endpoint=endpoint)
             report = validate_requests(
                 path, endpoint=endpoint, max_requests=None, max_bytes=None, single_model=False
             )
@@ -567,43 +573,16 @@ def _check_id(batch_id: str) -> str:
     return batch_id
 
 
-def _adaptive(batch: Batch, polls: int) -> float:
-    return poll_interval(batch, polls)
-
-
-def _with_url(
-    requests: Iterable[BatchRequest | Mapping[str, Any]], endpoint: str
-) -> Iterable[BatchRequest | Mapping[str, Any]]:
-    """Seed-style tasks get the batch's endpoint as their url."""
-    for index, item in enumerate(requests, 1):
-        if isinstance(item, Mapping) and "url" not in item and "body" not in item:
-            request = to_request(item, index)
-            request.url = endpoint
-            yield request
-        elif isinstance(item, Mapping):
-            yield to_request(item, index)
-        else:
-            yield item
-
-
-class _Workdir:
-    """The run's work folder: ``<journal>.d`` (kept), or a temporary one (removed)."""
-
-    def __init__(self, journal: str | os.PathLike[str] | None) -> None:
-        self.journal = journal
-        self.tmp: str | None = None
-
-    def __enter__(self) -> Path:
-        if self.journal is None:
-            self.tmp = tempfile.mkdtemp(prefix="holysheep-run-")
-            return Path(self.tmp)
-        path = Path(f"{os.fspath(self.journal)}.d")
+@contextlib.contextmanager
+def _workdir(journal: str | os.PathLike[str] | None) -> Iterator[Path]:
+    """The run's work folder: ``<journal>.d`` (kept for resuming), or a temporary one."""
+    if journal is not None:
+        path = Path(f"{os.fspath(journal)}.d")
         path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def __exit__(self, *exc: object) -> None:
-        if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="holysheep-run-") as tmp:
+        yield Path(tmp)
 
 
 def _add_parts(
@@ -825,20 +804,33 @@ class _Run:
         limiter = anyio.CapacityLimiter(self.concurrency)
         total = len(self.ids)
         count = 0
+        cut = _ends_without_newline(path)
         with path.open("a", encoding="utf-8") as log_file:
+            if cut:
+                log_file.write("\n")  # a kill cut the last line: end it, read_results skips it
+
+            failure: Exception | None = None
 
             async def one(cid: str) -> None:
-                nonlocal count
-                async with limiter:
-                    result = await self.call(self.reqs[cid])
-                log_file.write(json.dumps(result.to_line(), ensure_ascii=False) + "\n")
-                log_file.flush()
-                count += 1
-                await _notify(self.on_progress, RunProgress("direct", self.answered + count, total))
+                nonlocal count, failure
+                try:
+                    async with limiter:
+                        result = await self.call(self.reqs[cid])
+                    log_file.write(json.dumps(result.to_line(), ensure_ascii=False) + "\n")
+                    log_file.flush()
+                    count += 1
+                    progress = RunProgress("direct", self.answered + count, total)
+                    await _notify(self.on_progress, progress)
+                except Exception as exc:
+                    # Stop the others and raise this one as it is, not in an exception group.
+                    failure = failure or exc
+                    tg.cancel_scope.cancel()
 
             async with anyio.create_task_group() as tg:
                 for cid in todo:
                     tg.start_soon(one, cid)
+            if failure is not None:
+                raise failure
 
     async def call(self, request: BatchRequest) -> BatchResult:
         body = dict(request.body)
@@ -933,6 +925,15 @@ class _Run:
             batch_ids=[p["batch_id"] for p in self.state.parts if p["batch_id"]],
             mode=str(self.state.data["mode"]),
         )
+
+
+def _ends_without_newline(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except OSError:  # missing or empty
+        return False
 
 
 def _batch_error_text(batch: Batch) -> str:

@@ -204,11 +204,14 @@ def _suppress_oserror() -> Iterator[None]:
         pass
 
 
-def to_request(item: BatchRequest | Mapping[str, Any], index: int) -> BatchRequest:
+def to_request(
+    item: BatchRequest | Mapping[str, Any], index: int, *, url: str = DEFAULT_ENDPOINT
+) -> BatchRequest:
     """A :class:`BatchRequest` from itself, a batch line or a seed-style task dict.
 
     A dict with a ``body`` is a batch line; any other dict is the body itself
     plus an optional ``custom_id`` (``request-{index}`` when missing, 1-based).
+    ``url``: the endpoint of a dict that names none.
     """
     if isinstance(item, BatchRequest):
         return item
@@ -220,22 +223,21 @@ def to_request(item: BatchRequest | Mapping[str, Any], index: int) -> BatchReque
     if custom_id is None:
         custom_id = f"request-{index}"
     if "body" in item:
-        return BatchRequest(
-            custom_id,
-            item["body"],
-            item.get("method", "POST"),
-            item.get("url", DEFAULT_ENDPOINT),
-        )
-    body = {k: v for k, v in item.items() if k not in _LINE_KEYS}
-    return BatchRequest(
-        custom_id, body, item.get("method", "POST"), item.get("url", DEFAULT_ENDPOINT)
-    )
+        body = item["body"]
+    else:
+        body = {k: v for k, v in item.items() if k not in _LINE_KEYS}
+    return BatchRequest(custom_id, body, item.get("method", "POST"), item.get("url", url))
 
 
 def write_requests(
-    path: str | os.PathLike[str], requests: Iterable[BatchRequest | Mapping[str, Any]]
+    path: str | os.PathLike[str],
+    requests: Iterable[BatchRequest | Mapping[str, Any]],
+    *,
+    endpoint: str = DEFAULT_ENDPOINT,
 ) -> int:
     """Write ``requests`` as batch input JSONL (atomically); return the lines written.
+
+    Dicts that name no ``url`` get ``endpoint``.
 
     >>> write_requests("in.jsonl", [
     ...     {"custom_id": "a", "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},
@@ -247,7 +249,7 @@ def write_requests(
     with atomic_write(path) as fh:
         buf: list[str] = []
         for count, item in enumerate(requests, 1):
-            buf.append(_dumps(to_request(item, count).to_line()))
+            buf.append(_dumps(to_request(item, count, url=endpoint).to_line()))
             if len(buf) >= 4096:
                 buf.append("")
                 fh.write("\n".join(buf))

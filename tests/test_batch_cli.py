@@ -98,6 +98,13 @@ def test_submit_status_results(
     assert len(out.read_text().splitlines()) == 12
     assert main(["batch", "results", batch_id, *target]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 12
+    monkeypatch.setitem(server.options, "batch_speed", 5)
+    assert main(["batch", "submit", str(input_file), *target]) == 0
+    batch_id = capsys.readouterr().out.split()[0]
+    assert main(["batch", "status", batch_id, "--wait", "--poll-interval", "0", *target]) == 0
+    captured = capsys.readouterr()
+    assert f"{batch_id} completed 100.0%" in captured.out
+    assert f"{batch_id} in_progress  41.7%" in captured.err  # progress while waiting
     assert main(["batch", "status", "batch_nope", *target]) == 1
     assert "NotFoundError" in capsys.readouterr().err
 

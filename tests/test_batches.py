@@ -24,7 +24,8 @@ from holysheep_async import (
     HolySheepError,
     RunProgress,
 )
-from holysheep_async.batches import poll_interval, split_requests
+from holysheep_async.batches import adaptive_poll_interval as poll_interval
+from holysheep_async.batches import split_requests
 from holysheep_async.models import Usage
 from holysheep_async.testing import MockServer, answer_text
 
@@ -437,3 +438,58 @@ def test_usage_cost_without_pricing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setitem(sys.modules, "holysheep_async.pricing", None)
     assert usage_cost("gpt-4o", Usage(prompt_tokens=1, completion_tokens=1), batch=True) is None
+
+
+def test_split_at_the_real_limit() -> None:
+    reqs = [BatchRequest(f"r{i}", {"model": "m", "messages": []}) for i in range(50_001)]
+    assert [len(c) for c in split_requests(reqs)] == [50_000, 1]
+
+
+async def test_results_skip_and_report_a_broken_line(
+    client: AsyncClient, server: MockServer, options: Any
+) -> None:
+    from holysheep_async.testing._batches import batch_store
+
+    options(batch_speed=100)
+    batch = await client.batches.wait(await client.batches.submit(tasks(3)))
+    assert batch.output_file_id is not None
+    batch_store(server).files[batch.output_file_id].data += b"\n{cut off"
+    problems: list[tuple[int, str]] = []
+    results = [r async for r in client.batches.results(batch, problems=problems)]
+    assert sorted(r.custom_id for r in results) == ["t0", "t1", "t2"]
+    assert len(problems) == 1 and problems[0][0] == 5 and "not a batch result" in problems[0][1]
+
+
+async def test_direct_fallback_resumes_after_a_crash(
+    client: AsyncClient, server: MockServer, tmp_path: Path, options: Any
+) -> None:
+    options(batch_api=False)
+    journal = tmp_path / "run.journal"
+
+    def progress(p: RunProgress) -> None:
+        if p.phase == "direct" and p.done == 2:
+            raise Crash
+
+    log = Log(server)
+    with pytest.raises(Crash):
+        await client.batches.run(tasks(6), journal=journal, on_progress=progress, concurrency=1)
+    direct_log = tmp_path / "run.journal.d" / "direct-0.jsonl"
+    assert len(direct_log.read_text().splitlines()) == 2
+    with direct_log.open("a") as fh:
+        fh.write('{"id": "direct-x", "custom_id": "t')  # killed in the middle of a line
+    report = await client.batches.run(tasks(6), journal=journal, concurrency=1)
+    assert report.succeeded == [f"t{i}" for i in range(6)] and report.mode == "direct"
+    assert len(log.calls("POST", "/v1/chat/completions")) == 6  # 2 before the crash, 4 after
+
+
+async def test_a_wrong_key_stops_the_run_with_a_plain_error(
+    server: MockServer, fake_sleep: Any, options: Any
+) -> None:
+    from holysheep_async import AuthenticationError
+
+    options(batch_api=False)
+    async with AsyncClient(api_key="wrong-key", base_url=server.base_url) as c:
+        c._requester.sleep = fake_sleep
+        with pytest.raises(AuthenticationError) as info:
+            await c.batches.run(tasks(3))
+        assert "wrong-key" not in str(info.value)
