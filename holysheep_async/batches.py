@@ -468,23 +468,16 @@ class Batches:
     ) -> tuple[builtins.list[BatchRequest], str]:
         """Normalise and validate the whole input (no size limits: run splits)."""
         path = workdir / "input.jsonl"
+        source = "requests"
         if isinstance(requests, (str, os.PathLike)):
-            source = str(requests)
-            report = validate_requests(
-                requests, endpoint=endpoint, max_requests=None, max_bytes=None, single_model=False
-            )
-            if not report.ok:
-                raise BatchValidationError(report.problems, source=source)
-            with open(requests, "rb") as fh:
-                items = [json.loads(line) for line in fh if line.strip()]
-            write_requests(path, items)
-        else:
-            write_requests(path, requests, endpoint=endpoint)
-            report = validate_requests(
-                path, endpoint=endpoint, max_requests=None, max_bytes=None, single_model=False
-            )
-            if not report.ok:
-                raise BatchValidationError(report.problems, source="requests")
+            source = os.fspath(requests)
+            requests = _read_tasks(requests)
+        write_requests(path, requests, endpoint=endpoint)
+        report = validate_requests(
+            path, endpoint=endpoint, max_requests=None, max_bytes=None, single_model=False
+        )
+        if not report.ok:
+            raise BatchValidationError(report.problems, source=source)
         digest = hashlib.sha256()
         reqs: builtins.list[BatchRequest] = []
         with path.open("rb") as fh:
@@ -925,6 +918,34 @@ class _Run:
             batch_ids=[p["batch_id"] for p in self.state.parts if p["batch_id"]],
             mode=str(self.state.data["mode"]),
         )
+
+
+def _read_tasks(path: str | os.PathLike[str]) -> builtins.list[dict[str, Any]]:
+    """The lines of a JSONL file of batch lines or seed-style tasks, as dicts.
+
+    Lines that are not JSON objects are reported with their numbers here:
+    the rest is checked once normalised (one line per line, so numbers match).
+    """
+    items: builtins.list[dict[str, Any]] = []
+    problems: builtins.list[tuple[int, str]] = []
+    try:
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    item = json.loads(raw) if raw.strip() else None
+                except ValueError as exc:
+                    problems.append((lineno, f"invalid JSON: {exc}"))
+                    continue
+                if not isinstance(item, dict):
+                    what = "blank line" if item is None else "expected a JSON object"
+                    problems.append((lineno, what))
+                    continue
+                items.append(item)
+    except OSError as exc:
+        problems.append((0, f"cannot read {os.fspath(path)}: {exc.strerror or exc}"))
+    if problems:
+        raise BatchValidationError(problems, source=os.fspath(path))
+    return items
 
 
 def _ends_without_newline(path: Path) -> bool:

@@ -493,3 +493,20 @@ async def test_a_wrong_key_stops_the_run_with_a_plain_error(
         with pytest.raises(AuthenticationError) as info:
             await c.batches.run(tasks(3))
         assert "wrong-key" not in str(info.value)
+
+
+async def test_run_reads_task_files_and_names_bad_lines(
+    client: AsyncClient, tmp_path: Path, options: Any
+) -> None:
+    options(batch_speed=100)
+    path = tmp_path / "tasks.jsonl"
+    path.write_text("".join(json.dumps(t) + "\n" for t in tasks(3)))  # seed-style, no body
+    report = await client.batches.run(path)
+    assert report.succeeded == ["t0", "t1", "t2"]
+    path.write_text(json.dumps(tasks(1)[0]) + "\n\n[1]\n" + json.dumps(tasks(1)[0]) + "\n")
+    with pytest.raises(BatchValidationError) as info:
+        await client.batches.run(path)
+    assert [n for n, _ in info.value.problems] == [2, 3]
+    path.write_text(json.dumps(tasks(1)[0]) + "\n" + json.dumps(tasks(1)[0]) + "\n")
+    with pytest.raises(BatchValidationError, match="line 2: duplicate custom_id 't0'"):
+        await client.batches.run(path)
