@@ -772,13 +772,18 @@ class _Run:
         log.info("submitted batch %s (%d requests)", batch.id, part["count"])
 
     async def find_batch(self, input_file_id: str) -> Batch | None:
+        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found)."""
         seen = 0
-        async for batch in self.b.list(limit=100):
-            if batch.input_file_id == input_file_id:
-                return batch
-            seen += 1
-            if seen >= 500:
-                break
+        try:
+            async for batch in self.b.list(limit=100):
+                if batch.input_file_id == input_file_id:
+                    return batch
+                seen += 1
+                if seen >= 500:
+                    break
+        except APIStatusError as exc:
+            # Some servers cannot list batches; creating one is still right.
+            log.warning("cannot list batches to look for one from %s: %s", input_file_id, exc)
         return None
 
     # -- direct calls -------------------------------------------------------------
