@@ -37,6 +37,7 @@ from .errors import (
     BatchTimeoutError,
     BatchValidationError,
     HolySheepError,
+    InvalidResponseError,
     PermissionDeniedError,
     invalid_response,
 )
@@ -179,7 +180,7 @@ def _retryable(result: BatchResult) -> bool:
 
 
 class _NoBatchAPI(Exception):
-    def __init__(self, error: APIStatusError) -> None:
+    def __init__(self, error: HolySheepError) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -416,7 +417,8 @@ class Batches:
           got no answer are retried up to ``max_retry_rounds`` times:
           ``retry="direct"`` through ``chat.create``, ``"batch"`` in a new batch,
           ``"none"`` not at all.
-        - When ``/files`` or ``/batches`` answers 404, 405 or 501 (no Batch API),
+        - When ``/files`` or ``/batches`` answers 404, 405 or 501, or a 200 web
+          page (no Batch API),
           every request goes through ``chat.create`` instead, ``concurrency`` at a
           time and under the client's limits; the report has the same form.
         - ``output``: write all results there (Batch API line format).
@@ -765,6 +767,11 @@ class _Run:
             )
         except APIStatusError as exc:
             if exc.status_code in NO_BATCH_API:
+                raise _NoBatchAPI(exc) from exc
+            raise
+        except InvalidResponseError as exc:
+            # Relays that lack the route may answer 200 with their web page instead of 404.
+            if exc.status_code == 200 and exc.body.lstrip()[:1] == "<":
                 raise _NoBatchAPI(exc) from exc
             raise
         part["batch_id"] = batch.id

@@ -170,3 +170,25 @@ def test_demo_runs_a_batch(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--max-tokens", "5", "--batch-size", "6"]) == 0
     out = capsys.readouterr().out
     assert "2. Batch" in out and "succeeded     6" in out and "completed" in out
+
+
+def test_progress_bar_on_a_terminal_and_in_a_log() -> None:
+    import io
+
+    from holysheep_async.cli.batch import ProgressBar
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    bar = ProgressBar(tty, width=10)
+    bar.show(5, 10, "5/10 waiting")
+    bar.close()
+    assert tty.getvalue() == "\r[#####-----]  50.0% 5/10 waiting\x1b[K\n"
+    log = io.StringIO()
+    bar = ProgressBar(log)
+    for done in range(101):
+        bar.show(done, 100, f"{done}/100 waiting")
+    bar.show(100, 100, "100/100 done")
+    assert log.getvalue().count("\n") == 12  # one line per tenth and per phase, not per call

@@ -510,3 +510,14 @@ async def test_run_reads_task_files_and_names_bad_lines(
     path.write_text(json.dumps(tasks(1)[0]) + "\n" + json.dumps(tasks(1)[0]) + "\n")
     with pytest.raises(BatchValidationError, match="line 2: duplicate custom_id 't0'"):
         await client.batches.run(path)
+
+
+async def test_a_web_page_instead_of_the_files_api_means_no_batch_api(
+    client: AsyncClient, server: MockServer
+) -> None:
+    from holysheep_async.testing import Fault
+
+    page = "<!doctype html><html><title>My Relay</title><body>app</body></html>"
+    server.inject(Fault("status", status=200, body=page, path="/v1/files"))
+    report = await client.batches.run(tasks(2))
+    assert report.mode == "direct" and report.succeeded == ["t0", "t1"]

@@ -225,3 +225,18 @@ async def test_batch_api_can_be_switched_off(
     assert (await http.get("/batches")).status_code == status
     chat = await http.post("/chat/completions", json={"model": "m", "messages": MSG})
     assert chat.status_code == 200
+
+
+async def test_failure_rate_is_deterministic_per_custom_id(
+    http: httpx.AsyncClient, options: dict[str, Any]
+) -> None:
+    options["batch_speed"] = 100
+    options["batch_fail_rate"] = 0.5
+    failed = []
+    for _ in range(2):
+        batch = await create(http, jsonl(40, prefix="rate"))
+        while batch["status"] != "completed":
+            batch = await poll(http, batch["id"])
+        failed.append(sorted(x["custom_id"] for x in await lines(http, batch.get("error_file_id"))))
+    assert 5 < len(failed[0]) < 35
+    assert failed[0] == failed[1]
