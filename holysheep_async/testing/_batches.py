@@ -13,7 +13,8 @@ Settings, read from ``server.options`` at each step (change them any time):
 
 ======================  ==========================================================
 ``batch_speed``         requests answered per step (default 25); 0 = only
-                        ``server.advance_batches()`` moves batches, polling does not
+                        ``server.advance_batches()`` moves batches (a whole batch
+                        per step), polling does not
 ``batch_api``           ``False``: ``/v1/files`` and ``/v1/batches`` answer 404 (a relay
                         without a Batch API); an int: answer that status (405, 501)
 ``batch_fail``          regex: requests whose ``custom_id`` matches fail with
@@ -124,9 +125,10 @@ def _now() -> int:
 def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = False) -> None:
     opts = server.options
     speed = int(opts.get("batch_speed", 25))
-    if speed <= 0 and not force:
-        return
-    speed = max(speed, 1) if speed > 0 else max(1, len(batch.lines))
+    if speed <= 0:
+        if not force:
+            return
+        speed = max(1, len(batch.lines))
     obj = batch.obj
     status = batch.status
     if status == "validating":
@@ -150,13 +152,11 @@ def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = Fal
             )
             return
         start = len(batch.done)
-        for line in batch.lines[start : start + speed]:
-            batch.done.append(_answer(server, store, obj["id"], line))
         counts = obj["request_counts"]
-        counts["failed"] = sum(
-            1 for d in batch.done if d["error"] or d["response"]["status_code"] != 200
-        )
-        counts["completed"] = len(batch.done) - counts["failed"]
+        for line in batch.lines[start : start + speed]:
+            answer = _answer(server, store, line)
+            batch.done.append(answer)
+            counts["completed" if answer["response"]["status_code"] == 200 else "failed"] += 1
         if len(batch.done) >= len(batch.lines):
             obj.update(status="finalizing", finalizing_at=_now())
     elif status == "finalizing":
@@ -278,9 +278,7 @@ def _fails(server: MockServer, store: _Store, cid: str) -> bool:
     return failing
 
 
-def _answer(
-    server: MockServer, store: _Store, batch_id: str, line: dict[str, Any]
-) -> dict[str, Any]:
+def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str, Any]:
     cid = line["custom_id"]
     body = line["body"]
     request_id = server.next_id("req_")
