@@ -642,6 +642,9 @@ class _Run:
         self.max_requests = max_requests
         self.max_bytes = max_bytes
         self.answered = 0
+        #: Parsed results files by name, with the size they had (part files never change,
+        #: direct logs only grow).
+        self._parsed: dict[str, tuple[int, builtins.list[BatchResult]]] = {}
 
     async def go(self, retry: RetryMode, max_rounds: int) -> None:
         state = self.state
@@ -882,18 +885,28 @@ class _Run:
             if name in self.state.data.get("direct", []):
                 files.append(name)
         for name in files:
-            path = self.workdir / name
-            if not path.exists():
-                continue
-            for result in read_results(path):
-                if result.custom_id not in self.reqs:
-                    log.warning(
-                        "result for unknown custom_id %r in %s ignored", result.custom_id, path
-                    )
-                    continue
+            for result in self._read(self.workdir / name):
                 old = results.get(result.custom_id)
                 if old is None or not old.ok:
                     results[result.custom_id] = result
+        return results
+
+    def _read(self, path: Path) -> builtins.list[BatchResult]:
+        """A results file's results for our custom_ids, parsed once per file size."""
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return []
+        cached = self._parsed.get(path.name)
+        if cached is not None and cached[0] == size:
+            return cached[1]
+        results = []
+        for result in read_results(path):
+            if result.custom_id in self.reqs:
+                results.append(result)
+            else:
+                log.warning("result for unknown custom_id %r in %s ignored", result.custom_id, path)
+        self._parsed[path.name] = (size, results)
         return results
 
     def report(self) -> BatchReport:
