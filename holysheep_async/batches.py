@@ -251,13 +251,25 @@ class Batches:
     async def _submit_file(
         self, path: Path, endpoint: str, window: str, metadata: dict[str, str] | None
     ) -> Batch:
-        report = validate_requests(path, endpoint=endpoint)
-        if not report.ok:
-            raise BatchValidationError(report.problems, source=str(path))
-        file = await self.upload(path)
+        file = await self._upload_valid(path, endpoint)
         return await self.create(
             file.id, endpoint=endpoint, completion_window=window, metadata=metadata
         )
+
+    async def _upload_valid(
+        self,
+        path: Path,
+        endpoint: str,
+        max_requests: int = MAX_REQUESTS,
+        max_bytes: int = MAX_FILE_BYTES,
+    ) -> FileObject:
+        """Upload ``path`` once it is known to be valid; else ``BatchValidationError``."""
+        report = validate_requests(
+            path, endpoint=endpoint, max_requests=max_requests, max_bytes=max_bytes
+        )
+        if not report.ok:
+            raise BatchValidationError(report.problems, source=str(path))
+        return await self.upload(path)
 
     async def create(
         self,
@@ -744,16 +756,10 @@ class _Run:
         state = self.state
         try:
             if part["input_file_id"] is None:
-                path = self.workdir / part["file"]
-                report = validate_requests(
-                    path,
-                    endpoint=self.endpoint,
-                    max_requests=self.max_requests,
-                    max_bytes=self.max_bytes,
+                file = await self.b._upload_valid(
+                    self.workdir / part["file"], self.endpoint, self.max_requests, self.max_bytes
                 )
-                if not report.ok:
-                    raise BatchValidationError(report.problems, source=str(path))
-                part["input_file_id"] = (await self.b.upload(path)).id
+                part["input_file_id"] = file.id
                 state.save()
             else:
                 # A crash may have come between creating the batch and saving its id.
