@@ -104,7 +104,7 @@ class BatchReport:
 
 @dataclass
 class RunProgress:
-    """Where ``run`` is: ``phase`` ("submitting", "waiting", "direct", "done"),
+    """Where ``run`` is: ``phase`` ("submitting", "submitted", "waiting", "direct", "done"),
     requests answered so far (``done``) out of ``total``, and the batch being polled."""
 
     phase: str
@@ -786,6 +786,9 @@ class _Run:
         part["batch_id"] = batch.id
         state.save()
         log.info("submitted batch %s (%d requests)", batch.id, part["count"])
+        await _notify(
+            self.on_progress, RunProgress("submitted", self.answered, len(self.ids), batch)
+        )
 
     async def find_batch(self, input_file_id: str) -> Batch | None:
         """The batch made from ``input_file_id``, among the 500 newest (``None``: not found)."""

@@ -160,6 +160,7 @@ def test_run_killed_after_submit_resumes_without_a_second_submit(
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr
     assert "succeeded     8" in again.stdout
+    assert "resumed" in again.stderr and "submitted" not in again.stderr
     creates = [r for r in server.requests[start:] if r.method == "POST" and r.path == "/v1/batches"]
     assert len(creates) == 1
     lines = [json.loads(x) for x in out.read_text().splitlines()]

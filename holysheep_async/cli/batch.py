@@ -222,9 +222,12 @@ def run_pipeline(args: argparse.Namespace) -> int:
             batch = p.batch
             if batch is not None and batch.id not in announced:
                 announced.add(batch.id)
-                # A line of its own: the batch id is what to look for after a crash.
+                # A line of its own (the journal has it by now): what to look for after a crash.
                 bar.close()
-                print(f"batch {batch.id} submitted", file=sys.stderr, flush=True)
+                how = "submitted" if p.phase == "submitted" else "resumed"
+                print(f"batch {batch.id} {how}", file=sys.stderr, flush=True)
+            if p.phase == "submitted":
+                return
             label = f"{p.done:,}/{p.total:,} {p.phase}"
             bar.show(p.done, p.total, label if batch is None else f"{label} {batch.id}")
 
