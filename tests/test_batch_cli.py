@@ -170,7 +170,8 @@ def test_run_killed_after_submit_resumes_without_a_second_submit(
 def test_demo_runs_a_batch(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--max-tokens", "5", "--batch-size", "6"]) == 0
     out = capsys.readouterr().out
-    assert "2. Batch" in out and "succeeded     6" in out and "completed" in out
+    assert "2. Batch" in out and "succeeded     6" in out
+    assert "validating -> in_progress -> finalizing -> completed" in out
 
 
 def test_progress_bar_on_a_terminal_and_in_a_log() -> None:
