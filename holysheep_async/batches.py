@@ -69,7 +69,7 @@ Requests = Iterable[BatchRequest | Mapping[str, Any]] | str | os.PathLike[str]
 RetryMode = Literal["direct", "batch", "none"]
 #: Statuses of /files or /batches that mean "this server has no Batch API".
 NO_BATCH_API = frozenset({404, 405, 501})
-#: Error codes (or statuses) of answers worth another try.
+#: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
 _RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
 _JOURNAL_VERSION = 1
 M = TypeVar("M", bound=BaseModel)
@@ -348,6 +348,9 @@ class Batches:
 
         Lines come in the server's order (any order): key them by ``custom_id``.
         A line that is not a result is logged (and added to ``problems``), not fatal.
+        To stop early, close it (``contextlib.aclosing``) so the download is closed at once.
+
+        >>> by_id = {r.custom_id: r async for r in client.batches.results(batch)}  # doctest: +SKIP
         """
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
