@@ -8,6 +8,7 @@
 """
 
 from ._version import __version__
+from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
 from .errors import (
     APIConnectionError,
@@ -16,6 +17,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     BatchFailedError,
+    BatchTimeoutError,
     BatchValidationError,
     ConfigurationError,
     ConflictError,
@@ -30,6 +32,7 @@ from .errors import (
     StreamError,
     StreamIdleTimeout,
 )
+from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
 from .models import (
     Batch,
@@ -55,7 +58,11 @@ __all__ = [
     "BadRequestError",
     "Batch",
     "BatchFailedError",
+    "BatchReport",
+    "BatchRequest",
     "BatchRequestCounts",
+    "BatchResult",
+    "BatchTimeoutError",
     "BatchValidationError",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -78,9 +85,11 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "RetryPolicy",
+    "RunProgress",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
     "Usage",
+    "ValidationReport",
     "__version__",
 ]

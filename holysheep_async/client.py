@@ -12,6 +12,7 @@ import httpx
 
 from ._requester import Requester
 from ._version import __version__
+from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
 from .limits import Limiter
@@ -125,6 +126,7 @@ class AsyncClient:
             allow_insecure_http=allow_insecure_http,
         )
         self.chat = Chat(self._requester)
+        self.batches = Batches(self._requester, self.chat)
         self._closed = False
 
     # -- configuration, readable but never the key -----------------------------

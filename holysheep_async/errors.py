@@ -21,7 +21,8 @@
     ├── StreamError                   error object or malformed event inside a 200 stream
     │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
-    └── BatchFailedError              a batch ended failed / expired / cancelled
+    ├── BatchFailedError              a batch ended failed / expired / cancelled
+    └── BatchTimeoutError             waiting for a batch took longer than its timeout
 
 Any error raised after a stream yielded text carries that text in
 ``partial_text``; nothing is yielded twice.
@@ -43,6 +44,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchFailedError",
+    "BatchTimeoutError",
     "BatchValidationError",
     "ConfigurationError",
     "ConflictError",
@@ -209,6 +211,17 @@ class BatchValidationError(HolySheepError, ValueError):
 
 class BatchFailedError(HolySheepError):
     """A batch ended in ``failed``, ``expired`` or ``cancelled`` where completion was required."""
+
+    def __init__(self, message: str, *, batch: object = None) -> None:
+        super().__init__(message)
+        self.batch = batch
+
+
+class BatchTimeoutError(HolySheepError, TimeoutError):
+    """``batches.wait`` gave up: the batch was not final within ``timeout`` seconds.
+
+    ``batch`` is its last known state; the batch itself goes on running on the server.
+    """
 
     def __init__(self, message: str, *, batch: object = None) -> None:
         super().__init__(message)

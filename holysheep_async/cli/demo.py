@@ -6,7 +6,9 @@ import argparse
 import sys
 from typing import Any
 
+from ..client import AsyncClient
 from ._common import add_target_options, open_client, run
+from .batch import EMULATOR_POLL, summary
 
 PROMPT = "In two sentences: when should I stream an LLM answer, and when should I batch?"
 
@@ -17,6 +19,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--model", default="gpt-4o")
     p.add_argument("--max-tokens", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=20, help="requests in the demo batch")
     add_target_options(p)
     p.set_defaults(func=main)
 
@@ -42,6 +45,38 @@ def main(args: argparse.Namespace) -> int:
             if m.tokens_per_s:
                 print(f"   throughput    {m.tokens_per_s:8.1f} tokens/s")
             print(f"   tokens        {m.tokens:8d}")
+            if emulated:
+                await demo_batch(client, args.model, args.batch_size)
+            else:
+                print("\n2. Batch: skipped against a real service (a batch may take up to 24 h);")
+                print("   try `holysheep batch run FILE -o OUT --journal J`")
         return 0
 
     return run(args, go)
+
+
+async def demo_batch(client: AsyncClient, model: str, size: int) -> None:
+    """Part 2: a small batch through the whole pipeline (validate, upload, poll, download)."""
+    print(f"\n2. Batch ({model}): {size} questions, half price, one result per request\n")
+    tasks = [
+        {
+            "custom_id": f"question-{i + 1}",
+            "model": model,
+            "messages": [{"role": "user", "content": f"Give one fact about the number {i + 1}."}],
+            "max_tokens": 12,
+        }
+        for i in range(size)
+    ]
+    statuses: list[str] = []
+
+    def progress(p: Any) -> None:
+        batch = p.batch
+        if batch is not None and (not statuses or statuses[-1] != batch.status):
+            statuses.append(batch.status)
+
+    report = await client.batches.run(tasks, poll_interval=EMULATOR_POLL, on_progress=progress)
+    print(f"   batches       {', '.join(report.batch_ids)}")
+    print(f"   lifecycle     {' -> '.join(statuses)}")
+    first = report.results[tasks[0]["custom_id"]]  # type: ignore[index]
+    print(f"   first answer  {first.custom_id}: {first.content}")
+    print(summary(report))

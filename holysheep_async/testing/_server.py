@@ -143,6 +143,14 @@ class MockServer:
                     return fault
         return None
 
+    # -- batches ------------------------------------------------------------------
+
+    def advance_batches(self, steps: int = 1) -> None:
+        """Move every unfinished batch ``steps`` steps along its lifecycle (see ``_batches``)."""
+        from ._batches import advance_batches
+
+        advance_batches(self, steps)
+
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> MockServer:

@@ -1,0 +1,463 @@
+"""Batch files: write request JSONL, validate it line by line, read result JSONL.
+
+>>> from holysheep_async.jsonl import write_requests, validate_requests, read_results
+>>> write_requests("in.jsonl", [
+...     {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]}])
+1
+>>> validate_requests("in.jsonl").ok
+True
+
+Everything here streams: files are read one line at a time, so memory stays
+flat for a 200 MB file. Files are written to a temporary file next to the
+target and renamed into place, so a crash never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .models import Usage
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "MAX_FILE_BYTES",
+    "MAX_REQUESTS",
+    "BatchRequest",
+    "BatchResult",
+    "ValidationReport",
+    "atomic_write",
+    "parse_result_line",
+    "read_results",
+    "to_request",
+    "validate_requests",
+    "write_requests",
+    "write_results",
+]
+
+log = logging.getLogger("holysheep_async")
+
+#: The Batch API's limits for one input file.
+MAX_REQUESTS = 50_000
+MAX_FILE_BYTES = 200 * 1024 * 1024
+DEFAULT_ENDPOINT = "/v1/chat/completions"
+#: Problems kept in a report; the rest are counted in one last problem.
+MAX_PROBLEMS = 1_000
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_loads = json.loads
+# Keys of a seed-style task that are not part of the request body.
+_LINE_KEYS = ("custom_id", "method", "url")
+
+
+@dataclass(slots=True)
+class BatchRequest:
+    """One line of a batch input file.
+
+    >>> BatchRequest("q1", {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]})
+    """
+
+    custom_id: str
+    body: dict[str, Any]
+    method: str = "POST"
+    url: str = DEFAULT_ENDPOINT
+
+    def to_line(self) -> dict[str, Any]:
+        return {
+            "custom_id": self.custom_id,
+            "method": self.method,
+            "url": self.url,
+            "body": self.body,
+        }
+
+    @property
+    def model(self) -> str | None:
+        model = self.body.get("model")
+        return model if isinstance(model, str) else None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """The answer to one request of a batch (a line of its output or error file).
+
+    ``status_code`` and ``body`` come from the line's ``response`` (``None``
+    when the request never got one); ``error`` is the line's ``error``
+    (``{"code", "message"}``), or the body's ``error`` for a non-2xx answer.
+    ``direct`` marks an answer obtained by a direct call instead of a batch
+    (the no-Batch-API fallback and direct retries), which is priced at full rate.
+    """
+
+    custom_id: str
+    status_code: int | None = None
+    body: Any = None
+    error: dict[str, Any] | None = None
+    id: str | None = None
+    request_id: str | None = None
+    direct: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True for a 2xx answer without an error."""
+        code = self.status_code
+        return self.error is None and code is not None and 200 <= code < 300
+
+    @property
+    def content(self) -> str | None:
+        """The first choice's message text (``None`` when there is none)."""
+        try:
+            content = self.body["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError):
+            return None
+        return content if isinstance(content, str) else None
+
+    @property
+    def usage(self) -> Usage | None:
+        raw = self.body.get("usage") if isinstance(self.body, dict) else None
+        return Usage.model_validate(raw) if isinstance(raw, dict) else None
+
+    @property
+    def model(self) -> str | None:
+        model = self.body.get("model") if isinstance(self.body, dict) else None
+        return model if isinstance(model, str) else None
+
+    def to_line(self) -> dict[str, Any]:
+        """The line in the Batch API's output format (what :func:`read_results` reads back)."""
+        response = (
+            None
+            if self.status_code is None
+            else {"status_code": self.status_code, "request_id": self.request_id, "body": self.body}
+        )
+        line: dict[str, Any] = {
+            "id": self.id,
+            "custom_id": self.custom_id,
+            "response": response,
+            "error": self.error,
+        }
+        if self.direct:
+            line["x_holysheep_direct"] = True
+        return line
+
+
+@dataclass
+class ValidationReport:
+    """What :func:`validate_requests` found. ``problems``: ``(line, message)``, 1-based;
+    line 0 is the file as a whole (missing, empty)."""
+
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    #: Request lines read (valid or not; blank lines not counted).
+    count: int = 0
+    #: The model every line uses (``None`` when lines disagree or none says).
+    model: str | None = None
+    #: Bytes read.
+    size: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"{self.count} requests, no problems"
+        lines = [f"{len(self.problems)} problem(s) in {self.count} requests:"]
+        lines += [f"  line {n}: {msg}" for n, msg in self.problems]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[Any]]:
+    """Write ``path`` through a temporary file in the same folder, renamed when done.
+
+    A crash leaves either the old file or the new one, never half of it.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        encoding = None if "b" in mode else "utf-8"
+        with open(fd, mode, encoding=encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def to_request(
+    item: BatchRequest | Mapping[str, Any], index: int, *, url: str = DEFAULT_ENDPOINT
+) -> BatchRequest:
+    """A :class:`BatchRequest` from itself, a batch line or a seed-style task dict.
+
+    A dict with a ``body`` is a batch line; any other dict is the body itself
+    plus an optional ``custom_id`` (``request-{index}`` when missing, 1-based).
+    ``url``: the endpoint of a dict that names none.
+    """
+    if isinstance(item, BatchRequest):
+        return item
+    if not isinstance(item, Mapping):
+        raise TypeError(
+            f"request {index}: expected a BatchRequest or a dict, got {type(item).__name__}"
+        )
+    custom_id = item.get("custom_id")
+    if custom_id is None:
+        custom_id = f"request-{index}"
+    if "body" in item:
+        body = item["body"]
+    else:
+        body = {k: v for k, v in item.items() if k not in _LINE_KEYS}
+    return BatchRequest(custom_id, body, item.get("method", "POST"), item.get("url", url))
+
+
+def write_requests(
+    path: str | os.PathLike[str],
+    requests: Iterable[BatchRequest | Mapping[str, Any]],
+    *,
+    endpoint: str = DEFAULT_ENDPOINT,
+) -> int:
+    """Write ``requests`` as batch input JSONL (atomically); return the lines written.
+
+    Dicts that name no ``url`` get ``endpoint``.
+
+    >>> write_requests("in.jsonl", [
+    ...     {"custom_id": "a", "model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]},
+    ...     {"model": "gpt-4o", "messages": [{"role": "user", "content": "Yo"}], "max_tokens": 5},
+    ... ])   # the second one gets custom_id "request-2"
+    2
+    """
+    count = 0
+    with atomic_write(path) as fh:
+        buf: list[str] = []
+        for count, item in enumerate(requests, 1):
+            buf.append(_dumps(to_request(item, count, url=endpoint).to_line()))
+            if len(buf) >= 4096:
+                buf.append("")
+                fh.write("\n".join(buf))
+                buf = []
+        if buf:
+            buf.append("")
+            fh.write("\n".join(buf))
+    return count
+
+
+def write_results(path: str | os.PathLike[str], results: Iterable[BatchResult]) -> int:
+    """Write results in the Batch API's output format (atomically); return the lines written."""
+    count = 0
+    with atomic_write(path) as fh:
+        for result in results:
+            fh.write(_dumps(result.to_line()) + "\n")
+            count += 1
+    return count
+
+
+# ---------------------------------------------------------------------------
+# Validating
+
+
+def validate_requests(
+    path: str | os.PathLike[str],
+    *,
+    endpoint: str | None = DEFAULT_ENDPOINT,
+    max_requests: int | None = MAX_REQUESTS,
+    max_bytes: int | None = MAX_FILE_BYTES,
+    single_model: bool = True,
+) -> ValidationReport:
+    """Check a batch input file line by line; every problem comes with its line number.
+
+    Checks: JSON, an object per line, ``custom_id`` present and unique,
+    ``method`` POST, ``url`` equal to ``endpoint``, ``body`` an object with a
+    ``model`` and a ``messages`` list (chat endpoint), one model for the whole
+    file (``single_model``), at most ``max_requests`` lines and ``max_bytes``
+    bytes (``None``: no limit). Blank lines are problems too: the Batch API
+    rejects them.
+
+    >>> report = validate_requests("in.jsonl")
+    >>> report.ok, report.count, report.problems[:1]   # doctest: +SKIP
+    (False, 3, [(2, "duplicate custom_id 'a' (first on line 1)")])
+    """
+    report = ValidationReport()
+    problems = report.problems
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        problems.append((0, f"cannot read {os.fspath(path)}: {exc.strerror or exc}"))
+        return report
+    seen: dict[str, int] = {}
+    model: str | None = None
+    model_line = 0
+    size = 0
+    count = 0
+    dropped = 0
+    chat = endpoint is None or endpoint.endswith("/chat/completions")
+
+    def problem(line: int, message: str) -> None:
+        nonlocal dropped
+        if len(problems) < MAX_PROBLEMS:
+            problems.append((line, message))
+        else:
+            dropped += 1
+
+    with fh:
+        for lineno, raw in enumerate(fh, 1):
+            size += len(raw)
+            if max_bytes is not None and size > max_bytes and size - len(raw) <= max_bytes:
+                problem(lineno, f"the file grows past the {max_bytes:,}-byte limit at this line")
+            if not raw.strip():
+                problem(lineno, "blank line")
+                continue
+            count += 1
+            if max_requests is not None and count == max_requests + 1:
+                problem(lineno, f"more than {max_requests:,} requests in one file")
+            try:
+                obj = _loads(raw)
+            except ValueError as exc:
+                problem(lineno, f"invalid JSON: {exc}")
+                continue
+            if type(obj) is not dict:
+                problem(lineno, f"expected a JSON object, got {_json_type(obj)}")
+                continue
+            cid = obj.get("custom_id")
+            if cid is None:
+                problem(lineno, "missing custom_id")
+            elif type(cid) is not str or not cid:
+                problem(lineno, f"custom_id must be a non-empty string, got {cid!r:.60}")
+            elif cid in seen:
+                problem(lineno, f"duplicate custom_id {cid!r} (first on line {seen[cid]})")
+            else:
+                seen[cid] = lineno
+            method = obj.get("method")
+            if method != "POST":
+                problem(lineno, f"method must be 'POST', got {method!r:.40}")
+            url = obj.get("url")
+            if type(url) is not str:
+                problem(lineno, f"url must be a string, got {url!r:.60}")
+            elif endpoint is not None and url != endpoint:
+                problem(lineno, f"url {url!r} does not match the batch endpoint {endpoint!r}")
+            body = obj.get("body")
+            if type(body) is not dict:
+                problem(lineno, f"body must be a JSON object, got {_json_type(body)}")
+                continue
+            if chat and type(body.get("messages")) is not list:
+                problem(
+                    lineno, f"body.messages must be a list, got {_json_type(body.get('messages'))}"
+                )
+            if body.get("stream"):
+                problem(lineno, "body.stream must not be true in a batch")
+            m = body.get("model")
+            if type(m) is not str or not m:
+                problem(lineno, f"body.model must be a non-empty string, got {m!r:.60}")
+            elif model is None:
+                model, model_line = m, lineno
+            elif m != model and single_model:
+                problem(
+                    lineno,
+                    f"model {m!r} differs from {model!r} (line {model_line}):"
+                    " one batch file takes one model",
+                )
+    if count == 0 and not problems:
+        problems.append((0, "the file has no requests"))
+    if dropped:
+        problems.append((0, f"{dropped} more problem(s) not listed"))
+    report.count = count
+    report.size = size
+    report.model = model
+    return report
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return type(value).__name__
+
+
+# ---------------------------------------------------------------------------
+# Reading results
+
+
+def parse_result_line(raw: str | bytes) -> BatchResult:
+    """One output / error file line -> :class:`BatchResult`; ``ValueError`` when it is not one."""
+    obj = _loads(raw)
+    if type(obj) is not dict:
+        raise ValueError(f"expected a JSON object, got {_json_type(obj)}")
+    cid = obj.get("custom_id")
+    if type(cid) is not str or not cid:
+        raise ValueError(f"no custom_id (got {cid!r:.60})")
+    response = obj.get("response")
+    error = obj.get("error")
+    status: int | None = None
+    body: Any = None
+    request_id: str | None = None
+    if isinstance(response, dict):
+        raw_status = response.get("status_code")
+        status = raw_status if isinstance(raw_status, int) else None
+        body = response.get("body")
+        rid = response.get("request_id")
+        request_id = rid if isinstance(rid, str) else None
+    elif response is not None:
+        raise ValueError(f"response must be an object or null, got {_json_type(response)}")
+    if error is not None and not isinstance(error, dict):
+        error = {"code": None, "message": str(error)}
+    if error is None and (status is None or not 200 <= status < 300):
+        inner = body.get("error") if isinstance(body, dict) else None
+        if isinstance(inner, dict):
+            error = {"code": inner.get("code"), "message": inner.get("message")}
+        else:
+            what = f"status {status}" if status is not None else "no response"
+            error = {"code": None, "message": f"request failed ({what})"}
+    line_id = obj.get("id")
+    return BatchResult(
+        custom_id=cid,
+        status_code=status,
+        body=body,
+        error=error,
+        id=line_id if isinstance(line_id, str) else None,
+        request_id=request_id,
+        direct=obj.get("x_holysheep_direct") is True,
+    )
+
+
+def read_results(
+    path: str | os.PathLike[str], *, problems: list[tuple[int, str]] | None = None
+) -> Iterator[BatchResult]:
+    """Yield the results of an output or error file, one line at a time, in file order.
+
+    Tolerant: a blank or broken line is logged and appended to ``problems``
+    (``(line, message)``, 1-based) when a list is given, and reading goes on.
+    Results come in any order: key them by ``custom_id``.
+
+    >>> problems = []
+    >>> results = {r.custom_id: r for r in read_results("out.jsonl", problems=problems)}
+    """
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                message = "blank line"
+            else:
+                try:
+                    yield parse_result_line(raw)
+                    continue
+                except ValueError as exc:
+                    message = f"not a batch result: {exc}"
+            log.warning("%s line %d: %s", os.fspath(path), lineno, message)
+            if problems is not None:
+                problems.append((lineno, message))

@@ -1,0 +1,608 @@
+"""``/v1/files`` and ``/v1/batches`` in the emulator: the OpenAI Batch API with a visible lifecycle.
+
+A batch moves one step each time it is retrieved (or when a test calls
+``server.advance_batches()``), so tests never wait on a wall clock::
+
+    validating -> in_progress (request_counts move by ``batch_speed`` per step)
+               -> finalizing -> completed
+    validating -> failed            (bad input lines, or over ``batch_token_limit``)
+    in_progress -> expired          (after ``batch_expire_after`` steps; partial results)
+    cancel: -> cancelling -> cancelled (partial results)
+
+Settings, read from ``server.options`` at each step (change them any time):
+
+======================  ==========================================================
+``batch_speed``         requests answered per step (default 25); 0 = only
+                        ``server.advance_batches()`` moves batches (a whole batch
+                        per step), polling does not
+``batch_api``           ``False``: ``/v1/files`` and ``/v1/batches`` answer 404 (a relay
+                        without a Batch API); an int: answer that status (405, 501)
+``batch_fail``          regex: requests whose ``custom_id`` matches fail with
+                        ``batch_fail_status`` (default 500) in the error file
+``batch_fail_rate``     share of requests that fail (deterministic per ``custom_id``)
+``batch_fail_once``     a failing ``custom_id`` fails only the first time it is seen
+``batch_expire_after``  steps in ``in_progress`` before the batch expires
+``batch_token_limit``   enqueued-token limit: a bigger batch moves to ``failed``
+======================  ==========================================================
+
+Output and error files use the OpenAI line format, in shuffled order.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._chat import _answer_length, _usage, answer_text
+from ._http import Request, Responder, route
+
+if TYPE_CHECKING:
+    from ._server import MockServer
+
+__all__ = ["advance_batches", "batch_store"]
+
+ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
+_STATE_KEY = "batches"
+
+
+@dataclass
+class _File:
+    id: str
+    filename: str
+    purpose: str
+    data: bytes
+    created_at: int
+
+    def obj(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+        }
+
+
+@dataclass
+class _Batch:
+    obj: dict[str, Any]
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    done: list[dict[str, Any]] = field(default_factory=list)
+    steps_in_progress: int = 0
+
+    @property
+    def status(self) -> str:
+        return str(self.obj["status"])
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.files: dict[str, _File] = {}
+        self.batches: dict[str, _Batch] = {}
+        self.order: list[str] = []
+        self.seen_failures: set[str] = set()
+
+
+def _public(obj: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a batch for the wire: unset timestamps and files left out, as the spec has them."""
+    return {k: json.loads(json.dumps(v)) for k, v in obj.items() if v is not None}
+
+
+def batch_store(server: MockServer) -> _Store:
+    store = server.state.get(_STATE_KEY)
+    if store is None:
+        store = server.state.setdefault(_STATE_KEY, _Store())
+    assert isinstance(store, _Store)
+    return store
+
+
+def advance_batches(server: MockServer, steps: int = 1) -> None:
+    """Move every unfinished batch ``steps`` steps along its lifecycle."""
+    store = batch_store(server)
+    with store.lock:
+        for batch in store.batches.values():
+            for _ in range(steps):
+                _step(server, store, batch, force=True)
+
+
+# ---------------------------------------------------------------------------
+# the lifecycle
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = False) -> None:
+    opts = server.options
+    speed = int(opts.get("batch_speed", 25))
+    if speed <= 0:
+        if not force:
+            return
+        speed = max(1, len(batch.lines))
+    obj = batch.obj
+    status = batch.status
+    if status == "validating":
+        errors = _validate(server, batch)
+        if errors:
+            obj.update(status="failed", failed_at=_now(), errors={"object": "list", "data": errors})
+            return
+        obj.update(status="in_progress", in_progress_at=_now())
+        obj["request_counts"]["total"] = len(batch.lines)
+    elif status == "in_progress":
+        batch.steps_in_progress += 1
+        expire_after = opts.get("batch_expire_after")
+        if expire_after is not None and batch.steps_in_progress > int(expire_after):
+            _finish(
+                server,
+                store,
+                batch,
+                "expired",
+                "batch_expired",
+                "This request could not be executed before the completion window expired.",
+            )
+            return
+        start = len(batch.done)
+        counts = obj["request_counts"]
+        for line in batch.lines[start : start + speed]:
+            answer = _answer(server, store, line)
+            batch.done.append(answer)
+            counts["completed" if answer["response"]["status_code"] == 200 else "failed"] += 1
+        if len(batch.done) >= len(batch.lines):
+            obj.update(status="finalizing", finalizing_at=_now())
+    elif status == "finalizing":
+        _finish(server, store, batch, "completed", "", "")
+    elif status == "cancelling":
+        _finish(
+            server,
+            store,
+            batch,
+            "cancelled",
+            "batch_cancelled",
+            "This request could not be executed before the batch was cancelled.",
+        )
+
+
+def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
+    store = batch_store(server)
+    file = store.files.get(str(batch.obj["input_file_id"]))
+    if file is None:
+        return [
+            {"code": "invalid_file", "message": "input file not found", "param": None, "line": None}
+        ]
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    models: set[str] = set()
+    tokens = 0
+    endpoint = batch.obj["endpoint"]
+    for n, raw in enumerate(file.data.splitlines(), 1):
+        try:
+            line = json.loads(raw)
+            if not isinstance(line, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            errors.append(
+                {
+                    "code": "invalid_json_line",
+                    "message": "This line is not parseable as valid JSON.",
+                    "param": None,
+                    "line": n,
+                }
+            )
+            continue
+        cid = line.get("custom_id")
+        body = line.get("body")
+        if not isinstance(cid, str) or cid in seen:
+            errors.append(
+                {
+                    "code": "duplicate_custom_id" if cid in seen else "missing_required_parameter",
+                    "message": f"custom_id {cid!r} is missing or not unique",
+                    "param": "custom_id",
+                    "line": n,
+                }
+            )
+        elif line.get("url") != endpoint or line.get("method") != "POST":
+            errors.append(
+                {
+                    "code": "invalid_url",
+                    "message": f"url must be {endpoint} and method POST",
+                    "param": "url",
+                    "line": n,
+                }
+            )
+        elif not isinstance(body, dict):
+            errors.append(
+                {
+                    "code": "invalid_request",
+                    "message": "body must be an object",
+                    "param": "body",
+                    "line": n,
+                }
+            )
+        else:
+            seen.add(cid)
+            models.add(str(body.get("model")))
+            tokens += _answer_length(server, body) + len(json.dumps(body.get("messages"))) // 4
+            batch.lines.append(line)
+    if len(models) > 1:
+        errors.append(
+            {
+                "code": "mismatched_model",
+                "message": "All requests in a batch must use the same model.",
+                "param": "body.model",
+                "line": None,
+            }
+        )
+    limit = server.options.get("batch_token_limit")
+    if limit is not None and tokens > int(limit):
+        errors.append(
+            {
+                "code": "token_limit_exceeded",
+                "message": f"Enqueued token limit reached ({tokens} > {limit}).",
+                "param": None,
+                "line": None,
+            }
+        )
+    if not batch.lines and not errors:
+        errors.append(
+            {
+                "code": "empty_file",
+                "message": "The input file is empty.",
+                "param": None,
+                "line": None,
+            }
+        )
+    return errors
+
+
+def _fails(server: MockServer, store: _Store, cid: str) -> bool:
+    opts = server.options
+    pattern = opts.get("batch_fail")
+    rate = float(opts.get("batch_fail_rate") or 0.0)
+    failing = bool(pattern and re.search(pattern, cid)) or (
+        rate > 0 and (zlib.crc32(cid.encode()) % 10_000) < rate * 10_000
+    )
+    if failing and opts.get("batch_fail_once"):
+        if cid in store.seen_failures:
+            return False
+        store.seen_failures.add(cid)
+    return failing
+
+
+def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str, Any]:
+    cid = line["custom_id"]
+    body = line["body"]
+    request_id = server.next_id("req_")
+    out: dict[str, Any] = {"id": server.next_id("batch_req_"), "custom_id": cid, "error": None}
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        status, payload = 400, _error("'messages' must be a non-empty array", "invalid_type")
+    elif _fails(server, store, cid):
+        status = int(server.options.get("batch_fail_status", 500))
+        payload = _error("The server had an error while processing your request.", "server_error")
+    else:
+        n = _answer_length(server, body)
+        status = 200
+        payload = {
+            "id": f"chatcmpl-{request_id}",
+            "object": "chat.completion",
+            "created": _now(),
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": answer_text(messages, n),
+                        "refusal": None,
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": _usage(body, n),
+            "system_fingerprint": "fp_holysheep_mock",
+        }
+    out["response"] = {"status_code": status, "request_id": request_id, "body": payload}
+    return out
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": message,
+            "type": "server_error" if code == "server_error" else "invalid_request_error",
+            "param": None,
+            "code": code,
+        }
+    }
+
+
+def _finish(
+    server: MockServer, store: _Store, batch: _Batch, status: str, code: str, message: str
+) -> None:
+    obj = batch.obj
+    outputs = [d for d in batch.done if d["response"]["status_code"] == 200]
+    errors = [d for d in batch.done if d["response"]["status_code"] != 200]
+    for line in batch.lines[len(batch.done) :]:
+        errors.append(
+            {
+                "id": server.next_id("batch_req_"),
+                "custom_id": line["custom_id"],
+                "response": None,
+                "error": {"code": code, "message": message},
+            }
+        )
+    rng = random.Random(obj["id"])
+    for name, lines in (("output_file_id", outputs), ("error_file_id", errors)):
+        if lines:
+            rng.shuffle(lines)
+            data = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines).encode()
+            file = _File(
+                server.next_id("file-"),
+                f"{obj['id']}_{name[:-8]}.jsonl",
+                "batch_output",
+                data,
+                _now(),
+            )
+            store.files[file.id] = file
+            obj[name] = file.id
+    counts = obj["request_counts"]
+    counts["failed"] = len(errors)
+    counts["completed"] = len(outputs)
+    obj["status"] = status
+    obj[f"{status}_at"] = _now()
+
+
+# ---------------------------------------------------------------------------
+# HTTP
+
+
+async def _available(server: MockServer, responder: Responder) -> bool:
+    """False (after answering) when the Batch API is switched off."""
+    switch = server.options.get("batch_api", True)
+    if switch is True:
+        return True
+    status = 404 if switch is False else int(switch)
+    await responder.error(
+        status,
+        f"Invalid URL ({responder.request.method} {responder.request.path})",
+        code="not_found" if status == 404 else None,
+    )
+    return False
+
+
+def _parse_multipart(request: Request) -> dict[str, tuple[str | None, bytes]]:
+    ctype = request.headers.get("content-type", "")
+    m = re.search(r'boundary="?([^";]+)"?', ctype)
+    if not ctype.startswith("multipart/form-data") or m is None:
+        raise ValueError("expected a multipart/form-data body")
+    boundary = b"--" + m.group(1).encode()
+    parts: dict[str, tuple[str | None, bytes]] = {}
+    for chunk in request.body.split(boundary)[1:]:
+        if chunk.startswith(b"--"):
+            break
+        head, _, data = chunk.partition(b"\r\n\r\n")
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        disp = re.search(rb"content-disposition:[^\r\n]*", head, re.IGNORECASE)
+        if disp is None:
+            continue
+        name = re.search(rb'\bname="([^"]*)"', disp.group(0))
+        filename = re.search(rb'filename="([^"]*)"', disp.group(0))
+        if name is not None:
+            parts[name.group(1).decode()] = (filename.group(1).decode() if filename else None, data)
+    return parts
+
+
+@route("POST", "/v1/files")
+async def upload_file(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    if not await _available(server, responder):
+        return
+    try:
+        parts = _parse_multipart(request)
+    except ValueError as exc:
+        await responder.error(400, str(exc))
+        return
+    purpose = parts.get("purpose", (None, b""))[1].decode()
+    if "file" not in parts:
+        await responder.error(400, "'file' is a required property", param="file")
+        return
+    if purpose not in ("batch", "fine-tune", "assistants", "vision", "user_data", "evals"):
+        await responder.error(400, f"'{purpose}' is not a valid purpose", param="purpose")
+        return
+    filename, data = parts["file"]
+    store = batch_store(server)
+    file = _File(server.next_id("file-"), filename or "upload.jsonl", purpose, data, _now())
+    with store.lock:
+        store.files[file.id] = file
+    await responder.send_json(200, file.obj())
+
+
+async def _file(server: MockServer, responder: Responder, file_id: str) -> _File | None:
+    if not await _available(server, responder):
+        return None
+    file = batch_store(server).files.get(file_id)
+    if file is None:
+        await responder.error(404, f"No such File object: {file_id}", param="id")
+    return file
+
+
+@route("GET", r"/v1/files/([^/]+)")
+async def retrieve_file(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    file = await _file(server, responder, match.group(1))
+    if file is not None:
+        await responder.send_json(200, file.obj())
+
+
+@route("DELETE", r"/v1/files/([^/]+)")
+async def delete_file(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    file = await _file(server, responder, match.group(1))
+    if file is not None:
+        batch_store(server).files.pop(file.id, None)
+        await responder.send_json(200, {"id": file.id, "object": "file", "deleted": True})
+
+
+@route("GET", r"/v1/files/([^/]+)/content")
+async def file_content(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    file = await _file(server, responder, match.group(1))
+    if file is not None:
+        await responder.send(200, file.data, {"content-type": "application/octet-stream"})
+
+
+@route("POST", "/v1/batches")
+async def create_batch(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    if not await _available(server, responder):
+        return
+    try:
+        body = request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        await responder.error(400, "The request body must be a JSON object.")
+        return
+    store = batch_store(server)
+    file_id = body.get("input_file_id")
+    endpoint = body.get("endpoint")
+    if not isinstance(file_id, str) or file_id not in store.files:
+        await responder.error(
+            400, f"Invalid input_file_id {file_id!r}: no such file", param="input_file_id"
+        )
+        return
+    if store.files[file_id].purpose != "batch":
+        await responder.error(
+            400, "The input file must be uploaded with purpose 'batch'.", param="input_file_id"
+        )
+        return
+    if endpoint not in ENDPOINTS:
+        await responder.error(400, f"Invalid endpoint {endpoint!r}", param="endpoint")
+        return
+    if body.get("completion_window") != "24h":
+        await responder.error(400, "completion_window must be '24h'", param="completion_window")
+        return
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        await responder.error(400, "metadata must be an object", param="metadata")
+        return
+    now = _now()
+    obj: dict[str, Any] = {
+        "id": server.next_id("batch_"),
+        "object": "batch",
+        "endpoint": endpoint,
+        "errors": None,
+        "input_file_id": file_id,
+        "completion_window": "24h",
+        "status": "validating",
+        "output_file_id": None,
+        "error_file_id": None,
+        "created_at": now,
+        "in_progress_at": None,
+        "expires_at": now + 86_400,
+        "finalizing_at": None,
+        "completed_at": None,
+        "failed_at": None,
+        "expired_at": None,
+        "cancelling_at": None,
+        "cancelled_at": None,
+        "request_counts": {"total": 0, "completed": 0, "failed": 0},
+        "metadata": metadata,
+    }
+    with store.lock:
+        store.batches[obj["id"]] = _Batch(obj)
+        store.order.append(obj["id"])
+    await responder.send_json(200, _public(obj))
+
+
+async def _batch(server: MockServer, responder: Responder, batch_id: str) -> _Batch | None:
+    if not await _available(server, responder):
+        return None
+    batch = batch_store(server).batches.get(batch_id)
+    if batch is None:
+        await responder.error(404, f"No batch found with id '{batch_id}'.", param="batch_id")
+    return batch
+
+
+@route("GET", r"/v1/batches/([^/]+)")
+async def retrieve_batch(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    batch = await _batch(server, responder, match.group(1))
+    if batch is None:
+        return
+    store = batch_store(server)
+    with store.lock:
+        _step(server, store, batch)
+        obj = _public(batch.obj)
+    await responder.send_json(200, obj)
+
+
+@route("POST", r"/v1/batches/([^/]+)/cancel")
+async def cancel_batch(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    batch = await _batch(server, responder, match.group(1))
+    if batch is None:
+        return
+    store = batch_store(server)
+    with store.lock:
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            await responder.error(409, f"Cannot cancel a batch with status '{batch.status}'.")
+            return
+        if batch.status != "cancelling":
+            batch.obj.update(status="cancelling", cancelling_at=_now())
+        obj = _public(batch.obj)
+    await responder.send_json(200, obj)
+
+
+@route("GET", "/v1/batches")
+async def list_batches(
+    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+) -> None:
+    if not await _available(server, responder):
+        return
+    store = batch_store(server)
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        await responder.error(400, "limit must be an integer between 1 and 100", param="limit")
+        return
+    with store.lock:
+        ids = list(reversed(store.order))  # newest first, as the API lists them
+        after = request.query.get("after")
+        if after:
+            if after not in store.batches:
+                await responder.error(400, f"No batch found with id '{after}'.", param="after")
+                return
+            ids = ids[ids.index(after) + 1 :]
+        page = [_public(store.batches[i].obj) for i in ids[:limit]]
+    await responder.send_json(
+        200,
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(ids) > limit,
+        },
+    )
