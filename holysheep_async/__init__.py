@@ -43,6 +43,7 @@ from .models import (
     FileObject,
     Usage,
 )
+from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
 from .streaming import ChatStream, StreamMetrics
 
@@ -73,14 +74,18 @@ __all__ = [
     "InternalServerError",
     "InvalidResponseError",
     "Limiter",
+    "MonthlyEstimate",
     "NotFoundError",
     "PermissionDeniedError",
+    "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
     "RetryPolicy",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "UnknownModelError",
     "Usage",
+    "UsageTally",
     "__version__",
 ]

@@ -15,6 +15,7 @@ from ._version import __version__
 from .chat import Chat
 from .errors import ConfigurationError
 from .limits import Limiter
+from .pricing import UsageTally
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
@@ -120,6 +121,9 @@ class AsyncClient:
             allow_insecure_http=allow_insecure_http,
         )
         self.chat = Chat(self._requester)
+        #: Requests, tokens and cost of every answer so far, per model (``UsageTally``).
+        self.usage = UsageTally()
+        self._requester.usage_hooks.append(self.usage.record)
         self._closed = False
 
     # -- configuration, readable but never the key -----------------------------
