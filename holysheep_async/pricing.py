@@ -550,7 +550,7 @@ class UsageTally:
             line.cost_usd = None
             if model not in self._warned:
                 self._warned.add(model)
-                log.warning("usage tally: %s; its tokens are counted, its cost is not", exc)
+                log.info("usage tally: %s; its tokens are counted, its cost is not", exc)
             return
         if line.cost_usd is not None:
             line.cost_usd += usd

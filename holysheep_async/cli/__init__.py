@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import chat, demo, serve
+from . import advise, chat, cost, demo, serve
 
 __all__ = ["main"]
 
-COMMANDS = [demo, chat, serve]
+COMMANDS = [demo, chat, serve, cost, advise]
 
 
 def build_parser() -> argparse.ArgumentParser:
