@@ -1,4 +1,4 @@
-"""``holysheep cost``, ``advise`` and ``chat``: in process, and through the installed entry point."""
+"""``holysheep cost``, ``advise`` and ``chat``, in process and through the entry point."""
 
 from __future__ import annotations
 
