@@ -620,6 +620,11 @@ class UsageTally:
             f"{'total':<28} {'':<8} {self.requests:>8,} {self.input_tokens:>10,}"
             f" {self.output_tokens:>10,} {'$' + format(self.cost_usd, ',.4f'):>12}"
         )
+        if self.unpriced:
+            rows.append(
+                f"no price for {', '.join(self.unpriced)}: tokens counted, cost not"
+                f" (add prices with {PRICES_ENV}=prices.json)"
+            )
         return "\n".join(rows)
 
     def __repr__(self) -> str:
