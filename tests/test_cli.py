@@ -216,7 +216,7 @@ def test_chat_reads_stdin_through_the_entry_point() -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_chat_ctrl_c_stops_cleanly(server: MockServer, backend: str) -> None:
     # The answer stalls after three tokens; Ctrl-C comes once text is on screen.
-    server.inject("stall", after=3, path="/v1/chat/completions")
+    server.inject("stall", after=3, ping=0.05, path="/v1/chat/completions")
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOLYSHEEP_")}
     env["HOLYSHEEP_API_KEY"] = "test-key"
     proc = subprocess.Popen(
@@ -242,3 +242,16 @@ def test_chat_ctrl_c_stops_cleanly(server: MockServer, backend: str) -> None:
     text = (first + rest).decode()
     assert text.endswith("\n")
     assert expected.startswith(text.rstrip("\n"))
+
+
+def test_chat_failure_midstream_keeps_the_text_and_says_why(
+    capsys: pytest.CaptureFixture[str], server: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOLYSHEEP_API_KEY", "test-key")
+    server.inject("drop", after=3, path="/v1/chat/completions")
+    code, out, err = run_cli(capsys, "chat", "Drop me", "--base-url", server.base_url)
+    assert code == 1
+    expected = answer_text([{"role": "user", "content": "Drop me"}], 16)
+    assert out.endswith("\n") and expected.startswith(out[:-1]) and len(out) > 1
+    assert err.startswith("error: APIConnectionError")
+    assert "Traceback" not in err
