@@ -42,6 +42,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 from .errors import HolySheepError
 from .models import Usage
@@ -192,18 +193,26 @@ class PriceTable:
     aliases: Mapping[str, str] = field(default_factory=dict)
     #: Where the prices came from ("built-in", a file path, the environment).
     source: str = "built-in"
+    # Resolved names: the tally prices every answer, so a lookup must stay cheap.
+    _resolved: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def resolve(self, model: str) -> str:
         """The table's name for ``model``; raises :class:`UnknownModelError`."""
+        known = self._resolved.get(model) if isinstance(model, str) else None
+        if known is not None:
+            return known
         if not isinstance(model, str) or not model.strip():
             raise PricingError(f"model must be a non-empty string, got {model!r}")
         keys = {k.lower(): k for k in self.models}
         aliases = {k.lower(): v for k, v in self.aliases.items()}
         for name in _candidates(model):
-            if name in keys:
-                return keys[name]
-            if name in aliases and aliases[name] in self.models:
-                return aliases[name]
+            found = keys.get(name)
+            if found is None and aliases.get(name) in self.models:
+                found = aliases[name]
+            if found is not None:
+                if len(self._resolved) < 10_000:  # bounded: names come from servers
+                    self._resolved[model] = found
+                return found
         names = [*keys, *aliases]
         close = difflib.get_close_matches(normalize_model(model), names, n=3, cutoff=0.6)
         suggestions = list(dict.fromkeys(keys.get(c) or aliases[c] for c in close))
@@ -301,8 +310,8 @@ class PriceTable:
             merged[name] = price
         return replace(
             self,
-            models=merged,
-            aliases={**self.aliases, **(aliases or {})},
+            models=MappingProxyType(merged),
+            aliases=MappingProxyType({**self.aliases, **(aliases or {})}),
             as_of=as_of or self.as_of,
             batch_discount=self.batch_discount if batch_discount is None else batch_discount,
             source=source or self.source,
@@ -421,8 +430,14 @@ def load_prices(source: str | os.PathLike[str], *, base: PriceTable | None = Non
     return _parse_table(str(path), data, base or _builtin_table())
 
 
+_BUILTIN_TABLE = PriceTable(
+    models=MappingProxyType(dict(_BUILTIN)), aliases=MappingProxyType(dict(_BUILTIN_ALIASES))
+)
+
+
 def _builtin_table() -> PriceTable:
-    return PriceTable(models=dict(_BUILTIN), aliases=dict(_BUILTIN_ALIASES))
+    # Tables are never changed in place (``extended`` copies), so one instance is shared.
+    return _BUILTIN_TABLE
 
 
 _env_cache: tuple[tuple[str, float], PriceTable] | None = None
