@@ -37,18 +37,20 @@ Fixtures:
         @pytest.fixture(scope="session")
         def holysheep_server_options():
             return {"ttft": 0.05, "itl": 0.01, "tokens": 32}
+
+``pytest -p no:holysheep_async`` turns the plugin off.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import httpx
 import pytest
 
-if TYPE_CHECKING:
-    from ..client import AsyncClient
-    from ._server import MockServer
+from ..client import DEFAULT_TIMEOUT, AsyncClient
+from ._server import MockServer
 
 __all__ = [
     "holysheep_api_key",
@@ -79,9 +81,6 @@ def holysheep_session_server(
     holysheep_server_options: dict[str, Any], holysheep_api_key: str
 ) -> Iterator[MockServer]:
     """The emulator, shared by the session; prefer ``holysheep_server``."""
-    # Imported here so that merely having the plugin installed costs pytest nothing.
-    from . import MockServer
-
     options = {"api_keys": [holysheep_api_key], **holysheep_server_options}
     server = MockServer(**options)
     server.start()
@@ -100,10 +99,6 @@ def holysheep_server(holysheep_session_server: MockServer) -> Iterator[MockServe
 @pytest.fixture
 def holysheep_client(holysheep_server: MockServer, holysheep_api_key: str) -> AsyncClient:
     """An ``AsyncClient`` pointed at ``holysheep_server`` (usable on any event loop)."""
-    import httpx
-
-    from ..client import DEFAULT_TIMEOUT, AsyncClient
-
     # No keep-alive: a connection never outlives its response, so nothing is left bound to
     # the test's event loop when this synchronous fixture is torn down.
     http = httpx.AsyncClient(
