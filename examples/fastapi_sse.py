@@ -21,7 +21,9 @@ What matters in a relay:
 - When the browser goes away, the upstream request is cancelled: uvicorn
   reports the disconnect, Starlette cancels the generator, and leaving
   ``async with client.chat.stream(...)`` closes the upstream connection, so
-  no tokens are generated (and paid for) for nobody.
+  no tokens are generated (and paid for) for nobody. (Starlette watches for the
+  disconnect under ASGI spec < 2.4, which uvicorn speaks; behind a 2.4 server it
+  notices at its next write, or after the client's ``stream_idle_timeout``.)
 - One ``AsyncClient`` for the app (its connection pool and rate limits are
   shared by every request), opened and closed by the lifespan.
 """
