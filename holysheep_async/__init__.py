@@ -46,6 +46,7 @@ from .models import (
     FileObject,
     Usage,
 )
+from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
 from .streaming import ChatStream, StreamMetrics
 
@@ -80,8 +81,10 @@ __all__ = [
     "InternalServerError",
     "InvalidResponseError",
     "Limiter",
+    "MonthlyEstimate",
     "NotFoundError",
     "PermissionDeniedError",
+    "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
     "RetryPolicy",
@@ -89,7 +92,9 @@ __all__ = [
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "UnknownModelError",
     "Usage",
+    "UsageTally",
     "ValidationReport",
     "__version__",
 ]

@@ -239,6 +239,12 @@ class Requester:
                 wait = asked if asked is not None else self.retry.backoff(attempt)
                 if status == 429:
                     self.limiter.cooldown(wait)
+                    log.info(
+                        "%s %s -> 429: every request of this client pauses %.3f s (cooldown)",
+                        method,
+                        path,
+                        wait,
+                    )
             if attempt > retries:
                 raise error from cause
             log.info(

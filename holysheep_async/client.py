@@ -16,6 +16,7 @@ from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
 from .limits import Limiter
+from .pricing import UsageTally
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
@@ -127,6 +128,9 @@ class AsyncClient:
         )
         self.chat = Chat(self._requester)
         self.batches = Batches(self._requester, self.chat)
+        #: Requests, tokens and cost of every answer so far, per model (``UsageTally``).
+        self.usage = UsageTally()
+        self._requester.usage_hooks.append(self.usage.record)
         self._closed = False
 
     # -- configuration, readable but never the key -----------------------------

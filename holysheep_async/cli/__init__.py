@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import batch, chat, demo, serve
+from . import advise, batch, chat, cost, demo, serve
 
 __all__ = ["main"]
 
-COMMANDS = [demo, chat, serve, batch]
+COMMANDS = [demo, chat, serve, batch, cost, advise]
 
 
 def build_parser() -> argparse.ArgumentParser:

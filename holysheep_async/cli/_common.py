@@ -13,6 +13,7 @@ import anyio
 
 from ..client import AsyncClient
 from ..errors import HolySheepError
+from ..pricing import PriceTable, PricingError, default_prices, load_prices
 
 T = TypeVar("T")
 
@@ -67,3 +68,53 @@ def run(args: argparse.Namespace, fn: Callable[[], Awaitable[int]]) -> int:
     except HolySheepError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+
+
+# -- prices and money (cost, advise, chat) ---------------------------------------------
+
+
+def count(text: str) -> int:
+    """An argparse type: an int >= 0, ``_`` and ``,`` allowed as separators (``5_000``)."""
+    try:
+        value = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_price_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prices",
+        metavar="FILE",
+        help="JSON price file extending the built-in table (default: $HOLYSHEEP_PRICES)",
+    )
+    parser.add_argument(
+        "--currency", default="USD", help="show amounts in this currency (needs --rate)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="units of --currency per US dollar, e.g. --currency EUR --rate 0.92",
+    )
+
+
+def price_table(args: argparse.Namespace) -> PriceTable:
+    """The table the command prices with: ``--prices FILE``, else the default (env)."""
+    if getattr(args, "prices", None):
+        return load_prices(args.prices, base=default_prices())
+    return default_prices()
+
+
+def money_formatter(args: argparse.Namespace) -> Callable[[float], str]:
+    """Formats a USD amount in the currency asked for (``--currency EUR --rate 0.92``)."""
+    currency = (getattr(args, "currency", None) or "USD").upper()
+    rate = getattr(args, "rate", None)
+    if currency == "USD":
+        if rate not in (None, 1.0):
+            raise PricingError("--rate needs --currency (the currency the rate converts to)")
+        return lambda usd: f"${usd:,.2f}"
+    if rate is None or not rate > 0:
+        raise PricingError(f"--currency {currency} needs --rate (units of {currency} per USD) > 0")
+    return lambda usd: f"{usd * rate:,.2f} {currency}"

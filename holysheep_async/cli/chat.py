@@ -1,4 +1,9 @@
-"""``holysheep chat PROMPT``: stream an answer to the terminal."""
+"""``holysheep chat PROMPT``: stream an answer to the terminal.
+
+The answer goes to stdout as it arrives (so it can be piped); the closing
+line with time to first token, speed, tokens and cost goes to stderr.
+Ctrl-C stops the stream, closes the connection and exits with 130.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,20 @@ import argparse
 import sys
 from typing import Any
 
+from ..client import AsyncClient
+from ..streaming import ChatStream
 from ._common import add_target_options, open_client, run
 
 
 def add_parser(sub: Any) -> None:
-    p: argparse.ArgumentParser = sub.add_parser("chat", help="stream a chat answer")
+    p: argparse.ArgumentParser = sub.add_parser(
+        "chat",
+        help="stream a chat answer",
+        description="Stream an answer as it arrives, then report TTFT, tokens/s, tokens and"
+        " cost. Without HOLYSHEEP_API_KEY or --base-url it talks to the embedded emulator.",
+    )
     p.add_argument("prompt", help="the prompt, or - to read it from stdin")
-    p.add_argument("--model", default="gpt-4o")
+    p.add_argument("--model", "-m", default="gpt-4o")
     p.add_argument("--system", help="a system message")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--temperature", type=float)
@@ -20,8 +32,25 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=main)
 
 
+def summary(stream: ChatStream, client: AsyncClient) -> str:
+    """``ttft 52 ms · 98.1 tokens/s · 16 tokens · $0.000166``."""
+    m = stream.metrics
+    ttft = f"{m.ttft * 1000:.0f} ms" if m.ttft is not None else "-"
+    tps = f"{m.tokens_per_s:.1f}" if m.tokens_per_s else "-"
+    if stream.usage is None:
+        price = "cost unknown (the server sent no usage)"
+    elif client.usage.unpriced:
+        price = f"cost unknown (no price for {', '.join(client.usage.unpriced)})"
+    else:
+        price = f"${client.usage.cost_usd:.6f}"
+    return f"ttft {ttft} · {tps} tokens/s · {m.tokens} tokens · {price}"
+
+
 def main(args: argparse.Namespace) -> int:
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    if not prompt.strip():
+        print("error: the prompt is empty", file=sys.stderr)
+        return 2
     messages = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
@@ -34,15 +63,18 @@ def main(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with open_client(args, emulator={"ttft": 0.05, "itl": 0.01}) as (client, _):
-            async with client.chat.stream(model=args.model, messages=messages, **params) as stream:
-                async for text in stream:
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-            m = stream.metrics
-            tps = f"{m.tokens_per_s:.1f}" if m.tokens_per_s else "-"
-            ttft = f"{m.ttft * 1000:.0f} ms" if m.ttft is not None else "-"
-            sys.stdout.write("\n")
-            print(f"[ttft {ttft} · {tps} tokens/s · {m.tokens} tokens]", file=sys.stderr)
+            stream = client.chat.stream(model=args.model, messages=messages, **params)
+            try:
+                async with stream:
+                    async for text in stream:
+                        sys.stdout.write(text)
+                        sys.stdout.flush()
+            finally:
+                # Ctrl-C lands here too: end the answer's line before the shell prompt.
+                if stream.text and not stream.text.endswith("\n"):
+                    sys.stdout.write("\n")
+                sys.stdout.flush()
+            print(summary(stream, client), file=sys.stderr)
         return 0
 
     return run(args, go)
