@@ -12,11 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import chat, demo, serve
+from . import bench, chat, demo, serve
 
 __all__ = ["main"]
 
 COMMANDS = [demo, chat, serve]
+COMMANDS.append(bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
