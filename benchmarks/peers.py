@@ -198,6 +198,7 @@ class HttpxSSE(Adapter):
 def available() -> dict[str, Any]:
     """Adapter factories by name; peers whose package is missing are left out."""
     out: dict[str, Any] = {
+        "socket (floor)": Floor,
         "holysheep": HolySheep,
         "holysheep[httpx-pool]": lambda *a, **k: HolySheep(*a, transport="httpx", **k),
         "httpx+httpx-sse": HttpxSSE,
@@ -213,3 +214,67 @@ def available() -> dict[str, Any]:
     except ImportError:
         del out["httpx+httpx-sse"]
     return out
+
+
+class Floor(Adapter):
+    """The floor: raw anyio socket, hand-written HTTP, no parsing beyond counting.
+
+    Not a usable client: it shows what the server, the loopback and the event
+    loop cost, so the others' overhead can be read above it.
+    """
+
+    name = "socket (floor)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        url = httpx.URL(self.base_url)
+        self._addr = (url.host, url.port or 80)
+        self._prefix = url.raw_path.rstrip(b"/")
+        self._idle: list[Any] = []
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in self.headers.items())
+        self._head = (
+            b"POST %s/chat/completions HTTP/1.1\r\nhost: bench\r\n"
+            b"authorization: Bearer %s\r\ncontent-type: application/json\r\n%s"
+            % (self._prefix, self.api_key.encode(), extra)
+        )
+
+    async def aclose(self) -> None:
+        for s in self._idle:
+            await s.aclose()
+        self._idle.clear()
+
+    async def _exchange(self, body: bytes, done: Any) -> tuple[float, int]:
+        import anyio
+
+        sock = self._idle.pop() if self._idle else await anyio.connect_tcp(*self._addr)
+        start = time.perf_counter()
+        await sock.send(self._head + b"content-length: %d\r\n\r\n%b" % (len(body), body))
+        buf = b""
+        ttft = 0.0
+        while not done(buf):
+            buf += await sock.receive(65536)
+            if not ttft and b'"content":" ' in buf:
+                ttft = time.perf_counter() - start
+        self._idle.append(sock)
+        return ttft, buf.count(b'"delta":{"content":" ')
+
+    async def stream(self, n_tokens: int) -> tuple[float, int]:
+        body = json.dumps(
+            {"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens, "stream": True}
+        ).encode()
+        return await self._exchange(body, lambda b: b.endswith(b"\r\n0\r\n\r\n"))
+
+    async def complete(self, n_tokens: int) -> int:
+        body = json.dumps(
+            {"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens}
+        ).encode()
+
+        def done(b: bytes) -> bool:
+            end = b.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            length = int(b.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            return len(b) >= end + 4 + length
+
+        await self._exchange(body, done)
+        return 1

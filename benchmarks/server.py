@@ -83,15 +83,19 @@ def _completion(n: int) -> bytes:
 _COMPLETIONS: dict[int, bytes] = {}
 
 
-def _parse_profile(value: str) -> tuple[float, float]:
+def _parse_profile(value: str) -> tuple[float, float, bool]:
+    """``ttft=0.05;itl=0.02;precise=1`` -> (ttft, itl, precise)."""
     ttft = itl = 0.0
+    precise = False
     for part in value.split(";"):
         name, _, num = part.partition("=")
         if name.strip() == "ttft":
             ttft = float(num)
         elif name.strip() == "itl":
             itl = float(num)
-    return ttft, itl
+        elif name.strip() == "precise":
+            precise = num.strip() == "1"
+    return ttft, itl, precise
 
 
 class BenchProtocol(asyncio.Protocol):
@@ -167,14 +171,15 @@ class BenchProtocol(asyncio.Protocol):
             return
         req: dict[str, Any] = json.loads(body)
         n = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
-        ttft, itl = _parse_profile(headers.get("x-bench-profile", ""))
+        received = time.perf_counter()
+        ttft, itl, precise = _parse_profile(headers.get("x-bench-profile", ""))
         if not req.get("stream"):
             self.busy = True
             asyncio.get_running_loop().call_later(ttft + itl * max(0, n - 1), self._complete, n)
             return
         self.busy = True
         usage = bool((req.get("stream_options") or {}).get("include_usage"))
-        asyncio.get_running_loop().create_task(self._stream(n, ttft, itl, usage))
+        asyncio.get_running_loop().create_task(self._stream(n, ttft, itl, usage, received, precise))
 
     def _complete(self, n: int) -> None:
         if self.transport is not None:
@@ -190,12 +195,22 @@ class BenchProtocol(asyncio.Protocol):
             self.resume = asyncio.get_running_loop().create_future()
             await self.resume
 
-    async def _stream(self, n: int, ttft: float, itl: float, usage: bool) -> None:
+    async def _stream(
+        self, n: int, ttft: float, itl: float, usage: bool, received: float, precise: bool
+    ) -> None:
         t = self.transport
         if t is None:
             return
         t.write(STREAM_HEAD + _chunk(ROLE_EVENT))
-        if ttft:
+        if ttft and precise:
+            # The event loop's timers overshoot by up to a millisecond (epoll's
+            # resolution): sleep most of the way, then spin to the exact instant.
+            # Only for sequential TTFT runs: spinning would stall other streams.
+            deadline = received + ttft
+            await asyncio.sleep(max(0.0, deadline - time.perf_counter() - 0.003))
+            while time.perf_counter() < deadline:
+                pass
+        elif ttft:
             await asyncio.sleep(ttft)
         events = TOKEN_EVENTS
         k = len(events)

@@ -125,7 +125,7 @@ async def scn_long_stream(make: Factory, base_url: str, size: dict[str, int]) ->
 
 async def scn_ttft(make: Factory, base_url: str, size: dict[str, int]) -> dict[str, float]:
     server_ttft = 0.05
-    async with make(base_url, profile=f"ttft={server_ttft}") as client:
+    async with make(base_url, profile=f"ttft={server_ttft};precise=1") as client:
         await client.stream(2)
         overheads = []
         for _ in range(size["ttft_requests"]):
