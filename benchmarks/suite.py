@@ -268,6 +268,8 @@ def machine_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "versions": versions,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        # Other processes on the machine skew every number: recorded, not hidden.
+        "load_avg_at_start": os.getloadavg(),
     }
 
 
@@ -644,6 +646,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> Results
     if not args.no_compare:
         compare_stream_batch(size, backends[0], results, log)
     real_endpoint(backends[0], clients, results, log)
+    results.machine["load_avg_at_end"] = os.getloadavg()
     out = args.out or (Path(tempfile.gettempdir()) / "holysheep-bench" if args.quick else HERE)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results.to_json(), indent=1, default=str))

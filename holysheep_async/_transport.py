@@ -36,9 +36,13 @@ Opt out with ``HOLYSHEEP_TRANSPORT=httpx`` in the environment.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import socket
 import ssl
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -202,8 +206,36 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _running_library() -> str:
+    """ "asyncio", "trio" or "" (without sniffio, which neither anyio nor httpx require now)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            return ""
+        return "trio"
+    return ""
+
+
 class _Connection:
-    __slots__ = ("buf", "idle_since", "key", "reused", "stream")
+    __slots__ = (
+        "_loop",
+        "_sock",
+        "_trio",
+        "buf",
+        "idle_since",
+        "key",
+        "reused",
+        "stream",
+        "timed_out",
+    )
 
     def __init__(self, key: tuple[bytes, bytes, int], stream: anyio.abc.ByteStream) -> None:
         self.key = key
@@ -211,6 +243,22 @@ class _Connection:
         self.buf = b""
         self.reused = False
         self.idle_since = 0.0
+        self.timed_out = False
+        # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
+        # each (most of a chunk's budget), so use what the running loop offers:
+        # asyncio a timer that shuts the socket down, trio its own cancel scope.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._trio: Any = None
+        self._sock: socket.socket | None = None
+        library = _running_library()
+        if library == "asyncio":
+            self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if self._sock is not None:
+                self._loop = asyncio.get_running_loop()
+        elif library == "trio":
+            import trio
+
+            self._trio = trio
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         try:
@@ -224,19 +272,44 @@ class _Connection:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending failed: {exc!r}") from exc
 
+    def _expire(self) -> None:
+        """The asyncio read timer fired: end the connection so the pending read returns."""
+        self.timed_out = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
     async def receive(self, timeout: float | None) -> bytes:
         """Some bytes, or b"" at end of stream."""
+        if self.timed_out:
+            raise httpx.ReadTimeout("timed out waiting for the server")
+        handle = None
         try:
             if timeout is None:
                 return await self.stream.receive(READ_SIZE)
+            if self._loop is not None:
+                handle = self._loop.call_later(timeout, self._expire)
+                return await self.stream.receive(READ_SIZE)
+            if self._trio is not None:
+                with self._trio.move_on_after(timeout):
+                    return await self.stream.receive(READ_SIZE)
+                raise TimeoutError
             with anyio.fail_after(timeout):
                 return await self.stream.receive(READ_SIZE)
         except anyio.EndOfStream:
+            if self.timed_out:
+                raise httpx.ReadTimeout("timed out waiting for the server") from None
             return b""
         except TimeoutError:
+            self.timed_out = True
             raise httpx.ReadTimeout("timed out waiting for the server") from None
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self.timed_out:
+                raise httpx.ReadTimeout("timed out waiting for the server") from None
             raise httpx.ReadError(f"reading failed: {exc!r}") from exc
+        finally:
+            if handle is not None:
+                handle.cancel()
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -429,7 +502,7 @@ class Transport(httpx.AsyncBaseTransport):
         return None
 
     async def _release(self, conn: _Connection) -> None:
-        if self._closed:
+        if self._closed or conn.timed_out:
             await conn.close()
             return
         stack = self._idle.setdefault(conn.key, [])

@@ -529,3 +529,23 @@ async def test_client_end_to_end_on_emulator() -> None:
             for _ in range(20):
                 tg.start_soon(one)
         assert transport.idle_connections >= 1
+
+
+async def test_read_timeout_mid_body(raw) -> None:
+    release = threading.Event()
+
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        release.wait(10)
+
+    srv = raw(handler)
+    async with httpx.AsyncClient(transport=Transport(), timeout=httpx.Timeout(5, read=0.05)) as h:
+        async with h.stream("GET", srv.url) as r:
+            pieces = []
+            with pytest.raises(httpx.ReadTimeout):
+                async for piece in r.aiter_raw():
+                    pieces.append(piece)
+            assert pieces == [b"hello"]
+        assert transport_of(h).idle_connections == 0
+    release.set()
