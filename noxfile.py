@@ -37,3 +37,13 @@ def demo(session: nox.Session) -> None:
     """The README's first command, from a plain install (no extras)."""
     session.install(".")
     session.run("holysheep", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the peers (openai SDK, httpx + httpx-sse); ``-- --quick`` for a smoke run.
+
+    Writes benchmarks/results.json and results.png; see benchmarks/RESULTS.md.
+    """
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
+from ._transport import default_transport
 from ._version import __version__
 from .batches import Batches
 from .chat import Chat
@@ -112,6 +113,8 @@ class AsyncClient:
             timeout=timeout,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             follow_redirects=True,
+            # Our pool and codec (DESIGN.md, Performance); None -> httpx's own (proxies, opt-out).
+            transport=default_transport(),
         )
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         headers.update(default_headers or {})

@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from .._version import __version__
-from . import advise, batch, chat, cost, demo, serve
+from . import advise, batch, bench, chat, cost, demo, serve
 
 __all__ = ["main"]
 
-COMMANDS = [demo, chat, serve, batch, cost, advise]
+COMMANDS = [demo, chat, serve, batch, cost, advise, bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,280 @@
+"""The clients compared: this one, the official ``openai`` SDK, plain httpx + httpx-sse.
+
+Each adapter opens a fresh client (a cold pool) and offers the same two calls:
+``stream(n_tokens)`` -> (ttft seconds, text chunks) and ``complete(n_tokens)``.
+The latency profile travels in the ``x-bench-profile`` header, which every
+client sends through its own default-headers option.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+MODEL = "bench-model"
+KEY = "bench-key"
+MESSAGES = [{"role": "user", "content": "Say something about sheep."}]
+
+
+class Adapter:
+    name = "?"
+
+    def __init__(self, base_url: str, profile: str = "", api_key: str = KEY, model: str = MODEL):
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"x-bench-profile": profile} if profile else {}
+        self.api_key = api_key
+        self.model = model
+
+    async def __aenter__(self) -> Adapter:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def stream(self, n_tokens: int) -> tuple[float, int]:
+        raise NotImplementedError
+
+    async def complete(self, n_tokens: int) -> int:
+        raise NotImplementedError
+
+
+class HolySheep(Adapter):
+    """This client, with its default transport (or the stock httpx pool: ``transport="httpx"``)."""
+
+    name = "holysheep"
+
+    def __init__(self, *args: Any, transport: str = "default", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from holysheep_async import AsyncClient
+
+        http = None
+        if transport == "httpx":
+            self.name = "holysheep[httpx-pool]"
+            http = httpx.AsyncClient(
+                timeout=httpx.Timeout(60.0, connect=10.0),
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+            )
+        self._http = http
+        self.client = AsyncClient(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            default_headers=self.headers,
+            http_client=http,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def stream(self, n_tokens: int) -> tuple[float, int]:
+        start = time.perf_counter()
+        ttft = 0.0
+        n = 0
+        async with self.client.chat.stream(
+            model=self.model, messages=MESSAGES, max_tokens=n_tokens
+        ) as stream:
+            async for _text in stream:
+                if not n:
+                    ttft = time.perf_counter() - start
+                n += 1
+        return ttft, n
+
+    async def complete(self, n_tokens: int) -> int:
+        completion = await self.client.chat.create(
+            model=self.model, messages=MESSAGES, max_tokens=n_tokens
+        )
+        return len(completion.choices)
+
+
+class OpenAISDK(Adapter):
+    """The official SDK (``AsyncOpenAI``), typed chunk objects, as users write it."""
+
+    name = "openai"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import openai
+
+        self.client = openai.AsyncOpenAI(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            max_retries=0,
+            default_headers=self.headers,
+        )
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def stream(self, n_tokens: int) -> tuple[float, int]:
+        start = time.perf_counter()
+        ttft = 0.0
+        n = 0
+        stream = await self.client.chat.completions.create(
+            model=self.model,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            max_tokens=n_tokens,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                if not n:
+                    ttft = time.perf_counter() - start
+                n += 1
+        return ttft, n
+
+    async def complete(self, n_tokens: int) -> int:
+        completion = await self.client.chat.completions.create(
+            model=self.model,
+            messages=MESSAGES,  # type: ignore[arg-type]
+            max_tokens=n_tokens,
+        )
+        return len(completion.choices)
+
+
+class HttpxSSE(Adapter):
+    """Plain httpx (default pool limits) + httpx-sse + json.loads per event."""
+
+    name = "httpx+httpx-sse"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.client = httpx.AsyncClient(
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            headers={"Authorization": f"Bearer {self.api_key}", **self.headers},
+        )
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def stream(self, n_tokens: int) -> tuple[float, int]:
+        from httpx_sse import aconnect_sse
+
+        start = time.perf_counter()
+        ttft = 0.0
+        n = 0
+        body = {
+            "model": self.model,
+            "messages": MESSAGES,
+            "max_tokens": n_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        async with aconnect_sse(
+            self.client, "POST", f"{self.base_url}/chat/completions", json=body
+        ) as source:
+            source.response.raise_for_status()
+            async for sse in source.aiter_sse():
+                if sse.data == "[DONE]":
+                    break
+                obj = json.loads(sse.data)
+                choices = obj.get("choices")
+                if choices and choices[0]["delta"].get("content"):
+                    if not n:
+                        ttft = time.perf_counter() - start
+                    n += 1
+        return ttft, n
+
+    async def complete(self, n_tokens: int) -> int:
+        response = await self.client.post(
+            f"{self.base_url}/chat/completions",
+            json={"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens},
+        )
+        response.raise_for_status()
+        return len(response.json()["choices"])
+
+
+def available() -> dict[str, Any]:
+    """Adapter factories by name; peers whose package is missing are left out."""
+    out: dict[str, Any] = {
+        "socket (floor)": Floor,
+        "holysheep": HolySheep,
+        "holysheep[httpx-pool]": lambda *a, **k: HolySheep(*a, transport="httpx", **k),
+        "httpx+httpx-sse": HttpxSSE,
+    }
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        out["openai"] = OpenAISDK
+    try:
+        import httpx_sse  # noqa: F401
+    except ImportError:
+        del out["httpx+httpx-sse"]
+    return out
+
+
+class Floor(Adapter):
+    """The floor: raw anyio socket, hand-written HTTP, no parsing beyond counting.
+
+    Not a usable client: it shows what the server, the loopback and the event
+    loop cost, so the others' overhead can be read above it.
+    """
+
+    name = "socket (floor)"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        url = httpx.URL(self.base_url)
+        self._addr = (url.host, url.port or 80)
+        self._prefix = url.raw_path.rstrip(b"/")
+        self._idle: list[Any] = []
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in self.headers.items())
+        self._head = (
+            b"POST %s/chat/completions HTTP/1.1\r\nhost: bench\r\n"
+            b"authorization: Bearer %s\r\ncontent-type: application/json\r\n%s"
+            % (self._prefix, self.api_key.encode(), extra)
+        )
+
+    async def aclose(self) -> None:
+        for s in self._idle:
+            await s.aclose()
+        self._idle.clear()
+
+    async def _exchange(self, body: bytes, done: Any) -> tuple[float, int]:
+        import anyio
+
+        sock = self._idle.pop() if self._idle else await anyio.connect_tcp(*self._addr)
+        start = time.perf_counter()
+        await sock.send(self._head + b"content-length: %d\r\n\r\n%b" % (len(body), body))
+        buf = b""
+        ttft = 0.0
+        while not done(buf):
+            buf += await sock.receive(65536)
+            if not ttft and b'"content":" ' in buf:
+                ttft = time.perf_counter() - start
+        self._idle.append(sock)
+        return ttft, buf.count(b'"delta":{"content":" ')
+
+    async def stream(self, n_tokens: int) -> tuple[float, int]:
+        body = json.dumps(
+            {"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens, "stream": True}
+        ).encode()
+        return await self._exchange(body, lambda b: b.endswith(b"\r\n0\r\n\r\n"))
+
+    async def complete(self, n_tokens: int) -> int:
+        body = json.dumps(
+            {"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens}
+        ).encode()
+
+        def done(b: bytes) -> bool:
+            end = b.find(b"\r\n\r\n")
+            if end < 0:
+                return False
+            length = int(b.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            return len(b) >= end + 4 + length
+
+        await self._exchange(body, done)
+        return 1

@@ -1,0 +1,680 @@
+"""The HTTP/1.1 transport under the client's ``httpx.AsyncClient``: anyio streams, O(1) pool.
+
+httpx stays the surface (users may still hand in their own
+``httpx.AsyncClient``); this replaces what sits under it by default, because
+httpcore's pool is what collapses under concurrency (DESIGN.md, Performance):
+1,000 concurrent slow streams took 3-25 s through it against ~1.3 s here.
+
+What it does, and why:
+
+- A connection pool that opens a new connection whenever none is idle (no
+  queueing behind a connection limit: the client's :class:`~.limits.Limiter`
+  is where concurrency is limited), and keeps idle connections in a per-host
+  LIFO stack: taking and returning one is O(1), and the most recently used
+  connection is the least likely to have been closed by the server.
+- A lean HTTP/1.1 codec: one buffer, ``Content-Length``, chunked and
+  read-until-close bodies, 1xx responses skipped, no body for HEAD, 204 and
+  304. Parsing chunked bodies joins every chunk in one read into one piece,
+  so an SSE stream costs one Python iteration per socket read.
+- Timeouts from ``request.extensions["timeout"]`` (connect, read, write;
+  ``pool`` never applies since nothing waits for a connection).
+- A request sent on a reused connection that fails before a single response
+  byte arrives is retried once on a new connection: the server closed the
+  idle connection (keep-alive timeout) as we sent on it.
+- A connection goes back to the pool only when its response body was read
+  to the end and neither side asked to close; anything else (errors,
+  cancellation, a response closed early) closes it.
+- TLS through anyio with httpx's own SSL context (certifi, ``SSL_CERT_FILE``
+  and friends), ALPN ``http/1.1``.
+
+Not handled here, by design: proxies (:func:`default_transport` returns
+``None`` when the environment configures one, so httpx's stock transport and
+its proxy support are used), HTTP/2, ``Expect: 100-continue``, upgrades.
+
+Opt out with ``HOLYSHEEP_TRANSPORT=httpx`` in the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import ssl
+import sys
+import time
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+
+__all__ = ["ChunkedDecoder", "Transport", "default_transport"]
+
+log = logging.getLogger("holysheep_async")
+
+MAX_HEAD = 64 * 1024
+MAX_LINE = 8 * 1024
+READ_SIZE = 64 * 1024
+SMALL_WRITE = 16 * 1024
+_NO_BODY_STATUS = frozenset({204, 304})
+_HEX = b"0123456789abcdefABCDEF"
+
+
+def default_transport() -> Transport | None:
+    """The transport ``AsyncClient`` builds its httpx client with, or None for httpx's own.
+
+    None when ``HOLYSHEEP_TRANSPORT=httpx`` is set, or when the environment
+    configures a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...): httpx applies
+    environment proxies only to its own transport, so it keeps that case.
+    """
+    choice = os.environ.get("HOLYSHEEP_TRANSPORT", "").strip().lower()
+    if choice == "httpx":
+        return None
+    if choice not in ("", "default", "holysheep"):
+        log.warning("HOLYSHEEP_TRANSPORT=%r is not 'httpx' or 'default': ignored", choice)
+    proxies = {k: v for k, v in urllib.request.getproxies().items() if k != "no" and v}
+    if proxies:
+        log.debug("proxy configured in the environment (%s): using httpx's transport", *proxies)
+        return None
+    return Transport()
+
+
+# -- the codec ------------------------------------------------------------------------
+
+
+class ChunkedDecoder:
+    """Incremental ``Transfer-Encoding: chunked`` decoder.
+
+    ``feed(data)`` returns the body bytes those bytes completed (every chunk
+    in them joined); ``done`` turns true after the last chunk and trailers,
+    and ``extra`` holds any bytes that followed.
+
+    >>> d = ChunkedDecoder()
+    >>> d.feed(b"5\\r\\nhello\\r\\n0\\r\\n\\r\\n"), d.done
+    (b'hello', True)
+    """
+
+    __slots__ = ("_buf", "_remaining", "_state", "done", "extra")
+
+    _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._remaining = 0
+        self._state = self._SIZE
+        self.done = False
+        self.extra = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self.done:
+            self.extra += data
+            return b""
+        buf = self._buf + data if self._buf else data
+        n = len(buf)
+        pos = 0
+        out: list[bytes] = []
+        state = self._state
+        remaining = self._remaining
+        while pos < n:
+            if state == self._DATA:
+                take = min(remaining, n - pos)
+                out.append(buf[pos : pos + take] if take != n or pos else buf)
+                pos += take
+                remaining -= take
+                if not remaining:
+                    state = self._DATA_END
+            elif state == self._SIZE:
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > MAX_LINE:
+                        raise httpx.RemoteProtocolError("chunk size line too long")
+                    break
+                line = buf[pos:eol]
+                size_text = line.split(b";", 1)[0].strip()
+                try:
+                    if not size_text or len(size_text) > 16 or size_text.strip(_HEX):
+                        raise ValueError
+                    remaining = int(size_text, 16)
+                except ValueError:
+                    raise httpx.RemoteProtocolError(
+                        f"bad chunk size line {bytes(line[:40])!r}"
+                    ) from None
+                pos = eol + 2
+                state = self._DATA if remaining else self._TRAILER
+            elif state == self._DATA_END:
+                if n - pos < 2:
+                    break
+                if buf[pos : pos + 2] != b"\r\n":
+                    raise httpx.RemoteProtocolError("chunk not followed by CRLF")
+                pos += 2
+                state = self._SIZE
+            else:  # trailers: header lines up to an empty line
+                eol = buf.find(b"\r\n", pos)
+                if eol < 0:
+                    if n - pos > MAX_HEAD:
+                        raise httpx.RemoteProtocolError("chunked trailers too long")
+                    break
+                empty = eol == pos
+                pos = eol + 2
+                if empty:
+                    self.done = True
+                    self.extra = buf[pos:]
+                    pos = n
+                    break
+        self._buf = buf[pos:] if pos < n else b""
+        self._state = state
+        self._remaining = remaining
+        if not out:
+            return b""
+        return out[0] if len(out) == 1 else b"".join(out)
+
+
+def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
+    """Status line and header lines (no final blank line) -> version, status, reason, headers."""
+    lines = head.split(b"\r\n")
+    status_line = lines[0]
+    version, _, rest = status_line.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version[:7] != b"HTTP/1." or len(code) != 3 or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"bad status line {status_line[:80]!r}")
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
+            raise httpx.RemoteProtocolError(f"bad header line {line[:80]!r}")
+        headers.append((name, value.strip(b" \t")))
+    return version, int(code), reason, headers
+
+
+def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    out: list[bytes] = []
+    for k, v in headers:
+        if k.lower() == name:
+            out += [t.strip().lower() for t in v.split(b",") if t.strip()]
+    return out
+
+
+# -- connections -----------------------------------------------------------------------
+
+
+def _timeout(request: httpx.Request, which: str) -> float | None:
+    value = request.extensions.get("timeout", {}).get(which)
+    return None if value is None else float(value)
+
+
+def _running_library() -> str:
+    """ "asyncio", "trio" or "" (without sniffio, which neither anyio nor httpx require now)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        return "asyncio"
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            return ""
+        return "trio"
+    return ""
+
+
+class _Connection:
+    __slots__ = (
+        "_loop",
+        "_sock",
+        "_trio",
+        "buf",
+        "idle_since",
+        "key",
+        "reused",
+        "stream",
+        "timed_out",
+    )
+
+    def __init__(self, key: tuple[bytes, bytes, int], stream: anyio.abc.ByteStream) -> None:
+        self.key = key
+        self.stream = stream
+        self.buf = b""
+        self.reused = False
+        self.idle_since = 0.0
+        self.timed_out = False
+        # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
+        # each (most of a chunk's budget), so use what the running loop offers:
+        # asyncio a timer that shuts the socket down, trio its own cancel scope.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._trio: Any = None
+        self._sock: socket.socket | None = None
+        library = _running_library()
+        if library == "asyncio":
+            self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if self._sock is not None:
+                self._loop = asyncio.get_running_loop()
+        elif library == "trio":
+            import trio
+
+            self._trio = trio
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        try:
+            if timeout is None:
+                await self.stream.send(data)
+            else:
+                with anyio.fail_after(timeout):
+                    await self.stream.send(data)
+        except TimeoutError:
+            raise httpx.WriteTimeout("timed out sending the request") from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise httpx.WriteError(f"sending failed: {exc!r}") from exc
+
+    def _expire(self) -> None:
+        """The asyncio read timer fired: end the connection so the pending read returns."""
+        self.timed_out = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    async def receive(self, timeout: float | None) -> bytes:
+        """Some bytes, or b"" at end of stream."""
+        if self.timed_out:
+            raise httpx.ReadTimeout("timed out waiting for the server")
+        handle = None
+        try:
+            if timeout is None:
+                return await self.stream.receive(READ_SIZE)
+            if self._loop is not None:
+                handle = self._loop.call_later(timeout, self._expire)
+                return await self.stream.receive(READ_SIZE)
+            if self._trio is not None:
+                with self._trio.move_on_after(timeout):
+                    return await self.stream.receive(READ_SIZE)
+                raise TimeoutError
+            with anyio.fail_after(timeout):
+                return await self.stream.receive(READ_SIZE)
+        except anyio.EndOfStream:
+            if self.timed_out:
+                raise httpx.ReadTimeout("timed out waiting for the server") from None
+            return b""
+        except TimeoutError:
+            self.timed_out = True
+            raise httpx.ReadTimeout("timed out waiting for the server") from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self.timed_out:
+                raise httpx.ReadTimeout("timed out waiting for the server") from None
+            raise httpx.ReadError(f"reading failed: {exc!r}") from exc
+        finally:
+            if handle is not None:
+                handle.cancel()
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self.stream)
+
+
+class _StaleConnection(Exception):
+    """A reused connection failed before any response byte: safe to send again."""
+
+
+class _Body(httpx.AsyncByteStream):
+    """A response body read off a connection; gives the connection back when fully read."""
+
+    __slots__ = ("_chunked", "_conn", "_done", "_keep", "_length", "_timeout", "_transport")
+
+    def __init__(
+        self,
+        transport: Transport,
+        conn: _Connection,
+        *,
+        length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        timeout: float | None,
+    ) -> None:
+        self._transport = transport
+        self._conn: _Connection | None = conn
+        self._length = length
+        self._chunked = chunked
+        self._keep = keep_alive
+        self._timeout = timeout
+        self._done = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if conn is None or self._done:
+            return
+        if self._chunked:
+            decoder = ChunkedDecoder()
+            data, conn.buf = conn.buf, b""
+            while True:
+                if data:
+                    piece = decoder.feed(data)
+                    if decoder.done:
+                        # Bytes after the body: the server is out of step with us.
+                        self._keep = self._keep and not decoder.extra
+                        self._done = True
+                        if piece:
+                            yield piece
+                        await self._finish()
+                        return
+                    if piece:
+                        yield piece
+                data = await conn.receive(self._timeout)
+                if not data:
+                    raise httpx.RemoteProtocolError(
+                        "peer closed connection without sending complete message body"
+                        " (incomplete chunked read)"
+                    )
+        elif self._length is not None:
+            left = self._length
+            data, conn.buf = conn.buf, b""
+            while True:
+                if data or not left:
+                    if len(data) >= left:
+                        self._keep = self._keep and len(data) == left
+                        self._done = True
+                        if left:
+                            yield data[:left] if len(data) > left else data
+                        await self._finish()
+                        return
+                    left -= len(data)
+                    yield data
+                data = await conn.receive(self._timeout)
+                if not data:
+                    raise httpx.RemoteProtocolError(
+                        "peer closed connection without sending complete message body:"
+                        f" received {self._length - left} bytes, expected {self._length}"
+                    )
+        else:  # read until the server closes
+            data, conn.buf = conn.buf, b""
+            while True:
+                if data:
+                    yield data
+                data = await conn.receive(self._timeout)
+                if not data:
+                    self._keep = False
+                    self._done = True
+                    await self._finish()
+                    return
+
+    async def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            if self._done and self._keep:
+                await self._transport._release(conn)
+            else:
+                await conn.close()
+
+    async def aclose(self) -> None:
+        await self._finish()
+
+
+class Transport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 over anyio streams with an O(1) idle-connection pool; asyncio and trio.
+
+    >>> http = httpx.AsyncClient(transport=Transport())  # doctest: +SKIP
+
+    ``verify``/``cert``/``trust_env`` build the SSL context as httpx does
+    (or pass ``ssl_context``). ``max_idle_per_host``: idle connections kept
+    per host (more are closed when returned). ``keepalive_expiry``: seconds
+    an idle connection is kept.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: bool | str | ssl.SSLContext = True,
+        cert: Any = None,
+        trust_env: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        max_idle_per_host: int = 256,
+        keepalive_expiry: float = 5.0,
+    ) -> None:
+        self._verify = verify
+        self._cert = cert
+        self._trust_env = trust_env
+        self._ssl_context = ssl_context
+        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
+        self._max_idle = max_idle_per_host
+        self._expiry = keepalive_expiry
+        self._expired: list[_Connection] = []
+        self._closed = False
+        #: Connections opened so far (for tests and benchmarks).
+        self.connections_opened = 0
+
+    # -- pool ----------------------------------------------------------------------
+
+    @property
+    def idle_connections(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            if isinstance(self._verify, ssl.SSLContext):
+                ctx = self._verify
+            else:
+                ctx = httpx.create_ssl_context(
+                    verify=self._verify, cert=self._cert, trust_env=self._trust_env
+                )
+            ctx.set_alpn_protocols(["http/1.1"])
+            self._ssl_context = ctx
+        return self._ssl_context
+
+    async def _connect(self, key: tuple[bytes, bytes, int], request: httpx.Request) -> _Connection:
+        scheme, host, port = key
+        hostname = host.decode("ascii")
+        timeout = _timeout(request, "connect")
+        try:
+            with anyio.fail_after(timeout):
+                if scheme == b"https":
+                    stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                        hostname,
+                        port,
+                        tls=True,
+                        ssl_context=self._ssl(),
+                        tls_hostname=hostname,
+                        tls_standard_compatible=False,
+                    )
+                else:
+                    stream = await anyio.connect_tcp(hostname, port)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
+        except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
+            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
+        self.connections_opened += 1
+        return _Connection(key, stream)
+
+    def _take_idle(self, key: tuple[bytes, bytes, int]) -> _Connection | None:
+        stack = self._idle.get(key)
+        if not stack:
+            return None
+        now = time.monotonic()
+        while stack:
+            conn = stack.pop()
+            if now - conn.idle_since < self._expiry:
+                return conn
+            # Expired: close in the background of the next await (no await here).
+            self._expired.append(conn)
+        return None
+
+    async def _release(self, conn: _Connection) -> None:
+        if self._closed or conn.timed_out:
+            await conn.close()
+            return
+        stack = self._idle.setdefault(conn.key, [])
+        if len(stack) >= self._max_idle:
+            await conn.close()
+            return
+        conn.reused = True
+        conn.idle_since = time.monotonic()
+        stack.append(conn)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, {}
+        for stack in idle.values():
+            for conn in stack:
+                await conn.close()
+        await self._close_expired()
+
+    async def _close_expired(self) -> None:
+        expired, self._expired = self._expired, []
+        for conn in expired:
+            await conn.close()
+
+    # -- requests ------------------------------------------------------------------
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        url = request.url
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        port = url.port or (443 if scheme == b"https" else 80)
+        key = (scheme, url.raw_host, port)
+        head, body = await self._encode(request)
+        if self._expired:
+            await self._close_expired()
+        conn = self._take_idle(key)
+        if conn is not None:
+            try:
+                return await self._exchange(conn, request, head, body)
+            except _StaleConnection:
+                log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
+        conn = await self._connect(key, request)
+        return await self._exchange(conn, request, head, body)
+
+    async def _encode(self, request: httpx.Request) -> tuple[bytes, bytes | None]:
+        """The request head, and the whole body when it is in memory (None: stream it)."""
+        target = request.url.raw_path
+        parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+        for name, value in request.headers.raw:
+            parts += [name, b": ", value, b"\r\n"]
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        lines = len(request.headers.raw) + 2
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            raise httpx.LocalProtocolError("CR or LF inside a request header or target")
+        try:
+            body: bytes | None = request.content
+        except httpx.RequestNotRead:
+            body = None
+        return head, body
+
+    async def _send_body(
+        self, conn: _Connection, request: httpx.Request, timeout: float | None
+    ) -> None:
+        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+        stream = request.stream
+        assert isinstance(stream, httpx.AsyncByteStream)
+        async for part in stream:
+            if part:
+                await conn.send(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part, timeout)
+        if chunked:
+            await conn.send(b"0\r\n\r\n", timeout)
+
+    async def _exchange(
+        self, conn: _Connection, request: httpx.Request, head: bytes, body: bytes | None
+    ) -> httpx.Response:
+        """Send ``request`` on ``conn`` and read the response head; the body stays on the wire."""
+        write_timeout = _timeout(request, "write")
+        read_timeout = _timeout(request, "read")
+        got_bytes = False
+        try:
+            try:
+                if body is None:
+                    await conn.send(head, write_timeout)
+                    await self._send_body(conn, request, write_timeout)
+                else:
+                    data = head + body
+                    # An idle connection's send buffer (16 KiB at least) takes a small
+                    # request without blocking: no write timeout to arm (~10 us saved).
+                    await conn.send(data, write_timeout if len(data) > SMALL_WRITE else None)
+                buf = conn.buf
+                while True:
+                    end = buf.find(b"\r\n\r\n")
+                    if end >= 0:
+                        version, status, reason, headers = _parse_head(buf[:end])
+                        buf = buf[end + 4 :]
+                        if 100 <= status < 200:
+                            if status == 101:
+                                raise httpx.RemoteProtocolError(
+                                    "protocol upgrades are not supported"
+                                )
+                            continue  # informational: the real answer follows
+                        break
+                    if len(buf) > MAX_HEAD:
+                        raise httpx.RemoteProtocolError("response head larger than 64 KiB")
+                    data = await conn.receive(read_timeout)
+                    if not data:
+                        if not got_bytes and conn.reused:
+                            raise _StaleConnection
+                        raise httpx.RemoteProtocolError(
+                            "server disconnected without sending a complete response"
+                            if got_bytes
+                            else "server disconnected without sending a response"
+                        )
+                    got_bytes = True
+                    buf += data
+            except (httpx.WriteError, httpx.ReadError) as exc:
+                if not got_bytes and conn.reused:
+                    raise _StaleConnection from exc
+                raise
+            conn.buf = buf
+            return self._response(conn, request, version, status, reason, headers, read_timeout)
+        except BaseException:
+            await conn.close()
+            raise
+
+    def _response(
+        self,
+        conn: _Connection,
+        request: httpx.Request,
+        version: bytes,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        read_timeout: float | None,
+    ) -> httpx.Response:
+        connection = _header_tokens(headers, b"connection")
+        keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
+        if keep and b"close" in request.headers.get("connection", "").lower().encode():
+            keep = False
+        length: int | None = None
+        chunked = False
+        if request.method == "HEAD" or status in _NO_BODY_STATUS:
+            length = 0
+        else:
+            codings = _header_tokens(headers, b"transfer-encoding")
+            if codings:
+                chunked = codings[-1] == b"chunked"
+                if not chunked:
+                    keep = False  # framed by closing the connection
+            else:
+                lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
+                if lengths:
+                    values = {x.strip() for v in lengths for x in v.split(b",")}
+                    if len(values) != 1 or not next(iter(values)).isdigit():
+                        raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
+                    length = int(next(iter(values)))
+                else:
+                    keep = False
+        stream = _Body(
+            self,
+            conn,
+            length=length,
+            chunked=chunked,
+            keep_alive=keep,
+            timeout=read_timeout,
+        )
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=stream,
+            extensions={"http_version": version, "reason_phrase": reason},
+        )

@@ -1,0 +1,55 @@
+"""The benchmark suite in quick mode: every scenario runs and checks its answers (no timing)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import suite
+from holysheep_async.cli import build_parser
+
+
+def test_quick_mode_runs_every_scenario_for_every_client(tmp_path: Path) -> None:
+    lines: list[str] = []
+    args = suite.build_parser().parse_args(["--quick", "--out", str(tmp_path)])
+    results = suite.run(args, log=lines.append)
+
+    # Our client never fails; a scenario checks the chunk counts it got back.
+    assert not [e for e in results.errors if "/holysheep:" in e], results.errors
+    medians = results.medians()
+    assert set(medians) == {"asyncio", "trio"}
+    for backend in medians.values():
+        assert set(backend) == set(suite.SCENARIOS)
+        for scenario, clients in backend.items():
+            assert "holysheep" in clients, scenario
+            assert all(v > 0 for v in clients["holysheep"].values()), (scenario, clients)
+
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["quick"] is True and data["machine"]["cores"]
+    assert data["medians"]["asyncio"]["long_stream"]["holysheep"]["chunks_per_s"] > 0
+    assert "| holysheep |" in suite.table(results)
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "results.png").stat().st_size > 0
+
+    # The batch side runs when holysheep_async.jsonl exists, else says why it did not.
+    if importlib.util.find_spec("holysheep_async.jsonl") is None:
+        assert any("holysheep_async.jsonl absent" in n for n in results.notes)
+    else:
+        assert results.extra["jsonl_write_validate"]["requests"] == suite.QUICK["jsonl_requests"]
+    compare = results.extra["stream_vs_batch"]
+    assert "error" not in compare, compare
+    assert compare["direct"]["req_per_s"] > 0
+
+
+def test_quick_mode_rejects_unknown_client() -> None:
+    args = suite.build_parser().parse_args(["--quick", "--client", "nope"])
+    with pytest.raises(SystemExit, match="nope"):
+        suite.run(args, log=lambda _: None)
+
+
+def test_cli_has_bench_command() -> None:
+    args = build_parser().parse_args(["bench", "--quick", "--backend", "trio"])
+    assert args.quick and args.backend == ["trio"] and callable(args.func)

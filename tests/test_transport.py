@@ -1,0 +1,551 @@
+"""The default transport (holysheep_async._transport) against real servers on 127.0.0.1.
+
+Tiny scripted socket servers (threads, so both asyncio and trio clients can
+use them) cover the protocol's edges; the emulator covers the client end to end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from holysheep_async import AsyncClient
+from holysheep_async._transport import ChunkedDecoder, Transport, default_transport
+from holysheep_async.errors import APIConnectionError
+from holysheep_async.testing import MockServer, answer_text
+
+pytestmark = pytest.mark.anyio
+
+# -- a scripted socket server ------------------------------------------------------------
+
+
+class Conn:
+    """One accepted connection, with a request reader."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.file = sock.makefile("rb")
+
+    def read_request(self) -> tuple[str, dict[str, str], bytes] | None:
+        """(request line, headers, body) or None when the client closed."""
+        line = self.file.readline()
+        if not line:
+            return None
+        headers: dict[str, str] = {}
+        while True:
+            h = self.file.readline()
+            if h in (b"\r\n", b""):
+                break
+            name, _, value = h.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = b""
+        if "chunked" in headers.get("transfer-encoding", ""):
+            while True:
+                size = int(self.file.readline().split(b";")[0], 16)
+                if size == 0:
+                    self.file.readline()
+                    break
+                body += self.file.read(size)
+                self.file.readline()
+        elif "content-length" in headers:
+            body = self.file.read(int(headers["content-length"]))
+        return line.decode("latin-1").strip(), headers, body
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+
+class RawServer:
+    """Accepts connections on 127.0.0.1 and runs ``handler(conn)`` for each in a thread."""
+
+    def __init__(self, handler: Callable[[Conn], None], *, tls: ssl.SSLContext | None = None):
+        self.handler = handler
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.accepted = 0
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        self.closed = threading.Event()  # set each time a handler finished with its connection
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            sock, _ = self.listener.accept()
+            if self._stop:
+                sock.close()
+                return
+            self.accepted += 1
+            threading.Thread(target=self._run, args=(sock,), daemon=True).start()
+
+    def _run(self, sock: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_side=True)
+            self.handler(Conn(sock))
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+            self.closed.set()
+
+    def close(self) -> None:
+        self._stop = True
+        with contextlib.suppress(OSError):
+            socket.create_connection(("127.0.0.1", self.port)).close()
+        self._thread.join(5)
+        self.listener.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(handler: Callable[[Conn], None], **kw: object) -> RawServer:
+        srv = RawServer(handler, **kw)  # type: ignore[arg-type]
+        servers.append(srv)
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(transport=Transport(), timeout=10) as c:
+        yield c
+
+
+def transport_of(client: httpx.AsyncClient) -> Transport:
+    t = client._transport
+    assert isinstance(t, Transport)
+    return t
+
+
+def serve_all(srv_requests: list[tuple[str, dict[str, str], bytes]], answer: bytes):
+    """A handler answering ``answer`` to every request on a connection, keeping it alive."""
+
+    def handler(conn: Conn) -> None:
+        while (req := conn.read_request()) is not None:
+            srv_requests.append(req)
+            conn.send(answer)
+
+    return handler
+
+
+def ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n%b\r\n%b" % (len(body), extra, body)
+
+
+def chunked(*parts: bytes) -> bytes:
+    out = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    for p in parts:
+        out += b"%x\r\n%b\r\n" % (len(p), p)
+    return out + b"0\r\n\r\n"
+
+
+# -- the chunked decoder, pure ----------------------------------------------------------
+
+WIRE = b"5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\n"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_chunked_decoder_any_split() -> None:
+    for i in range(len(WIRE) + 1):
+        for j in range(i, len(WIRE) + 1):
+            d = ChunkedDecoder()
+            out = d.feed(WIRE[:i]) + d.feed(WIRE[i:j]) + d.feed(WIRE[j:] + b"EXTRA")
+            assert out == b"hello 0123456789", (i, j)
+            assert d.done and d.extra == b"EXTRA"
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(
+    "wire", [b"zz\r\n", b"-5\r\nhello\r\n", b"5\r\nhelloXX", b"\r\n", b"0x5\r\nhello\r\n"]
+)
+async def test_chunked_decoder_rejects_bad_framing(wire: bytes) -> None:
+    with pytest.raises(httpx.RemoteProtocolError):
+        ChunkedDecoder().feed(wire)
+
+
+# -- bodies -----------------------------------------------------------------------------
+
+
+async def test_content_length_and_keep_alive(raw, http: httpx.AsyncClient) -> None:
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+    srv = raw(serve_all(reqs, ok(b'{"a":1}', b"content-type: application/json\r\n")))
+    for i in range(3):
+        r = await http.post(f"{srv.url}/v1/x?q={i}", json={"i": i})
+        assert r.status_code == 200 and r.json() == {"a": 1}
+        assert r.http_version == "HTTP/1.1"
+    assert srv.accepted == 1, "keep-alive connection reused"
+    assert [q[0] for q in reqs] == [f"POST /v1/x?q={i} HTTP/1.1" for i in range(3)]
+    assert reqs[2][2] == b'{"i":2}' and reqs[2][1]["content-length"] == "7"
+    assert reqs[0][1]["host"] == f"127.0.0.1:{srv.port}"
+    assert transport_of(http).idle_connections == 1
+
+
+async def test_chunked_response(raw, http: httpx.AsyncClient) -> None:
+    srv = raw(serve_all([], chunked(b"data: one\n\n", b"data: two\n\n", b"x" * 70000)))
+    for _ in range(2):
+        r = await http.get(srv.url)
+        assert r.content == b"data: one\n\ndata: two\n\n" + b"x" * 70000
+    assert srv.accepted == 1
+
+
+async def test_large_bodies_both_ways(raw, http: httpx.AsyncClient) -> None:
+    big = os.urandom(3 * 1024 * 1024)
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+
+    def handler(conn: Conn) -> None:
+        while (req := conn.read_request()) is not None:
+            reqs.append(req)
+            conn.send(ok(req[2][::-1]))
+
+    srv = raw(handler)
+    r = await http.post(srv.url, content=big)
+    assert r.content == big[::-1]
+    assert reqs[0][2] == big
+
+
+async def test_streamed_request_body_is_chunk_encoded(raw, http: httpx.AsyncClient) -> None:
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+    srv = raw(serve_all(reqs, ok(b"done")))
+
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"abc"
+        yield b""
+        yield b"def"
+
+    r = await http.post(srv.url, content=parts())
+    assert r.content == b"done"
+    assert reqs[0][1]["transfer-encoding"] == "chunked" and reqs[0][2] == b"abcdef"
+
+
+async def test_read_until_close_body(raw, http: httpx.AsyncClient) -> None:
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")
+
+    srv = raw(handler)
+    r = await http.get(srv.url)
+    assert r.content == b"all of it"
+    r = await http.get(srv.url)
+    assert r.content == b"all of it"
+    assert srv.accepted == 2, "a body framed by close cannot reuse the connection"
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("GET", 204), ("GET", 304)])
+async def test_no_body_responses(raw, http: httpx.AsyncClient, method: str, status: int) -> None:
+    # Content-Length announces a body that HEAD/204/304 never carry: don't wait for it.
+    answer = b"HTTP/1.1 %d X\r\ncontent-length: 100\r\n\r\n" % status
+    srv = raw(serve_all([], answer))
+    for _ in range(2):
+        r = await http.request(method, srv.url)
+        assert r.status_code == status and r.content == b""
+    assert srv.accepted == 1
+
+
+async def test_informational_responses_are_skipped(raw, http: httpx.AsyncClient) -> None:
+    answer = b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n" + ok(b"final")
+    srv = raw(serve_all([], answer))
+    r = await http.get(srv.url)
+    assert r.status_code == 200 and r.content == b"final"
+
+
+async def test_error_status_keeps_connection(raw, http: httpx.AsyncClient) -> None:
+    srv = raw(serve_all([], b"HTTP/1.1 429 Too Many\r\ncontent-length: 2\r\n\r\n{}"))
+    assert (await http.get(srv.url)).status_code == 429
+    assert (await http.get(srv.url)).status_code == 429
+    assert srv.accepted == 1
+
+
+async def test_connection_close_header(raw, http: httpx.AsyncClient) -> None:
+    srv = raw(serve_all([], ok(b"bye", b"connection: close\r\n")))
+    assert (await http.get(srv.url)).content == b"bye"
+    assert (await http.get(srv.url)).content == b"bye"
+    assert srv.accepted == 2
+    assert transport_of(http).idle_connections == 0
+
+
+async def test_http10_without_keep_alive_is_not_reused(raw, http: httpx.AsyncClient) -> None:
+    srv = raw(serve_all([], b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"))
+    assert (await http.get(srv.url)).content == b"ok"
+    assert (await http.get(srv.url)).content == b"ok"
+    assert srv.accepted == 2
+
+
+# -- failures -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part",
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhel",
+        b"HTTP/1.1 200 OK\r\ncontent-le",
+    ],
+    ids=["content-length", "chunked", "head"],
+)
+async def test_server_closing_mid_response(raw, http: httpx.AsyncClient, answer: bytes) -> None:
+    calls = 0
+
+    def handler(conn: Conn) -> None:
+        nonlocal calls
+        conn.read_request()
+        calls += 1
+        conn.send(answer if calls == 1 else ok(b"fine"))
+
+    srv = raw(handler)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.get(srv.url)
+    # The broken connection is gone; the next request works on a new one.
+    assert (await http.get(srv.url)).content == b"fine"
+    assert srv.accepted == 2
+
+
+async def test_stale_keep_alive_connection_is_retried_once(raw, http: httpx.AsyncClient) -> None:
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+
+    def handler(conn: Conn) -> None:  # one answer per connection, then close (no header)
+        req = conn.read_request()
+        if req is not None:
+            reqs.append(req)
+            conn.send(ok(b"one"))
+
+    srv = raw(handler)
+    assert (await http.post(srv.url, json={"n": 1})).content == b"one"
+    await anyio.to_thread.run_sync(srv.closed.wait)  # the server closed that idle connection
+    assert (await http.post(srv.url, json={"n": 2})).content == b"one"
+    assert srv.accepted == 2
+    assert [r[2] for r in reqs] == [b'{"n":1}', b'{"n":2}']
+
+
+async def test_fresh_connection_closed_without_answer_is_an_error(raw, http) -> None:
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+
+    srv = raw(handler)
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        await http.get(srv.url)
+    assert srv.accepted == 1, "no retry on a fresh connection"
+
+
+async def test_bad_status_line_and_content_length(raw, http: httpx.AsyncClient) -> None:
+    srv = raw(serve_all([], b"HTTP/1.1 OK\r\n\r\n"))
+    with pytest.raises(httpx.RemoteProtocolError, match="status line"):
+        await http.get(srv.url)
+    srv = raw(serve_all([], b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\n"))
+    with pytest.raises(httpx.RemoteProtocolError, match="Content-Length"):
+        await http.get(srv.url)
+
+
+async def test_connect_refused() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with httpx.AsyncClient(transport=Transport()) as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_read_timeout_closes_connection(raw) -> None:
+    release = threading.Event()
+
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        release.wait(10)
+
+    srv = raw(handler)
+    async with httpx.AsyncClient(transport=Transport(), timeout=httpx.Timeout(5, read=0.05)) as h:
+        with pytest.raises(httpx.ReadTimeout):
+            await h.get(srv.url)
+        assert transport_of(h).idle_connections == 0
+    release.set()
+
+
+async def test_header_injection_is_refused(raw, http: httpx.AsyncClient) -> None:
+    srv = raw(serve_all([], ok(b"")))
+    with pytest.raises(httpx.LocalProtocolError):
+        await http.get(srv.url, headers={"x-a": "b\r\nx-evil: 1"})
+    assert srv.accepted == 0
+
+
+async def test_cancelled_request_closes_its_connection(raw, http: httpx.AsyncClient) -> None:
+    got = threading.Event()
+    eof = threading.Event()
+
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        got.set()
+        if conn.sock.recv(1) == b"":  # blocks until the client closes the connection
+            eof.set()
+
+    srv = raw(handler)
+    async with anyio.create_task_group() as tg:
+
+        async def send() -> None:
+            await http.get(srv.url)
+
+        tg.start_soon(send)
+        await anyio.to_thread.run_sync(got.wait)
+        tg.cancel_scope.cancel()
+    assert transport_of(http).idle_connections == 0
+    await anyio.to_thread.run_sync(srv.closed.wait)
+    assert eof.is_set(), "the server saw the connection closed"
+
+
+async def test_response_closed_early_is_not_reused(raw, http: httpx.AsyncClient) -> None:
+    release = threading.Event()
+    whole = chunked(b"a" * 10, b"b" * 10)
+
+    def handler(conn: Conn) -> None:
+        while conn.read_request() is not None:
+            if not release.is_set():
+                conn.send(whole[:-20])  # the first chunk only, the rest once released
+                release.wait(10)
+                conn.send(whole[-20:])
+            else:
+                conn.send(whole)
+
+    srv = raw(handler)
+    async with http.stream("GET", srv.url) as r:
+        async for piece in r.aiter_raw():
+            assert piece == b"a" * 10
+            break
+    assert transport_of(http).idle_connections == 0
+    release.set()
+    assert (await http.get(srv.url)).content == b"a" * 10 + b"b" * 10
+    assert srv.accepted == 2
+
+
+async def test_closed_transport_refuses(raw) -> None:
+    srv = raw(serve_all([], ok(b"x")))
+    t = Transport()
+    async with httpx.AsyncClient(transport=t) as h:
+        await h.get(srv.url)
+        assert t.idle_connections == 1
+    assert t.idle_connections == 0
+    with pytest.raises(RuntimeError):
+        await t.handle_async_request(httpx.Request("GET", srv.url))
+
+
+# -- TLS --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "key.pem", d / "cert.pem"
+    try:
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                "-keyout", str(key), "-out", str(crt), "-subj", "/CN=127.0.0.1",
+                "-addext", "subjectAltName=IP:127.0.0.1",
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("openssl is needed to make a test certificate")
+    return crt, key
+
+
+async def test_tls(raw, cert: tuple[Path, Path]) -> None:
+    crt, key = cert
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(crt, key)
+    srv = raw(serve_all([], ok(b"secure")), tls=server_ctx)
+    trusting = ssl.create_default_context(cafile=str(crt))
+    async with httpx.AsyncClient(transport=Transport(verify=trusting)) as h:
+        assert (await h.get(srv.url)).content == b"secure"
+        assert (await h.get(srv.url)).content == b"secure"
+    assert srv.accepted == 1
+    # The default context (certifi) does not trust a self-signed certificate.
+    async with httpx.AsyncClient(transport=Transport()) as h:
+        with pytest.raises(httpx.ConnectError):
+            await h.get(srv.url)
+
+
+# -- choosing the transport, and the client end to end --------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_default_transport_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("HOLYSHEEP_TRANSPORT", raising=False)
+    assert isinstance(default_transport(), Transport)
+    async with AsyncClient(api_key="k") as client:
+        assert isinstance(client.http_client._transport, Transport)
+    monkeypatch.setenv("HOLYSHEEP_TRANSPORT", "httpx")
+    assert default_transport() is None
+    async with AsyncClient(api_key="k") as client:
+        assert not isinstance(client.http_client._transport, Transport)
+    monkeypatch.delenv("HOLYSHEEP_TRANSPORT")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert default_transport() is None, "proxies are left to httpx's transport"
+
+
+async def test_client_end_to_end_on_emulator() -> None:
+    async with (
+        MockServer(api_keys=["k"]) as server,
+        AsyncClient(api_key="k", base_url=server.base_url, max_retries=0) as client,
+    ):
+        transport = client.http_client._transport
+        assert isinstance(transport, Transport)
+        msgs = [{"role": "user", "content": "transport"}]
+        completion = await client.chat.create(model="m", messages=msgs)
+        assert completion.choices[0].message.content == answer_text(msgs, 16)
+        async with client.chat.stream(model="m", messages=msgs, max_tokens=300) as stream:
+            text = "".join([t async for t in stream])
+        assert text == answer_text(msgs, 300)
+        # A connection dropped mid-stream is an error, and the pool recovers from it.
+        server.inject("drop", after=3)
+        with pytest.raises(APIConnectionError):
+            async with client.chat.stream(model="m", messages=msgs) as stream:
+                async for _ in stream:
+                    pass
+
+        async def one() -> None:
+            await client.chat.create(model="m", messages=msgs)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(one)
+        assert transport.idle_connections >= 1
+
+
+async def test_read_timeout_mid_body(raw) -> None:
+    release = threading.Event()
+
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        release.wait(10)
+
+    srv = raw(handler)
+    async with httpx.AsyncClient(transport=Transport(), timeout=httpx.Timeout(5, read=0.05)) as h:
+        async with h.stream("GET", srv.url) as r:
+            pieces = []
+            with pytest.raises(httpx.ReadTimeout):
+                async for piece in r.aiter_raw():
+                    pieces.append(piece)
+            assert pieces == [b"hello"]
+        assert transport_of(h).idle_connections == 0
+    release.set()
