@@ -102,7 +102,8 @@ class Requester:
 
     def redact(self, text: str) -> str:
         """``text`` with the API key blanked out wherever it appears."""
-        if self._api_key and self._api_key in text:
+        # Very short keys (test keys like "k") would blank out ordinary words.
+        if self._api_key and len(self._api_key) >= 6 and self._api_key in text:
             return text.replace(self._api_key, "***")
         return text
 
@@ -238,7 +239,7 @@ class Requester:
                     )
                 wait = asked if asked is not None else self.retry.backoff(attempt)
                 if status == 429:
-                    self.limiter.cooldown(wait)
+                    self.limiter.cooldown(wait, caller_waits=attempt <= retries)
                     log.info(
                         "%s %s -> 429: every request of this client pauses %.3f s (cooldown)",
                         method,

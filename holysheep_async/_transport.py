@@ -42,7 +42,6 @@ import logging
 import os
 import socket
 import ssl
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -51,6 +50,8 @@ from typing import Any
 import anyio
 import anyio.abc
 import httpx
+
+from ._compat import running_library
 
 __all__ = ["ChunkedDecoder", "Transport", "default_transport"]
 
@@ -206,24 +207,6 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
     return None if value is None else float(value)
 
 
-def _running_library() -> str:
-    """ "asyncio", "trio" or "" (without sniffio, which neither anyio nor httpx require now)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        return "asyncio"
-    trio = sys.modules.get("trio")
-    if trio is not None:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            return ""
-        return "trio"
-    return ""
-
-
 class _Connection:
     __slots__ = (
         "_loop",
@@ -250,7 +233,7 @@ class _Connection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._trio: Any = None
         self._sock: socket.socket | None = None
-        library = _running_library()
+        library = running_library()
         if library == "asyncio":
             self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
             if self._sock is not None:

@@ -339,7 +339,7 @@ def make_status_error(
     status = response.status_code
     request_id = response.headers.get("x-request-id")
     raw = response.content
-    if redact and redact.encode() in raw:
+    if redact and len(redact) >= 6 and redact.encode() in raw:
         raw = raw.replace(redact.encode(), b"***")
     body, message, code, etype = describe_error_body(raw, response.headers.get("content-type", ""))
     cls = _STATUS_CLASSES.get(status, InternalServerError if status >= 500 else APIStatusError)

@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from functools import partial
 
 import anyio
-import sniffio
+
+from ._compat import running_library
 
 __all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Permit", "estimate_tokens"]
 
@@ -238,7 +239,7 @@ def _positive(name: str, value: object) -> None:
 def _current_task_id() -> int | None:
     try:
         return anyio.get_current_task().id
-    except (RuntimeError, sniffio.AsyncLibraryNotFoundError):
+    except Exception:  # outside a task: no id
         return None
 
 
@@ -387,7 +388,7 @@ class Limiter:
     def _request_bucket(self) -> _AioBucket | LeakyBucket | None:
         if self.rpm is None:
             return None
-        backend = "anyio" if self._injected else sniffio.current_async_library()
+        backend = "anyio" if self._injected else running_library()
         if backend != self._requests_backend or self._requests is None:
             assert self.burst is not None
             capacity, rate = float(self.burst), self.rpm / 60.0

@@ -268,6 +268,11 @@ class ChatStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+        gen, self._gen = self._gen, None
+        if gen is not None and not getattr(gen, "ag_running", False):
+            # Outside the loop now, so the generator can be finished safely.
+            with anyio.CancelScope(shield=True):
+                await gen.aclose()
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self._begin(self._texts())
@@ -284,15 +289,12 @@ class ChatStream:
 
     async def aclose(self) -> None:
         """Close the HTTP response now (idempotent)."""
+        # The generator is not closed here: aclose() may be called from inside
+        # the consumer's loop body, where closing the suspended generator from
+        # under the loop races the loop's next step. Closing the response
+        # frees the connection at once; the generator sees ``_closed`` and
+        # ends at its next step (or in __aexit__ / when it is collected).
         self._closed = True
-        gen = self._gen
-        if gen is None and self._gen_ref is not None:
-            gen = self._gen_ref()
-        self._gen = None
-        self._gen_ref = None
-        if gen is not None and not getattr(gen, "ag_running", False):
-            with anyio.CancelScope(shield=True):
-                await gen.aclose()
         await self._close_reply()
 
     @property
@@ -371,6 +373,8 @@ class ChatStream:
                         metrics.deltas += 1
                         self._yielded = True
                         yield text
+                        if self._closed:  # aclose() from inside the loop body
+                            return
         finally:
             await self._close_reply()
 
@@ -406,6 +410,8 @@ class ChatStream:
                         metrics.deltas += 1
                     self._yielded = True
                     yield chunk
+                    if self._closed:
+                        return
         finally:
             await self._close_reply()
 
