@@ -172,6 +172,10 @@ def test_demo_runs_a_batch(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "2. Batch" in out and "succeeded     6" in out
     assert "validating -> in_progress -> finalizing -> completed" in out
+    assert "100.0% done" in out  # the progress bar reached the end
+    # Part 3: the seed's worked example, priced.
+    assert "standard      $  1,125.00" in out
+    assert "batch         $    562.50" in out
 
 
 def test_progress_bar_on_a_terminal_and_in_a_log() -> None:

@@ -8,7 +8,9 @@ from typing import Any
 
 from ..client import AsyncClient
 from ._common import add_target_options, open_client, run
-from .batch import EMULATOR_POLL, summary
+from ..errors import HolySheepError
+from ..pricing import monthly
+from .batch import EMULATOR_POLL, ProgressBar, summary
 
 PROMPT = "In two sentences: when should I stream an LLM answer, and when should I batch?"
 
@@ -19,7 +21,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--model", default="gpt-4o")
     p.add_argument("--max-tokens", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=20, help="requests in the demo batch")
+    p.add_argument("--batch-size", type=int, default=100, help="requests in the demo batch")
     add_target_options(p)
     p.set_defaults(func=main)
 
@@ -50,6 +52,7 @@ def main(args: argparse.Namespace) -> int:
             else:
                 print("\n2. Batch: skipped against a real service (a batch may take up to 24 h);")
                 print("   try `holysheep batch run FILE -o OUT --journal J`")
+            demo_cost(args.model)
         return 0
 
     return run(args, go)
@@ -68,15 +71,32 @@ async def demo_batch(client: AsyncClient, model: str, size: int) -> None:
         for i in range(size)
     ]
     statuses: list[str] = []
+    bar = ProgressBar(sys.stdout)
 
     def progress(p: Any) -> None:
         batch = p.batch
         if batch is not None and (not statuses or statuses[-1] != batch.status):
             statuses.append(batch.status)
+        bar.show(p.done, p.total, p.phase if batch is None else f"{p.phase} {batch.status}")
 
     report = await client.batches.run(tasks, poll_interval=EMULATOR_POLL, on_progress=progress)
+    bar.close()
     print(f"   batches       {', '.join(report.batch_ids)}")
     print(f"   lifecycle     {' -> '.join(statuses)}")
     first = report.results[tasks[0]["custom_id"]]  # type: ignore[index]
     print(f"   first answer  {first.custom_id}: {first.content}")
     print(summary(report))
+
+
+def demo_cost(model: str) -> None:
+    """Part 3: what the seed's workload costs a month, streamed (standard) vs batch."""
+    daily, inp, out = 5_000, 1_000, 500
+    print(f"\n3. Cost: {daily:,} requests a day, {inp:,} in + {out:,} out tokens, 30 days\n")
+    try:
+        est = monthly(model, daily, inp, out)
+    except HolySheepError as exc:
+        print(f"   {exc}")
+        return
+    print(f"   standard      ${est.standard_usd:>10,.2f}")
+    print(f"   batch         ${est.batch_usd:>10,.2f}")
+    print(f"   you save      ${est.savings:>10,.2f}  (holysheep cost / holysheep advise for more)")
