@@ -7,9 +7,9 @@ import sys
 from typing import Any
 
 from ..client import AsyncClient
-from ._common import add_target_options, open_client, run
 from ..errors import HolySheepError
 from ..pricing import monthly
+from ._common import add_target_options, open_client, run
 from .batch import EMULATOR_POLL, ProgressBar, summary
 
 PROMPT = "In two sentences: when should I stream an LLM answer, and when should I batch?"
