@@ -47,3 +47,11 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def soak(session: nox.Session) -> None:
+    """The chaos test at full size: 1,000 concurrent faulty streams per runtime (CHAOS_STREAMS)."""
+    session.install("-e", ".[test]")
+    session.env["CHAOS_STREAMS"] = session.env.get("CHAOS_STREAMS", "1000")
+    session.run("pytest", "-q", "tests/test_chaos.py", *session.posargs)
