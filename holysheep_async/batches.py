@@ -341,8 +341,16 @@ class Batches:
             slept += interval
             await self._requester.sleep(interval)
 
+    async def _as_batch(self, batch: Batch | str) -> Batch:
+        """A Batch as given, or retrieved by its id; anything else is a clear TypeError."""
+        if isinstance(batch, Batch):
+            return batch
+        if isinstance(batch, str) and batch:
+            return await self.retrieve(batch)
+        raise TypeError(f"expected a Batch or a batch id, got {type(batch).__name__}")
+
     async def results(
-        self, batch: Batch, *, problems: builtins.list[tuple[int, str]] | None = None
+        self, batch: Batch | str, *, problems: builtins.list[tuple[int, str]] | None = None
     ) -> AsyncIterator[BatchResult]:
         """The batch's results, from its output and error files, streamed line by line.
 
@@ -352,6 +360,7 @@ class Batches:
 
         >>> by_id = {r.custom_id: r async for r in client.batches.results(batch)}  # doctest: +SKIP
         """
+        batch = await self._as_batch(batch)
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
@@ -375,9 +384,13 @@ class Batches:
                 await reply.aclose()
 
     async def download(
-        self, batch: Batch, path: str | os.PathLike[str], *, include_errors: bool = True
+        self, batch: Batch | str, path: str | os.PathLike[str], *, include_errors: bool = True
     ) -> Path:
-        """Stream the output file (and the error file) into ``path`` (atomically); return it."""
+        """Stream the output file (and the error file) into ``path`` (atomically); return it.
+
+        ``batch``: a ``Batch`` or a batch id (retrieved first).
+        """
+        batch = await self._as_batch(batch)
         target = Path(path)
         ids = [batch.output_file_id, batch.error_file_id if include_errors else None]
         with atomic_write(target, "wb") as fh:

@@ -203,6 +203,12 @@ async def test_results_download_cancel_list(
     assert sorted(json.loads(x)["custom_id"] for x in path.read_text().splitlines()) == sorted(
         results
     )
+    # A batch id works as well as a Batch: it is retrieved first.
+    by_id = await client.batches.download(batch.id, tmp_path / "by-id.jsonl")
+    assert sorted(by_id.read_text().splitlines()) == sorted(path.read_text().splitlines())
+    assert {r.custom_id async for r in client.batches.results(batch.id)} == set(results)
+    with pytest.raises(TypeError, match="Batch or a batch id"):
+        await client.batches.download(42, tmp_path / "x.jsonl")  # type: ignore[arg-type]
 
     options(batch_speed=0)
     pending = await client.batches.submit(tasks(2, prefix="c"))
