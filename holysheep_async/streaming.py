@@ -43,7 +43,6 @@ import logging
 import math
 import re
 import time
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -238,7 +237,6 @@ class ChatStream:
         self._pending_error: HolySheepError | None = None
         # Iteration.
         self._gen: AsyncGenerator[Any, None] | None = None
-        self._gen_ref: weakref.ref[AsyncGenerator[Any, None]] | None = None
         self._entered = False
         self._iterated = False
         self._closed = False
@@ -347,8 +345,6 @@ class ChatStream:
         # frees it at once and the event loop's finalizer closes the response.
         if self._entered:
             self._gen = gen
-        else:
-            self._gen_ref = weakref.ref(gen)
         return gen
 
     async def _texts(self) -> AsyncGenerator[str, None]:
