@@ -85,6 +85,7 @@ _RETRYABLE_IN_STREAM = re.compile(
     r"|internal.?error|try again|busy|timed? ?out",
     re.IGNORECASE,
 )
+_RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 _RETRYABLE_CODES = frozenset({"408", "409", "429", "500", "502", "503", "504", "529"})
 # Named events that are keep-alives, not chunks (some relays send "event: ping").
 _PING_EVENTS = frozenset({"ping", "keepalive", "keep-alive", "heartbeat"})
@@ -181,6 +182,15 @@ def _stream_error_retryable(error: StreamError) -> bool:
     if _QUOTA_WORDS.search(text):
         return False
     return error.code in _RETRYABLE_CODES or bool(_RETRYABLE_IN_STREAM.search(text))
+
+
+def _is_rate_limit(error: HolySheepError) -> bool:
+    """An error object inside a 200 stream that says the rate limit was hit (a 429 in disguise)."""
+    if not isinstance(error, StreamError) or error.code == MALFORMED:
+        return False
+    if error.code in ("429", "rate_limit_exceeded"):
+        return True
+    return bool(_RATE_LIMIT_WORDS.search(f"{error.code or ''} {error.message}"))
 
 
 def _retryable(error: HolySheepError) -> bool:
@@ -772,6 +782,9 @@ class ChatStream:
             raise self._with_partial(error)
         self._retries_used += 1
         wait = policy.backoff(self._retries_used)
+        if _is_rate_limit(error):
+            # Like a 429 status: every request of this client pauses, not just this stream.
+            self._requester.limiter.cooldown(wait)
         log.info(
             "%s the stream in %.3f s (retry %d of %d): %s",
             "resuming" if resume else "retrying",
