@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import ssl
@@ -209,8 +210,11 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
 
 class _Connection:
     __slots__ = (
+        "_deadline",
         "_loop",
         "_sock",
+        "_timer",
+        "_timer_at",
         "_trio",
         "buf",
         "idle_since",
@@ -229,10 +233,15 @@ class _Connection:
         self.timed_out = False
         # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
         # each (most of a chunk's budget), so use what the running loop offers:
-        # asyncio a timer that shuts the socket down, trio its own cancel scope.
+        # asyncio one timer per connection that is re-armed only when it fires
+        # (a read just moves ``_deadline``), and shuts the socket down when a
+        # read outlives its deadline; trio a cancel scope with the deadline.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._trio: Any = None
         self._sock: socket.socket | None = None
+        self._deadline = math.inf  # of the read in progress (inf: none, or not reading)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
         library = running_library()
         if library == "asyncio":
             self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
@@ -242,6 +251,14 @@ class _Connection:
             import trio
 
             self._trio = trio
+
+    def now(self) -> float:
+        """The running loop's clock (the one deadlines are given in)."""
+        if self._loop is not None:
+            return self._loop.time()
+        if self._trio is not None:
+            return float(self._trio.current_time())
+        return anyio.current_time()
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         try:
@@ -255,8 +272,19 @@ class _Connection:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending failed: {exc!r}") from exc
 
-    def _expire(self) -> None:
-        """The asyncio read timer fired: end the connection so the pending read returns."""
+    def _on_timer(self) -> None:
+        """The asyncio timer fired: expire the read in progress if it is past its deadline."""
+        self._timer = None
+        self._timer_at = math.inf
+        deadline = self._deadline
+        if deadline == math.inf:
+            return  # no read waiting: stay disarmed until the next read arms it
+        loop = self._loop
+        assert loop is not None
+        if loop.time() < deadline:  # a later read moved the deadline on: follow it
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._on_timer)
+            return
         self.timed_out = True
         if self._sock is not None:
             with contextlib.suppress(OSError):
@@ -264,20 +292,32 @@ class _Connection:
 
     async def receive(self, timeout: float | None) -> bytes:
         """Some bytes, or b"" at end of stream."""
+        return await self.receive_until(math.inf if timeout is None else self.now() + timeout)
+
+    async def receive_until(self, deadline: float) -> bytes:
+        """Some bytes, or b"" at end of stream; ``ReadTimeout`` once ``deadline`` passes."""
         if self.timed_out:
             raise httpx.ReadTimeout("timed out waiting for the server")
-        handle = None
         try:
-            if timeout is None:
+            if deadline == math.inf:
                 return await self.stream.receive(READ_SIZE)
-            if self._loop is not None:
-                handle = self._loop.call_later(timeout, self._expire)
-                return await self.stream.receive(READ_SIZE)
+            loop = self._loop
+            if loop is not None:
+                self._deadline = deadline
+                if deadline < self._timer_at:
+                    if self._timer is not None:
+                        self._timer.cancel()
+                    self._timer_at = deadline
+                    self._timer = loop.call_at(deadline, self._on_timer)
+                try:
+                    return await self.stream.receive(READ_SIZE)
+                finally:
+                    self._deadline = math.inf
             if self._trio is not None:
-                with self._trio.move_on_after(timeout):
+                with self._trio.CancelScope(deadline=deadline):
                     return await self.stream.receive(READ_SIZE)
                 raise TimeoutError
-            with anyio.fail_after(timeout):
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
                 return await self.stream.receive(READ_SIZE)
         except anyio.EndOfStream:
             if self.timed_out:
@@ -290,11 +330,12 @@ class _Connection:
             if self.timed_out:
                 raise httpx.ReadTimeout("timed out waiting for the server") from None
             raise httpx.ReadError(f"reading failed: {exc!r}") from exc
-        finally:
-            if handle is not None:
-                handle.cancel()
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = math.inf
         with anyio.CancelScope(shield=True):
             await anyio.aclose_forcefully(self.stream)
 
@@ -304,9 +345,25 @@ class _StaleConnection(Exception):
 
 
 class _Body(httpx.AsyncByteStream):
-    """A response body read off a connection; gives the connection back when fully read."""
+    """A response body read off a connection; gives the connection back when fully read.
 
-    __slots__ = ("_chunked", "_conn", "_done", "_keep", "_length", "_timeout", "_transport")
+    Besides iteration (what httpx uses), :meth:`next_piece` reads it directly:
+    the streaming code takes that path when a response came from this
+    transport (``response.extensions["holysheep_async.body"]``), which skips
+    httpx's per-read layers and folds its stall deadline into the read's timer.
+    """
+
+    __slots__ = (
+        "_chunked",
+        "_conn",
+        "_decoder",
+        "_done",
+        "_keep",
+        "_left",
+        "_length",
+        "_timeout",
+        "_transport",
+    )
 
     def __init__(
         self,
@@ -321,68 +378,93 @@ class _Body(httpx.AsyncByteStream):
         self._transport = transport
         self._conn: _Connection | None = conn
         self._length = length
+        self._left = length or 0
         self._chunked = chunked
+        self._decoder = ChunkedDecoder() if chunked else None
         self._keep = keep_alive
         self._timeout = timeout
         self._done = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        conn = self._conn
-        if conn is None or self._done:
-            return
-        if self._chunked:
-            decoder = ChunkedDecoder()
-            data, conn.buf = conn.buf, b""
-            while True:
-                if data:
-                    piece = decoder.feed(data)
-                    if decoder.done:
-                        # Bytes after the body: the server is out of step with us.
-                        self._keep = self._keep and not decoder.extra
-                        self._done = True
-                        if piece:
-                            yield piece
-                        await self._finish()
-                        return
-                    if piece:
-                        yield piece
-                data = await conn.receive(self._timeout)
+        while True:
+            piece = await self.next_piece()
+            if not piece:
+                return
+            yield piece
+
+    async def next_piece(self, stall: float = math.inf) -> bytes | None:
+        """The next bytes of the body; b"" at its end.
+
+        ``stall``: a deadline on the running loop's clock; None when it passes
+        before the next bytes arrive (the connection is closed then). The
+        request's read timeout applies to every read as well.
+        """
+        while True:
+            conn = self._conn
+            if conn is None or self._done:
+                return b""
+            decoder = self._decoder
+            if decoder is None and self._length is not None and not self._left:
+                self._done = True  # Content-Length: 0
+                await self._finish()
+                return b""
+            data = conn.buf
+            if data:
+                conn.buf = b""
+            else:
+                timeout = self._timeout
+                if stall == math.inf and timeout is None:
+                    data = await conn.receive_until(math.inf)
+                else:
+                    deadline = math.inf if timeout is None else conn.now() + timeout
+                    if stall < deadline:
+                        if conn.timed_out:
+                            raise httpx.ReadTimeout("timed out waiting for the server")
+                        try:
+                            data = await conn.receive_until(stall)
+                        except httpx.ReadTimeout:
+                            await self._finish()
+                            return None
+                    else:
+                        data = await conn.receive_until(deadline)
                 if not data:
-                    raise httpx.RemoteProtocolError(
-                        "peer closed connection without sending complete message body"
-                        " (incomplete chunked read)"
-                    )
-        elif self._length is not None:
-            left = self._length
-            data, conn.buf = conn.buf, b""
-            while True:
-                if data or not left:
-                    if len(data) >= left:
-                        self._keep = self._keep and len(data) == left
-                        self._done = True
-                        if left:
-                            yield data[:left] if len(data) > left else data
-                        await self._finish()
-                        return
-                    left -= len(data)
-                    yield data
-                data = await conn.receive(self._timeout)
-                if not data:
-                    raise httpx.RemoteProtocolError(
-                        "peer closed connection without sending complete message body:"
-                        f" received {self._length - left} bytes, expected {self._length}"
-                    )
-        else:  # read until the server closes
-            data, conn.buf = conn.buf, b""
-            while True:
-                if data:
-                    yield data
-                data = await conn.receive(self._timeout)
-                if not data:
+                    if decoder is not None:
+                        raise httpx.RemoteProtocolError(
+                            "peer closed connection without sending complete message body"
+                            " (incomplete chunked read)"
+                        )
+                    if self._length is not None:
+                        raise httpx.RemoteProtocolError(
+                            "peer closed connection without sending complete message body:"
+                            f" received {self._length - self._left} bytes,"
+                            f" expected {self._length}"
+                        )
+                    # Read until the server closes: this is the end.
                     self._keep = False
                     self._done = True
                     await self._finish()
-                    return
+                    return b""
+            if decoder is not None:
+                piece = decoder.feed(data)
+                if decoder.done:
+                    # Bytes after the body: the server is out of step with us.
+                    self._keep = self._keep and not decoder.extra
+                    self._done = True
+                    await self._finish()
+                if piece:
+                    return piece
+            elif self._length is not None:
+                left = self._left
+                if len(data) >= left:
+                    self._keep = self._keep and len(data) == left
+                    self._done = True
+                    self._left = 0
+                    await self._finish()
+                    return data[:left] if len(data) > left else data
+                self._left = left - len(data)
+                return data
+            else:
+                return data
 
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None
@@ -659,5 +741,9 @@ class Transport(httpx.AsyncBaseTransport):
             status,
             headers=headers,
             stream=stream,
-            extensions={"http_version": version, "reason_phrase": reason},
+            extensions={
+                "http_version": version,
+                "reason_phrase": reason,
+                "holysheep_async.body": stream,
+            },
         )

@@ -195,6 +195,11 @@ class PriceTable:
     source: str = "built-in"
     # Resolved names: the tally prices every answer, so a lookup must stay cheap.
     _resolved: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # Names found unknown, with their suggestions: the fuzzy match costs ~100 us, and
+    # a relay's model that is not in the table comes back with every answer.
+    _unknown: dict[str, list[str]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def resolve(self, model: str) -> str:
         """The table's name for ``model``; raises :class:`UnknownModelError`."""
@@ -203,6 +208,9 @@ class PriceTable:
             return known
         if not isinstance(model, str) or not model.strip():
             raise PricingError(f"model must be a non-empty string, got {model!r}")
+        unknown = self._unknown.get(model)
+        if unknown is not None:
+            raise UnknownModelError(model, list(unknown))
         keys = {k.lower(): k for k in self.models}
         aliases = {k.lower(): v for k, v in self.aliases.items()}
         for name in _candidates(model):
@@ -216,6 +224,8 @@ class PriceTable:
         names = [*keys, *aliases]
         close = difflib.get_close_matches(normalize_model(model), names, n=3, cutoff=0.6)
         suggestions = list(dict.fromkeys(keys.get(c) or aliases[c] for c in close))
+        if len(self._unknown) < 10_000:  # bounded: names come from servers
+            self._unknown[model] = suggestions
         raise UnknownModelError(model, suggestions)
 
     def price(self, model: str) -> ModelPrice:

@@ -238,6 +238,8 @@ class ChatStream:
         # The response being read.
         self._reply: Reply | None = None
         self._bytes: AsyncIterator[bytes] | None = None
+        # The body of a response from our own transport, read directly (see _open).
+        self._wire: Any = None
         self._decoder = SSEDecoder()
         self._json_body = False
         self._deadline = math.inf
@@ -491,9 +493,22 @@ class ChatStream:
                 await self._close_reply()
             raise self._open_failed(error)
         self._json_body = "json" in ctype
-        self._bytes = None if self._json_body else response.aiter_bytes()
+        self._deadline = math.inf
         if self._idle is not None:
             self._deadline = anyio.current_time() + self._idle
+        if self._json_body:
+            return
+        body = response.extensions.get("holysheep_async.body")
+        if body is not None and response.headers.get("content-encoding", "identity") in (
+            "",
+            "identity",
+        ):
+            # Our transport's body, not content-encoded: read it directly, with the
+            # idle deadline folded into the read's own timer. Saves httpx's layers
+            # and a cancel scope per read (DESIGN.md, Performance).
+            self._wire = body
+        else:
+            self._bytes = response.aiter_bytes()
 
     def _open_failed(self, error: HolySheepError) -> HolySheepError:
         original = self._resuming_from
@@ -516,6 +531,16 @@ class ChatStream:
 
     async def _receive(self) -> bytes | None:
         """The next bytes of the body, None at its end; the idle deadline applies."""
+        body = self._wire
+        if body is not None:
+            try:
+                data = await body.next_piece(self._deadline)
+            except httpx.HTTPError as exc:
+                self._read_failed(exc)
+                return None
+            if data is None:
+                raise self._idle_error()
+            return data or None
         stream = self._bytes
         assert stream is not None
         try:
@@ -526,20 +551,22 @@ class ChatStream:
             raise self._idle_error()
         except StopAsyncIteration:
             return None
-        except httpx.TimeoutException as exc:
-            if self._all_finished():
-                self._broke_after_finish = True
-                return None
+        except httpx.HTTPError as exc:
+            self._read_failed(exc)
+            return None
+
+    def _read_failed(self, exc: httpx.HTTPError) -> None:
+        """A read failed: raise the matching error, or return when the answer was complete."""
+        if self._all_finished():
+            self._broke_after_finish = True
+            return
+        if isinstance(exc, httpx.TimeoutException):
             raise APITimeoutError(
                 f"Timed out reading the stream ({type(exc).__name__}){self._rid()}"
             ) from exc
-        except httpx.HTTPError as exc:
-            if self._all_finished():
-                self._broke_after_finish = True
-                return None
-            raise APIConnectionError(
-                f"The connection broke mid-stream ({type(exc).__name__}: {exc}){self._rid()}"
-            ) from exc
+        raise APIConnectionError(
+            f"The connection broke mid-stream ({type(exc).__name__}: {exc}){self._rid()}"
+        ) from exc
 
     def _idle_error(self) -> StreamIdleTimeout:
         return StreamIdleTimeout(
@@ -739,10 +766,20 @@ class ChatStream:
         await self._close_reply()
 
     async def _drain(self) -> None:
+        grace = min(_DRAIN_GRACE, self._idle or _DRAIN_GRACE)
+        body = self._wire
+        if body is not None:
+            stall = anyio.current_time() + grace
+            try:
+                while await body.next_piece(stall):
+                    pass
+            except httpx.HTTPError:
+                pass
+            return
         stream = self._bytes
         if stream is None:
             return
-        with anyio.move_on_after(min(_DRAIN_GRACE, self._idle or _DRAIN_GRACE)):
+        with anyio.move_on_after(grace):
             try:
                 while True:
                     await stream.__anext__()
@@ -756,6 +793,7 @@ class ChatStream:
     async def _close_reply(self) -> None:
         reply, self._reply = self._reply, None
         stream, self._bytes = self._bytes, None
+        self._wire = None
         if reply is None:
             return
         with anyio.CancelScope(shield=True):

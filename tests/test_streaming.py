@@ -360,6 +360,21 @@ async def test_stall_with_pings_raises_idle_timeout_with_partial_text(
     assert "pings do not count" in str(info.value)
 
 
+async def test_stall_through_a_user_httpx_client_raises_idle_timeout(server: MockServer) -> None:
+    # A user's own httpx.AsyncClient (httpx's pool, not our transport) takes the
+    # generic read path: the idle timeout must hold there as well.
+    server.inject(Fault("stall", after=2, ping=0.05))
+    got: list[str] = []
+    async with httpx.AsyncClient() as http:
+        client = AsyncClient(
+            api_key="test-key", base_url=server.base_url, http_client=http, max_retries=0
+        )
+        with anyio.fail_after(20), pytest.raises(StreamIdleTimeout) as info:
+            await consume(client.chat.stream(model="m", messages=MSGS, idle_timeout=0.3), got)
+    assert got == TOKENS[:2]
+    assert info.value.partial_text == "".join(TOKENS[:2])
+
+
 async def test_stall_before_first_token_is_retried(
     client: AsyncClient, server: MockServer, mark: Callable[[], int]
 ) -> None:
