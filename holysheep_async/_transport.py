@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import math
 import os
@@ -646,7 +647,13 @@ class Transport(httpx.AsyncBaseTransport):
     async def _exchange(
         self, conn: _Connection, request: httpx.Request, head: bytes, body: bytes | None
     ) -> httpx.Response:
-        """Send ``request`` on ``conn`` and read the response head; the body stays on the wire."""
+        """Send ``request`` on ``conn`` and read the response head; the body stays on the wire.
+
+        Unless the whole body came with the head (a small answer with a
+        Content-Length): then the response carries it read, and the
+        connection is back in the pool before httpx sees the response.
+        """
+        started = time.perf_counter()
         write_timeout = _timeout(request, "write")
         read_timeout = _timeout(request, "read")
         got_bytes = False
@@ -691,7 +698,17 @@ class Transport(httpx.AsyncBaseTransport):
                     raise _StaleConnection from exc
                 raise
             conn.buf = buf
-            return self._response(conn, request, version, status, reason, headers, read_timeout)
+            response, reuse = self._response(
+                conn, request, version, status, reason, headers, read_timeout
+            )
+            if reuse is not None:
+                # Read whole already (see _response): hand the connection back now.
+                response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
+                if reuse:
+                    await self._release(conn)
+                else:
+                    await conn.close()
+            return response
         except BaseException:
             await conn.close()
             raise
@@ -705,7 +722,8 @@ class Transport(httpx.AsyncBaseTransport):
         reason: bytes,
         headers: list[tuple[bytes, bytes]],
         read_timeout: float | None,
-    ) -> httpx.Response:
+    ) -> tuple[httpx.Response, bool | None]:
+        """The response, and whether to reuse the connection now (None: once its body is read)."""
         connection = _header_tokens(headers, b"connection")
         keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
         if keep and b"close" in request.headers.get("connection", "").lower().encode():
@@ -729,6 +747,22 @@ class Transport(httpx.AsyncBaseTransport):
                     length = int(next(iter(values)))
                 else:
                     keep = False
+        buf = conn.buf
+        if (
+            length is not None
+            and len(buf) >= length
+            and _header_tokens(headers, b"content-encoding") in ([], [b"identity"])
+        ):
+            # The whole body is here: no stream to read, no httpx layers to go through.
+            conn.buf = b""
+            response = httpx.Response(
+                status,
+                headers=headers,
+                content=buf if len(buf) == length else buf[:length],
+                extensions={"http_version": version, "reason_phrase": reason},
+            )
+            # Bytes after the body: the server is out of step with us.
+            return response, keep and len(buf) == length
         stream = _Body(
             self,
             conn,
@@ -737,7 +771,7 @@ class Transport(httpx.AsyncBaseTransport):
             keep_alive=keep,
             timeout=read_timeout,
         )
-        return httpx.Response(
+        response = httpx.Response(
             status,
             headers=headers,
             stream=stream,
@@ -747,3 +781,4 @@ class Transport(httpx.AsyncBaseTransport):
                 "holysheep_async.body": stream,
             },
         )
+        return response, None

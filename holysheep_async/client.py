@@ -27,6 +27,35 @@ DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
 USER_AGENT = f"holysheep-async/{__version__} python/{platform.python_version()}"
 
 
+class _Cookies(httpx.Cookies):
+    """A cookie jar that skips parsing a response without ``Set-Cookie`` (~30 us each)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+class _HTTPClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` built when none is handed in: httpx's, with a faster jar.
+
+    httpx parses every response for cookies through ``http.cookiejar``, which
+    costs about a tenth of a small request's CPU even when there are none.
+    Cookies the server does set are kept and sent back as before.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = {}
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._jar
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        self._jar = _Cookies(cookies)
+
+
 def _check_number(name: str, value: object, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
@@ -109,7 +138,7 @@ class AsyncClient:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None
-        http = http_client or httpx.AsyncClient(
+        http = http_client or _HTTPClient(
             timeout=timeout,
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
             follow_redirects=True,

@@ -549,3 +549,26 @@ async def test_read_timeout_mid_body(raw) -> None:
             assert pieces == [b"hello"]
         assert transport_of(h).idle_connections == 0
     release.set()
+
+
+# -- the httpx client built by default -----------------------------------------------------
+
+
+async def test_default_http_client_keeps_and_sends_back_cookies() -> None:
+    # Its jar skips responses without Set-Cookie; cookies a server does set still work.
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        if len(seen) == 2:
+            return httpx.Response(200, headers={"set-cookie": "lb=node7; Path=/"}, json={})
+        return httpx.Response(200, json={})
+
+    client = AsyncClient(api_key="test-key", base_url="https://relay.test/v1")
+    await client.http_client.aclose()
+    client._requester.http = type(client.http_client)(transport=httpx.MockTransport(handler))
+    async with client:
+        for _ in range(3):
+            await client._requester.request("GET", "/models")
+    assert seen == [None, None, "lb=node7"]
+    assert dict(client.http_client.cookies) == {"lb": "node7"}
