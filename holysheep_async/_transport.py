@@ -40,6 +40,7 @@ import asyncio
 import collections
 import contextlib
 import datetime
+import heapq
 import logging
 import math
 import os
@@ -337,9 +338,64 @@ class _AsyncioStream(anyio.abc.ByteStream):
         self._protocol._wake()
 
 
+class _TrioWatchdog:
+    """One system task per trio run that expires reads past their deadline.
+
+    trio has no loop timers; a cancel scope per read costs ~8 us. Connections
+    register the deadline they must be looked at by (see ``_Connection``);
+    the watchdog sleeps until the earliest and calls them back.
+    """
+
+    def __init__(self, trio: Any) -> None:
+        self._trio = trio
+        self._heap: list[tuple[float, int, _Connection]] = []
+        self._seq = 0
+        self._scope: Any = None
+
+    @classmethod
+    def current(cls, trio: Any) -> _TrioWatchdog:
+        global _WATCHDOG
+        if _WATCHDOG is None:
+            _WATCHDOG = trio.lowlevel.RunVar("holysheep_async.watchdog")
+        try:
+            dog: _TrioWatchdog = _WATCHDOG.get()
+        except LookupError:
+            dog = cls(trio)
+            _WATCHDOG.set(dog)
+            trio.lowlevel.spawn_system_task(dog._run, name="holysheep_async read timeouts")
+        return dog
+
+    def arm(self, conn: _Connection, when: float) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (when, self._seq, conn))
+        scope = self._scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
+
+    async def _run(self) -> None:
+        trio = self._trio
+        heap = self._heap
+        while True:
+            now = trio.current_time()
+            while heap and heap[0][0] <= now:
+                when, _, conn = heapq.heappop(heap)
+                try:
+                    conn._on_timer(when)
+                except Exception:  # never let one connection take the run down
+                    log.exception("expiring a read failed")
+            with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
+                self._scope = scope
+                await trio.sleep_forever()
+            self._scope = None
+
+
+_WATCHDOG: Any = None
+
+
 class _Connection:
     __slots__ = (
         "_deadline",
+        "_dog",
         "_loop",
         "_sock",
         "_timer",
@@ -361,16 +417,17 @@ class _Connection:
         self.idle_since = 0.0
         self.timed_out = False
         # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
-        # each (most of a chunk's budget), so use what the running loop offers:
-        # asyncio one timer per connection that is re-armed only when it fires
-        # (a read just moves ``_deadline``), and shuts the socket down when a
-        # read outlives its deadline; trio a cancel scope with the deadline.
+        # each (most of a chunk's budget). Instead one timer per connection that
+        # is re-armed only when it fires (a read just moves ``_deadline``) and
+        # shuts the socket down when a read outlives its deadline: a loop timer
+        # on asyncio, the per-run watchdog task on trio.
         self._loop: asyncio.AbstractEventLoop | None = None
         self._trio: Any = None
+        self._dog: _TrioWatchdog | None = None
         self._sock: socket.socket | None = None
         self._deadline = math.inf  # of the read in progress (inf: none, or not reading)
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf
+        self._timer_at = math.inf  # when the armed timer fires (inf: not armed)
         library = running_library()
         if library == "asyncio":
             self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
@@ -380,6 +437,9 @@ class _Connection:
             import trio
 
             self._trio = trio
+            self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if self._sock is not None:
+                self._dog = _TrioWatchdog.current(trio)
 
     def now(self) -> float:
         """The running loop's clock (the one deadlines are given in)."""
@@ -388,6 +448,33 @@ class _Connection:
         if self._trio is not None:
             return float(self._trio.current_time())
         return anyio.current_time()
+
+    def _arm(self, when: float) -> None:
+        self._timer_at = when
+        if self._loop is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(when, self._on_timer, when)
+        else:
+            assert self._dog is not None
+            self._dog.arm(self, when)
+
+    def _on_timer(self, when: float) -> None:
+        """The timer fired: expire the read in progress if it is past its deadline."""
+        if when != self._timer_at:
+            return  # superseded by an earlier timer (trio's heap keeps old entries)
+        self._timer = None
+        self._timer_at = math.inf
+        deadline = self._deadline
+        if deadline == math.inf:
+            return  # no read waiting: stay disarmed until the next read arms it
+        if self.now() < deadline:  # a later read moved the deadline on: follow it
+            self._arm(deadline)
+            return
+        self.timed_out = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     async def send(self, data: bytes, timeout: float | None) -> None:
         try:
@@ -401,24 +488,6 @@ class _Connection:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending failed: {exc!r}") from exc
 
-    def _on_timer(self) -> None:
-        """The asyncio timer fired: expire the read in progress if it is past its deadline."""
-        self._timer = None
-        self._timer_at = math.inf
-        deadline = self._deadline
-        if deadline == math.inf:
-            return  # no read waiting: stay disarmed until the next read arms it
-        loop = self._loop
-        assert loop is not None
-        if loop.time() < deadline:  # a later read moved the deadline on: follow it
-            self._timer_at = deadline
-            self._timer = loop.call_at(deadline, self._on_timer)
-            return
-        self.timed_out = True
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-
     async def receive(self, timeout: float | None) -> bytes:
         """Some bytes, or b"" at end of stream."""
         return await self.receive_until(math.inf if timeout is None else self.now() + timeout)
@@ -430,14 +499,10 @@ class _Connection:
         try:
             if deadline == math.inf:
                 return await self.stream.receive(READ_SIZE)
-            loop = self._loop
-            if loop is not None:
+            if self._loop is not None or self._dog is not None:
                 self._deadline = deadline
                 if deadline < self._timer_at:
-                    if self._timer is not None:
-                        self._timer.cancel()
-                    self._timer_at = deadline
-                    self._timer = loop.call_at(deadline, self._on_timer)
+                    self._arm(deadline)
                 try:
                     return await self.stream.receive(READ_SIZE)
                 finally:

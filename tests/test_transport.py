@@ -551,6 +551,34 @@ async def test_read_timeout_mid_body(raw) -> None:
     release.set()
 
 
+async def test_read_timeout_is_per_read_not_per_body(raw) -> None:
+    # The read timer is armed once and follows each read's deadline: a body whose
+    # pieces come well within the read timeout but that takes longer in total
+    # than the timeout must not time out; a silence longer than it must.
+    release = threading.Event()
+
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+        for _ in range(8):
+            conn.send(b"1\r\nx\r\n")
+            release.wait(0.1)
+        release.wait(10)
+
+    srv = raw(handler)
+    timeout = httpx.Timeout(5, read=0.5)
+    async with (
+        httpx.AsyncClient(transport=Transport(), timeout=timeout) as h,
+        h.stream("GET", srv.url) as r,
+    ):
+        pieces = []
+        with pytest.raises(httpx.ReadTimeout):
+            async for piece in r.aiter_raw():
+                pieces.append(piece)
+        assert b"".join(pieces) == b"x" * 8
+    release.set()
+
+
 # -- the httpx client built by default -----------------------------------------------------
 
 
