@@ -314,6 +314,9 @@ class _AsyncioStream(anyio.abc.ByteStream):
         return data
 
     async def send(self, item: bytes) -> None:
+        # A checkpoint first, as anyio's streams do: a task cancelled before it
+        # sends must not have sent (nothing may reach the server unknown to the caller).
+        await asyncio.sleep(0)
         proto = self._protocol
         if self._closed:
             raise anyio.ClosedResourceError

@@ -579,6 +579,22 @@ async def test_read_timeout_is_per_read_not_per_body(raw) -> None:
     release.set()
 
 
+async def test_a_request_cancelled_before_it_is_sent_is_not_sent(
+    raw, http: httpx.AsyncClient
+) -> None:
+    # Sending is a checkpoint: a task cancelled on its way to a reused idle
+    # connection must not put its request on the wire (nothing sent unknown).
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+    srv = raw(serve_all(reqs, ok(b"{}")))
+    await http.post(f"{srv.url}/first", json={})
+    assert transport_of(http).idle_connections == 1
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await http.post(f"{srv.url}/cancelled", json={})
+    await http.post(f"{srv.url}/last", json={})
+    assert [q[0].split()[1] for q in reqs] == ["/first", "/last"]
+
+
 # -- the httpx client built by default -----------------------------------------------------
 
 
