@@ -93,6 +93,8 @@ class Requester:
         self._auth_checked = False
         # Parsed URLs: httpx parses a str URL on every request (~20 us).
         self._urls: dict[str, httpx.URL] = {}
+        # The client's headers merged with ours, and what they were merged from (see _build).
+        self._merged: tuple[Any, list[tuple[bytes, bytes]]] | None = None
 
     def record_usage(self, model: str, usage: Usage | None, *, batch: bool = False) -> None:
         """Report the usage of one answer to the hooks (no-op without usage)."""
@@ -166,17 +168,28 @@ class Requester:
             permit = await self.limiter.acquire(tokens)
             started = time.perf_counter()
             try:
-                request = self.http.build_request(
-                    method,
-                    url,
-                    json=json,
-                    content=content,
-                    files=files,
-                    data=data,
-                    params=params,
-                    headers=all_headers,
-                    timeout=timeout or self.timeout,
-                )
+                if (
+                    content is None
+                    and files is None
+                    and data is None
+                    and not params
+                    and getattr(self.http, "_plain_build", False)
+                    and not self.http.cookies
+                    and not self.http.params
+                ):
+                    request = self._build(method, url, json, all_headers, timeout or self.timeout)
+                else:
+                    request = self.http.build_request(
+                        method,
+                        url,
+                        json=json,
+                        content=content,
+                        files=files,
+                        data=data,
+                        params=params,
+                        headers=all_headers,
+                        timeout=timeout or self.timeout,
+                    )
                 response = await self.http.send(request, stream=True)
             except httpx.TimeoutException as exc:
                 permit.release()
@@ -265,6 +278,34 @@ class Requester:
                 error,
             )
             await self.sleep(wait)
+
+    def _build(
+        self,
+        method: str,
+        url: httpx.URL,
+        json: Any,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        """What ``build_request`` makes, for the client built by default (no cookies, no params).
+
+        ``build_request`` merges the client's headers into the request's on
+        every call (~25 us); here the merged headers are kept until either changes.
+        """
+        http = self.http
+        key = (tuple(http.headers.raw), tuple(headers.items()))
+        cached = self._merged
+        if cached is None or cached[0] != key:
+            merged = httpx.Headers(http.headers)
+            merged.update(headers)
+            cached = self._merged = (key, merged.raw)
+        return httpx.Request(
+            method,
+            url,
+            json=json,
+            headers=list(cached[1]),
+            extensions={"timeout": timeout.as_dict()},
+        )
 
     def _log(
         self,

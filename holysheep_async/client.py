@@ -43,6 +43,9 @@ class _HTTPClient(httpx.AsyncClient):
     Cookies the server does set are kept and sent back as before.
     """
 
+    #: The requester may build requests without ``build_request`` (see Requester._build).
+    _plain_build = True
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cookies = {}
