@@ -118,6 +118,15 @@ class ChunkedDecoder:
         if self.done:
             self.extra += data
             return b""
+        if self._state == self._SIZE and not self._buf:
+            # The common case of a streamed answer: exactly one whole chunk per read.
+            eol = data.find(b"\r\n", 0, 18)
+            if eol > 0:
+                size_text = data[:eol]
+                if not size_text.strip(_HEX):
+                    end = eol + 2 + int(size_text, 16)
+                    if end > eol + 2 and len(data) == end + 2 and data[end:] == b"\r\n":
+                        return data[eol + 2 : end]
         buf = self._buf + data if self._buf else data
         n = len(buf)
         pos = 0
