@@ -28,6 +28,11 @@ from httpx_sse import ServerSentEvent
 
 __all__ = ["SSEDecoder", "SSEError", "ServerSentEvent"]
 
+#: An event as the decoder builds it: (event name, data, id, retry). ``feed`` and
+#: ``flush`` wrap each in a :class:`ServerSentEvent`; the chat stream reads the
+#: tuples (``feed_raw``) and saves that object per event on its hot path.
+RawEvent = tuple[str, str, str, "int | None"]
+
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -71,6 +76,14 @@ class SSEDecoder:
         self.comments = 0
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        return [ServerSentEvent(*e) for e in self.feed_raw(chunk)]
+
+    def flush(self) -> list[ServerSentEvent]:
+        """End of stream: deliver a last event that was not followed by a blank line."""
+        return [ServerSentEvent(*e) for e in self.flush_raw()]
+
+    def feed_raw(self, chunk: bytes) -> list[RawEvent]:
+        """Like ``feed``, as (event, data, id, retry) tuples; the event name is never empty."""
         if not chunk:
             return []
         if not self._started:
@@ -122,8 +135,8 @@ class SSEDecoder:
             )
         self._pending.append(piece)
 
-    def _lines(self, lines: list[bytes]) -> list[ServerSentEvent]:
-        events: list[ServerSentEvent] = []
+    def _lines(self, lines: list[bytes]) -> list[RawEvent]:
+        events: list[RawEvent] = []
         data = self._data
         for line in lines:
             # The hot path: "data: {...}" then a blank line.
@@ -157,16 +170,16 @@ class SSEDecoder:
             # Unknown fields are ignored, as the standard says.
         return events
 
-    def _dispatch(self) -> ServerSentEvent:
+    def _dispatch(self) -> RawEvent:
         raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = ServerSentEvent(self._event, raw.decode("utf-8", "replace"), self._id, self._retry)
+        event = (self._event or "message", raw.decode("utf-8", "replace"), self._id, self._retry)
         self._data = []
         self._event = ""
         self._retry = None
         return event
 
-    def flush(self) -> list[ServerSentEvent]:
-        """End of stream: deliver a last event that was not followed by a blank line."""
+    def flush_raw(self) -> list[RawEvent]:
+        """Like ``flush``, as tuples (see ``feed_raw``)."""
         lines = [b"".join(self._pending)] if self._pending else []
         if not self._started and lines and _BOM.startswith(lines[0]):
             lines = []

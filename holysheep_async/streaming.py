@@ -65,7 +65,7 @@ from .errors import (
     invalid_response,
 )
 from .models import ChatCompletionChunk, Usage
-from .sse import ServerSentEvent, SSEDecoder, SSEError
+from .sse import RawEvent, SSEDecoder, SSEError
 
 if TYPE_CHECKING:
     from ._requester import Reply, Requester
@@ -587,9 +587,9 @@ class ChatStream:
             try:
                 if chunk is None:
                     self._eof = True
-                    events = decoder.flush()
+                    events = decoder.flush_raw()
                 else:
-                    events = decoder.feed(chunk)
+                    events = decoder.feed_raw(chunk)
             except SSEError as exc:
                 raise StreamError(f"Not an event stream: {exc}{self._rid()}", code=MALFORMED)
             if events:
@@ -601,13 +601,13 @@ class ChatStream:
             if self._eof:
                 return []
 
-    def _parse(self, events: list[ServerSentEvent]) -> list[_Item]:
+    def _parse(self, events: list[RawEvent]) -> list[_Item]:
         out: list[_Item] = []
         take = self._take
         try:
             for event in events:
-                data = event.data
-                name = event.event
+                name = event[0]
+                data = event[1]
                 if name != "message":
                     if name in _PING_EVENTS:
                         continue
