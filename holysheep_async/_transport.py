@@ -41,6 +41,7 @@ import collections
 import contextlib
 import datetime
 import heapq
+import ipaddress
 import logging
 import math
 import os
@@ -213,6 +214,14 @@ def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[byte
 
 
 # -- connections -----------------------------------------------------------------------
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _timeout(request: httpx.Request, which: str) -> float | None:
@@ -596,6 +605,9 @@ class _Connection:
             self._timer.cancel()
             self._timer = None
             self._timer_at = math.inf
+        if isinstance(self.stream, _AsyncioStream):
+            await self.stream.aclose()  # an abort: nothing to wait for, nothing to cancel
+            return
         with anyio.CancelScope(shield=True):
             await anyio.aclose_forcefully(self.stream)
 
@@ -809,8 +821,13 @@ class Transport(httpx.AsyncBaseTransport):
                         tls_standard_compatible=False,
                     )
                 elif running_library() == "asyncio":
+                    # Happy eyeballs only where there can be a choice of address: its
+                    # staggered race costs ~100 us of CPU per connection even with one.
                     transport, protocol = await asyncio.get_running_loop().create_connection(
-                        _Protocol, hostname, port, happy_eyeballs_delay=0.25
+                        _Protocol,
+                        hostname,
+                        port,
+                        happy_eyeballs_delay=None if _is_ip(hostname) else 0.25,
                     )
                     sock = transport.get_extra_info("socket")
                     if sock is not None:
