@@ -52,7 +52,37 @@ DEFAULT_ENDPOINT = "/v1/chat/completions"
 MAX_PROBLEMS = 1_000
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
+_BOM = b"\xef\xbb\xbf"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Strict JSON: NaN and Infinity, which the json module accepts by default, are refused.
+_decode = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
+def _loads(raw: str | bytes) -> Any:
+    """One JSONL line -> a value; ``ValueError`` naming the problem when it is not JSON.
+
+    Bytes must be UTF-8 (``json.loads`` would also take UTF-16 and UTF-32, which
+    the Batch API does not); nesting too deep for the parser is a ``ValueError``,
+    not a ``RecursionError``.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"not UTF-8 (bad byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
+    try:
+        return _decode(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 # Keys of a seed-style task that are not part of the request body.
 _LINE_KEYS = ("custom_id", "method", "url")
 
@@ -281,7 +311,9 @@ def validate_requests(
     ``model`` and a ``messages`` list (chat endpoint), one model for the whole
     file (``single_model``), at most ``max_requests`` lines and ``max_bytes``
     bytes (``None``: no limit). Blank lines are problems too: the Batch API
-    rejects them.
+    rejects them. So are lines that are not UTF-8 (UTF-16 included), a byte
+    order mark, ``NaN``/``Infinity`` and nesting too deep to parse. Lines end
+    at LF only (CRLF is fine; a lone CR inside a line is JSON whitespace).
 
     >>> report = validate_requests("in.jsonl")
     >>> report.ok, report.count, report.problems[:1]   # doctest: +SKIP
@@ -314,6 +346,9 @@ def validate_requests(
             size += len(raw)
             if max_bytes is not None and size > max_bytes and size - len(raw) <= max_bytes:
                 problem(lineno, f"the file grows past the {max_bytes:,}-byte limit at this line")
+            if lineno == 1 and raw.startswith(_BOM):
+                problem(lineno, "the file starts with a UTF-8 byte order mark: save it without one")
+                raw = raw[3:]
             if not raw.strip():
                 problem(lineno, "blank line")
                 continue
@@ -409,7 +444,7 @@ def parse_result_line(raw: str | bytes) -> BatchResult:
     request_id: str | None = None
     if isinstance(response, dict):
         raw_status = response.get("status_code")
-        status = raw_status if isinstance(raw_status, int) else None
+        status = raw_status if type(raw_status) is int else None
         body = response.get("body")
         rid = response.get("request_id")
         request_id = rid if isinstance(rid, str) else None
@@ -441,7 +476,7 @@ def read_results(
 ) -> Iterator[BatchResult]:
     """Yield the results of an output or error file, one line at a time, in file order.
 
-    Tolerant: a blank or broken line is logged and appended to ``problems``
+    Tolerant: a byte order mark at the start is skipped; a blank or broken line is logged and appended to ``problems``
     (``(line, message)``, 1-based) when a list is given, and reading goes on.
     Results come in any order: key them by ``custom_id``.
 
@@ -450,6 +485,8 @@ def read_results(
     """
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[3:]  # tolerated here: the line is still read
             if not raw.strip():
                 message = "blank line"
             else:
