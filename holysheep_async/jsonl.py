@@ -476,8 +476,9 @@ def read_results(
 ) -> Iterator[BatchResult]:
     """Yield the results of an output or error file, one line at a time, in file order.
 
-    Tolerant: a byte order mark at the start is skipped; a blank or broken line is logged and appended to ``problems``
-    (``(line, message)``, 1-based) when a list is given, and reading goes on.
+    Tolerant: a byte order mark at the start is skipped; a blank or broken
+    line is logged and appended to ``problems`` (``(line, message)``,
+    1-based) when a list is given, and reading goes on.
     Results come in any order: key them by ``custom_id``.
 
     >>> problems = []
