@@ -11,6 +11,7 @@ on trio.
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -499,7 +500,8 @@ def _window_violations(grants: list[tuple[float, int]], capacity: float, rate: f
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=max(10, settings().max_examples // 3),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     rpm=st.sampled_from([6, 30, 60, 600]),
@@ -664,3 +666,135 @@ class TestThroughTheClient:
         await client.chat.create(model="m", messages=[{"role": "user", "content": "x"}])
         assert limiter_waits == []
         assert client.limiter.stats().cooldowns == 1
+
+
+# Jobs: (arrival, estimated tokens, share of the estimate really used, seconds held, patience).
+_Job = tuple[float, int, float, float, float | None]
+
+
+@settings(
+    max_examples=max(10, settings().max_examples // 3),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rpm=st.sampled_from([None, 6, 60, 600]),
+    burst=st.integers(1, 4),
+    tpm=st.sampled_from([None, 120, 1000]),
+    cap=st.sampled_from([None, 1, 3]),
+    jobs=st.lists(
+        st.tuples(
+            st.floats(0, 20),
+            st.integers(0, 60),
+            st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+            st.floats(0, 15),
+            st.one_of(st.none(), st.floats(0.01, 10)),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_property_limits_hold_with_refunds_slots_and_cancellations(
+    flavour: str,
+    rpm: int | None,
+    burst: int,
+    tpm: int | None,
+    cap: int | None,
+    jobs: list[_Job],
+) -> None:
+    """Every limit at once, with the real usage reported late (a refund) and impatient callers.
+
+    Token windows count what each request really used, at the moment it was
+    granted. A refund credits the bucket when it is reported, so a window may
+    also hold what refunds of earlier requests gave back during it (see
+    ``test_a_late_refund_credits_tokens_that_already_drained``); nothing more.
+    """
+    backend, options = _backend(flavour)
+    burst_arg = burst if rpm else None
+
+    # (time, tokens given back, when the refunded request was granted)
+    refunds: list[tuple[float, int, float]] = []
+
+    async def main() -> tuple[Limiter, list[tuple[float, int, int]], int, int]:
+        limiter = _maker(flavour)(rpm=rpm, burst=burst_arg, tpm=tpm, max_concurrency=cap)
+        origin = anyio.current_time()
+        grants: list[tuple[float, int, int]] = []  # (granted at, really used, estimated)
+        holding = peak = 0
+
+        async def one(
+            arrival: float, tokens: int, used: float, hold: float, patience: float | None
+        ) -> None:
+            nonlocal holding, peak
+            await anyio.sleep(arrival)
+            permit: Permit | None = None
+            with anyio.move_on_after(patience if patience is not None else math.inf):
+                permit = await limiter.acquire(tokens)
+            if permit is None:
+                return  # gave up waiting: took nothing
+            holding += 1
+            peak = max(peak, holding)
+            real = int(tokens * used)
+            granted = anyio.current_time() - origin
+            grants.append((granted, real, tokens))
+            await anyio.sleep(hold)
+            permit.reconcile(real)
+            refunds.append((anyio.current_time() - origin, tokens - real, granted))
+            holding -= 1
+            permit.release()
+
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(one, *job)
+        return limiter, grants, peak, holding
+
+    limiter, grants, peak, holding = anyio.run(main, backend=backend, backend_options=options)
+    if cap is not None:
+        assert peak <= cap
+    if rpm is not None:
+        assert _window_violations([(t, 1) for t, _, _ in grants], burst, rpm / 60) == []
+    if tpm is not None:
+        assert limiter._tokens is not None
+        bucket = limiter._tokens
+        # A request larger than the bucket overdraws it: that is the burst then.
+        burst_tokens = max([bucket.capacity, *(est for _, _, est in grants)])
+        ordered = sorted(grants)
+        for i, (t0, _, _) in enumerate(ordered):
+            total = 0
+            for t1, real, _ in ordered[i:]:
+                total += real
+                credit = sum(x for at, x, g in refunds if g < t0 - EPS and at <= t1 + EPS)
+                allowed = burst_tokens + bucket.rate * (t1 - t0) + credit + 1e-6
+                assert total <= allowed, (t0, t1, total, allowed)
+    stats = limiter.stats()
+    assert stats.requests == len(grants) and stats.in_flight == 0 and holding == 0
+    if tpm is not None:
+        assert stats.tokens_charged - stats.tokens_refunded == sum(real for _, real, _ in grants)
+
+
+@pytest.mark.xfail(strict=True, reason="a refund credits tokens whose estimate already drained")
+def test_a_late_refund_credits_tokens_that_already_drained() -> None:
+    """Known limitation, kept visible: real usage can exceed capacity + rate * T.
+
+    A estimates 10 tokens at t=0 and really uses 1; by t=0.9 the bucket has
+    drained to 1 and B takes 9. A's late refund of 9 then empties the bucket,
+    so C takes 9 at once: 18 tokens really used at t=0.9 against a 10-token
+    bucket. The refund was for tokens that had drained already. A per-request
+    bound (refund at most ``excess - rate * elapsed``) is safe but gives nothing
+    back under load, where refunds matter; an exact one needs the bucket's
+    history. Long-run rate is unaffected: the overshoot is at most the refunds
+    given back during a window.
+    """
+
+    async def main() -> float:
+        limiter = Limiter(tpm=600)  # 10 tokens, 10 a second
+        start = anyio.current_time()
+        a = await limiter.acquire(10)
+        await anyio.sleep(0.9)
+        await limiter.acquire(9)
+        a.reconcile(1)
+        await limiter.acquire(9)
+        return anyio.current_time() - start
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    granted = anyio.run(main, backend="trio", backend_options={"clock": clock})
+    # With only real usage counted, C would wait for 8 of B's 9 tokens to drain.
+    assert granted >= 0.9 + 0.8 - EPS
