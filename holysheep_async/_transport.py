@@ -45,6 +45,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -53,7 +54,7 @@ import httpx
 
 from ._compat import running_library
 
-__all__ = ["ChunkedDecoder", "Transport", "default_transport"]
+__all__ = ["ChunkedDecoder", "Transport", "TransportStats", "default_transport"]
 
 log = logging.getLogger("holysheep_async")
 
@@ -207,6 +208,18 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
     return None if value is None else float(value)
 
 
+@dataclass(frozen=True)
+class TransportStats:
+    """A snapshot of a :class:`Transport`'s pool (``transport.stats()``)."""
+
+    #: Connections carrying a request or an unread response body now.
+    in_use: int
+    #: Connections kept for reuse.
+    idle: int
+    #: Connections opened so far.
+    opened: int
+
+
 class _Connection:
     __slots__ = (
         "_loop",
@@ -215,6 +228,7 @@ class _Connection:
         "buf",
         "idle_since",
         "key",
+        "leased",
         "reused",
         "stream",
         "timed_out",
@@ -225,6 +239,7 @@ class _Connection:
         self.stream = stream
         self.buf = b""
         self.reused = False
+        self.leased = False  # counted in the transport's in-use connections
         self.idle_since = 0.0
         self.timed_out = False
         # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
@@ -387,6 +402,7 @@ class _Body(httpx.AsyncByteStream):
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            self._transport._unlease(conn)
             if self._done and self._keep:
                 await self._transport._release(conn)
             else:
@@ -428,12 +444,33 @@ class Transport(httpx.AsyncBaseTransport):
         self._closed = False
         #: Connections opened so far (for tests and benchmarks).
         self.connections_opened = 0
+        self._in_use = 0
 
     # -- pool ----------------------------------------------------------------------
 
     @property
     def idle_connections(self) -> int:
         return sum(len(v) for v in self._idle.values())
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections leased to a request: from sending it until its body is read or closed."""
+        return self._in_use
+
+    def stats(self) -> TransportStats:
+        """The pool now: connections in use, idle, opened so far."""
+        return TransportStats(self._in_use, self.idle_connections, self.connections_opened)
+
+    def _lease(self, conn: _Connection) -> _Connection:
+        conn.leased = True
+        self._in_use += 1
+        return conn
+
+    def _unlease(self, conn: _Connection) -> None:
+        # Idempotent: a connection leaves the in-use count once, whichever path ends it.
+        if conn.leased:
+            conn.leased = False
+            self._in_use -= 1
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -526,10 +563,10 @@ class Transport(httpx.AsyncBaseTransport):
         conn = self._take_idle(key)
         if conn is not None:
             try:
-                return await self._exchange(conn, request, head, body)
+                return await self._exchange(self._lease(conn), request, head, body)
             except _StaleConnection:
                 log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
-        conn = await self._connect(key, request)
+        conn = self._lease(await self._connect(key, request))
         return await self._exchange(conn, request, head, body)
 
     async def _encode(self, request: httpx.Request) -> tuple[bytes, bytes | None]:
@@ -611,6 +648,7 @@ class Transport(httpx.AsyncBaseTransport):
             conn.buf = buf
             return self._response(conn, request, version, status, reason, headers, read_timeout)
         except BaseException:
+            self._unlease(conn)
             await conn.close()
             raise
 
