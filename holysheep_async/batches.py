@@ -367,8 +367,10 @@ class Batches:
             reply = await self._requester.request("GET", f"/files/{file_id}/content", stream=True)
             try:
                 lineno = 0
-                async for line in reply.response.aiter_lines():
+                async for line in _jsonl_lines(reply.response.aiter_bytes()):
                     lineno += 1
+                    if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                        line = line[3:]
                     if not line.strip():
                         continue
                     try:
@@ -1013,3 +1015,27 @@ def _batch_error_text(batch: Batch) -> str:
         f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "") for e in errors[:5]
     )
     return f"batch {batch.id} ended {batch.status}" + (f": {detail}" if detail else "")
+
+
+async def _jsonl_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a JSONL download, split at LF only.
+
+    Not ``aiter_lines``: like ``str.splitlines`` it also splits at U+2028, U+0085
+    and other characters a JSON string may hold unescaped, cutting a result in two.
+    """
+    pending: list[bytes] = []
+    async for chunk in chunks:
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        *lines, rest = chunk.split(b"\n")
+        for line in lines:
+            yield line
+        if rest:
+            pending.append(rest)
+    if pending:
+        yield b"".join(pending)

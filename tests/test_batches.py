@@ -527,3 +527,36 @@ async def test_a_web_page_instead_of_the_files_api_means_no_batch_api(
     server.inject(Fault("status", status=200, body=page, path="/v1/files"))
     report = await client.batches.run(tasks(2))
     assert report.mode == "direct" and report.succeeded == ["t0", "t1"]
+
+
+async def test_results_keep_lines_whole_whatever_unicode_line_breaks_they_hold(
+    client: AsyncClient, server: MockServer, options: Any
+) -> None:
+    """U+2028, U+2029 and U+0085 may stand unescaped in a JSON string: they end no JSONL line."""
+    from holysheep_async.testing._batches import batch_store
+
+    options(batch_speed=100)
+    batch = await client.batches.wait(await client.batches.submit(tasks(2)))
+    assert batch.output_file_id is not None
+    texts = {"t0": "one\u2028two\u2029three", "t1": "nel\x85here\rand\x1cthere"}
+    lines = [
+        {
+            "id": f"r{i}",
+            "custom_id": cid,
+            "response": {
+                "status_code": 200,
+                "request_id": f"q{i}",
+                "body": {"choices": [{"message": {"content": text}}]},
+            },
+            "error": None,
+        }
+        for i, (cid, text) in enumerate(texts.items())
+    ]
+    data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode()
+    batch_store(server).files[batch.output_file_id].data = b"\xef\xbb\xbf" + data
+    problems: list[tuple[int, str]] = []
+    results = {
+        r.custom_id: r.content async for r in client.batches.results(batch, problems=problems)
+    }
+    assert problems == []
+    assert results == texts
