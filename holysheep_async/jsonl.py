@@ -273,13 +273,28 @@ def write_requests(
         for count, item in enumerate(requests, 1):
             buf.append(_dumps(to_request(item, count, url=endpoint).to_line()))
             if len(buf) >= 4096:
-                buf.append("")
-                fh.write("\n".join(buf))
+                _write_lines(fh, buf, count - len(buf) + 1, "request")
                 buf = []
         if buf:
-            buf.append("")
-            fh.write("\n".join(buf))
+            _write_lines(fh, buf, count - len(buf) + 1, "request")
     return count
+
+
+def _write_lines(fh: IO[str], lines: list[str], first: int, what: str) -> None:
+    try:
+        fh.write("\n".join(lines) + "\n")
+    except UnicodeEncodeError:
+        # Only a lone surrogate (a str that is not Unicode text) cannot be UTF-8.
+        for n, line in enumerate(lines, first):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                char = line[exc.start]
+                raise ValueError(
+                    f"{what} {n}: {char!r} at column {exc.start + 1} is a lone surrogate,"
+                    " not text (it cannot be written as UTF-8)"
+                ) from None
+        raise
 
 
 def write_results(path: str | os.PathLike[str], results: Iterable[BatchResult]) -> int:
@@ -287,8 +302,8 @@ def write_results(path: str | os.PathLike[str], results: Iterable[BatchResult]) 
     count = 0
     with atomic_write(path) as fh:
         for result in results:
-            fh.write(_dumps(result.to_line()) + "\n")
             count += 1
+            _write_lines(fh, [_dumps(result.to_line())], count, "result")
     return count
 
 

@@ -327,3 +327,33 @@ def test_exactly_the_corrupted_lines_are_reported(
     assert {n for n, _ in report.problems} == bad, (report.problems, corrupt)
     assert report.count == sum(1 for row in rows if row.strip())
     _check_validation(folder, data)
+
+
+_any_text = st.text(
+    st.one_of(st.characters(), st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)),
+    max_size=6,
+)  # lone surrogates too: a Python str, not Unicode text
+
+
+@FEW
+@given(contents=st.lists(_any_text, min_size=1, max_size=5))
+@example(contents=["ok", "\ud800"])
+def test_writing_any_str_gives_a_valid_file_or_names_the_request(
+    folder: Path, contents: list[str]
+) -> None:
+    path = folder / "any.jsonl"
+    path.unlink(missing_ok=True)
+    tasks = [{"model": "m", "messages": [{"role": "user", "content": c}]} for c in contents]
+    try:
+        write_requests(path, tasks)
+    except ValueError as exc:
+        first_bad = next(
+            i for i, c in enumerate(contents, 1) if any(0xD800 <= ord(x) < 0xE000 for x in c)
+        )
+        assert str(exc).startswith(f"request {first_bad}: ")
+        assert not path.exists()
+        return
+    assert validate_requests(path).ok
+    assert [
+        json.loads(raw)["body"]["messages"][0]["content"] for raw in _lf_lines(path.read_bytes())
+    ] == contents
