@@ -855,3 +855,28 @@ def test_property_refunds_never_let_real_usage_past_the_rate(
         for t1, real, _ in grants[i:]:
             total += real
             assert total <= biggest + bucket.rate * (t1 - t0) + 1e-6, (t0, t1, total)
+
+
+def test_a_charge_after_a_withheld_refund_is_not_charged_twice() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        await anyio.lowlevel.checkpoint()
+
+    async def main() -> Limiter:
+        limiter = Limiter(tpm=600, clock=lambda: now[0], sleep=sleep)  # 10 tokens, 10 a second
+        permit = await limiter.acquire(10)
+        now[0] += 5  # drained: the over-estimate is gone from the bucket
+        permit.reconcile(4)  # nothing left to give back: 6 withheld
+        assert limiter.stats().tokens_refunded == 0
+        permit.reconcile(10)  # the 6 were counted all along: no charge
+        assert limiter.stats().tokens_charged == 10
+        permit.reconcile(12)  # 2 beyond the estimate: charged now
+        return limiter
+
+    limiter = anyio.run(main)
+    assert (limiter.stats().tokens_charged, limiter._tokens.level if limiter._tokens else None) == (
+        12,
+        pytest.approx(2.0),
+    )
