@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import httpx
@@ -467,9 +467,9 @@ class ChatStream:
             if self._drop_stream_options(exc):
                 await self._open()
                 return
-            raise self._open_failed(exc) from exc
+            self._raise_open_failed(exc)
         except HolySheepError as exc:
-            raise self._open_failed(exc) from exc
+            self._raise_open_failed(exc)
         self._retries_used += reply.attempts - 1
         self.metrics.attempts += reply.attempts
         self.metrics.queued += reply.permit.waited
@@ -494,6 +494,14 @@ class ChatStream:
         self._bytes = None if self._json_body else response.aiter_bytes()
         if self._idle is not None:
             self._deadline = anyio.current_time() + self._idle
+
+    def _raise_open_failed(self, error: HolySheepError) -> NoReturn:
+        new = self._open_failed(error)
+        if new is error:
+            # Raised as it is: "raise error from error" would replace its own cause
+            # (the httpx error) with itself.
+            raise error
+        raise new from error
 
     def _open_failed(self, error: HolySheepError) -> HolySheepError:
         original = self._resuming_from
@@ -827,9 +835,10 @@ class ChatStream:
     def _rid(self) -> str:
         reply = self._reply
         rid = reply.response.headers.get("x-request-id") if reply is not None else None
-        return f" [request id {rid}]" if rid else ""
+        return f" [request id {self._requester.redact(rid)}]" if rid else ""
 
     def _malformed(self, data: str, why: str) -> StreamError:
+        data = self._requester.redact(data)  # a server may echo the key back
         return StreamError(
             f"Malformed event in the stream ({why}): {data[:200]!r}{self._rid()}",
             body=data,
@@ -837,6 +846,7 @@ class ChatStream:
         )
 
     def _error_object(self, data: str) -> StreamError:
+        data = self._requester.redact(data)  # a server may echo the key back
         body, message, code, _ = describe_error_body(data.encode())
         return StreamError(
             f"Error inside the stream: {message or data[:200]}"
