@@ -181,7 +181,9 @@ class Requester:
             except httpx.TooManyRedirects as exc:
                 permit.release()
                 raise APIConnectionError(
-                    self.redact(f"{method} {path}: too many redirects (the last to {exc.request.url})")
+                    self.redact(
+                        f"{method} {path}: too many redirects (the last to {exc.request.url})"
+                    )
                 ) from exc
             except httpx.TransportError as exc:
                 permit.release()

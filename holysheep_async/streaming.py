@@ -88,6 +88,7 @@ _RETRYABLE_IN_STREAM = re.compile(
 _RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 _RETRYABLE_CODES = frozenset({"408", "409", "429", "500", "502", "503", "504", "529"})
 # Named events that are keep-alives, not chunks (some relays send "event: ping").
+_HEAD = 120  # bytes of a body kept to show in an error
 _PING_EVENTS = frozenset({"ping", "keepalive", "keep-alive", "heartbeat"})
 # Code of the StreamError for an event that is not a JSON object: never retried.
 MALFORMED = "malformed_event"
@@ -244,6 +245,9 @@ class ChatStream:
         self._eof = False
         self._done_seen = False
         self._broke_after_finish = False
+        # What this attempt's body held: its first bytes and how many events (for errors).
+        self._head = b""
+        self._events = 0
         self._pending_error: HolySheepError | None = None
         # Iteration.
         self._gen: AsyncGenerator[Any, None] | None = None
@@ -492,6 +496,8 @@ class ChatStream:
             raise self._open_failed(error)
         self._json_body = "json" in ctype
         self._bytes = None if self._json_body else response.aiter_bytes()
+        self._head = b""
+        self._events = 0
         if self._idle is not None:
             self._deadline = anyio.current_time() + self._idle
 
@@ -570,10 +576,13 @@ class ChatStream:
                     self._eof = True
                     events = decoder.flush()
                 else:
+                    if len(self._head) < _HEAD:
+                        self._head += chunk[: _HEAD - len(self._head)]
                     events = decoder.feed(chunk)
             except SSEError as exc:
                 raise StreamError(f"Not an event stream: {exc}{self._rid()}", code=MALFORMED)
             if events:
+                self._events += len(events)
                 out = self._parse(events)
                 if out:
                     if self._idle is not None:
@@ -686,7 +695,10 @@ class ChatStream:
         try:
             obj = from_json(raw)
         except ValueError:
-            raise self._malformed(data, "not JSON") from None
+            # A JSON content type with a body that is not JSON (empty, a proxy's text).
+            raise invalid_response(
+                response, "an event stream or a chat.completion JSON object"
+            ) from None
         if isinstance(obj, dict) and not obj.get("error") and isinstance(obj.get("choices"), list):
             choices = []
             for choice in obj["choices"]:
@@ -715,6 +727,8 @@ class ChatStream:
         assert reply is not None
         if self._done_seen:
             await self._drain()
+        elif not self._all_finished() and not self._events:
+            raise IncompleteStreamError(self._no_events_text())
         elif not self._all_finished():
             raise IncompleteStreamError(
                 "The stream ended with neither 'data: [DONE]' nor a finish reason: the answer"
@@ -836,6 +850,19 @@ class ChatStream:
         reply = self._reply
         rid = reply.response.headers.get("x-request-id") if reply is not None else None
         return f" [request id {self._requester.redact(rid)}]" if rid else ""
+
+    def _no_events_text(self) -> str:
+        """What a 2xx answer that held no event at all was (status, content type, bytes)."""
+        assert self._reply is not None
+        response = self._reply.response
+        ctype = response.headers.get("content-type", "")
+        kind = f"content-type {ctype}" if ctype else "no content-type"
+        head = self._requester.redact(self._head.decode("utf-8", "replace"))
+        what = f"{head[:120]!r}" if head else "an empty body"
+        return (
+            f"{response.status_code} from POST {response.request.url.path} ({kind}) held no"
+            f" event stream: got {what}{self._rid()}"
+        )
 
     def _malformed(self, data: str, why: str) -> StreamError:
         data = self._requester.redact(data)  # a server may echo the key back

@@ -70,7 +70,11 @@ class Records(logging.Handler):
 @pytest.fixture
 def records() -> Iterator[Records]:
     handler = Records()
-    loggers = [logging.getLogger(), logging.getLogger("holysheep_async"), logging.getLogger("httpx")]
+    loggers = [
+        logging.getLogger(),
+        logging.getLogger("holysheep_async"),
+        logging.getLogger("httpx"),
+    ]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.addHandler(handler)
@@ -276,9 +280,7 @@ async def test_timeouts_and_stream_faults(
     canary_server: MockServer, client: AsyncClient, records: Records
 ) -> None:
     errors: list[BaseException] = []
-    fast = AsyncClient(
-        api_key=CANARY, base_url=canary_server.base_url, max_retries=0, timeout=0.3
-    )
+    fast = AsyncClient(api_key=CANARY, base_url=canary_server.base_url, max_retries=0, timeout=0.3)
     async with fast:
         canary_server.inject("stall", path="/v1/chat/completions", delay=2)
         with pytest.raises(APITimeoutError) as timeout:
