@@ -627,7 +627,7 @@ def _not_jsonl(
             request_id=base.request_id,
             body=base.body,
         )
-    line, message = first_bad
+    _, message = first_bad  # its text names the file and the line
     rid = response.headers.get("x-request-id")
     return InvalidResponseError(
         f"file {file_id} is not JSONL batch results: no line is a result; the first bad one:"

@@ -341,12 +341,10 @@ def test_cli_output_and_files(
     inp = tmp_path / "in.jsonl"
     write_requests(inp, task_lines(3))
     out = tmp_path / "out.jsonl"
+    journal = str(tmp_path / "j")
     codes = [
         cli_main(["-vv", "chat", "hi", *base]),
-        cli_main(
-            ["-vv", "batch", "run", str(inp), "-o", str(out), "--journal", str(tmp_path / "j")]
-            + base
-        ),
+        cli_main(["-vv", "batch", "run", str(inp), "-o", str(out), "--journal", journal, *base]),
         cli_main(["-vv", "batch", "status", "batch_nope", *base]),
     ]
     canary_server.inject("status", status=401, body={"error": {"message": f"no {CANARY}"}})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-import respx
 import pytest
+import respx
 
 from holysheep_async import APIConnectionError, AsyncClient, ConfigurationError
 
