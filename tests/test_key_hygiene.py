@@ -1,6 +1,6 @@
 """Key hygiene with a canary key: it goes through the whole product, then shows up nowhere.
 
-The promise (README, Guarantees): the key is sent only in the ``Authorization``
+The promise: the key is sent only in the ``Authorization``
 header. It is not in the ``str``/``repr`` of the client or anything it hands
 out, in any log record at any level, in any exception the client raises (its
 message, ``args``, formatted traceback, and the ``repr`` of its attributes),
@@ -344,7 +344,21 @@ def test_cli_output_and_files(
     journal = str(tmp_path / "j")
     codes = [
         cli_main(["-vv", "chat", "hi", *base]),
-        cli_main(["-vv", "batch", "run", str(inp), "-o", str(out), "--journal", journal, *base]),
+        cli_main(
+            [
+                "-vv",
+                "batch",
+                "run",
+                str(inp),
+                "-o",
+                str(out),
+                "--journal",
+                journal,
+                "--poll-interval",
+                "0.05",
+                *base,
+            ]
+        ),
         cli_main(["-vv", "batch", "status", "batch_nope", *base]),
     ]
     canary_server.inject("status", status=401, body={"error": {"message": f"no {CANARY}"}})
