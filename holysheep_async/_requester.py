@@ -178,6 +178,13 @@ class Requester:
                 )
                 cause: BaseException | None = exc
                 wait = self.retry.backoff(attempt)
+            except httpx.TooManyRedirects as exc:
+                permit.release()
+                raise APIConnectionError(
+                    self.redact(
+                        f"{method} {path}: too many redirects (the last to {exc.request.url})"
+                    )
+                ) from exc
             except httpx.TransportError as exc:
                 permit.release()
                 error = APIConnectionError(

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._batch_cost import usage_cost
 from .errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BatchTimeoutError,
@@ -355,7 +356,9 @@ class Batches:
         """The batch's results, from its output and error files, streamed line by line.
 
         Lines come in the server's order (any order): key them by ``custom_id``.
-        A line that is not a result is logged (and added to ``problems``), not fatal.
+        A line that is not a result is logged (and added to ``problems``), not fatal;
+        but a file that is not JSONL at all (an HTML page, or lines of which none is
+        a result) raises :class:`InvalidResponseError` naming the file and the line.
         To stop early, close it (``contextlib.aclosing``) so the download is closed at once.
 
         >>> by_id = {r.custom_id: r async for r in client.batches.results(batch)}  # doctest: +SKIP
@@ -366,7 +369,10 @@ class Batches:
                 continue
             reply = await self._requester.request("GET", f"/files/{file_id}/content", stream=True)
             try:
+                await _refuse_html(reply.response, file_id)
                 lineno = 0
+                good = 0
+                first_bad: tuple[int, str] | None = None
                 async for line in reply.response.aiter_lines():
                     lineno += 1
                     if not line.strip():
@@ -378,8 +384,12 @@ class Batches:
                         log.warning("%s", message)
                         if problems is not None:
                             problems.append((lineno, message))
+                        first_bad = first_bad or (lineno, message)
                         continue
+                    good += 1
                     yield result
+                if first_bad is not None and not good:
+                    raise _not_jsonl(reply.response, file_id, first_bad)
             finally:
                 await reply.aclose()
 
@@ -402,6 +412,7 @@ class Batches:
                 )
                 last = b"\n"
                 try:
+                    await _refuse_html(reply.response, file_id)
                     async for chunk in reply.response.aiter_bytes():
                         if chunk:
                             fh.write(chunk)
@@ -587,6 +598,46 @@ class Batches:
             raise invalid_response(response, expected) from None
 
 
+async def _refuse_html(response: httpx.Response, file_id: str) -> None:
+    """A file's content that is an HTML page (a login or error page): say so, by file id."""
+    if "html" not in response.headers.get("content-type", "").lower():
+        return
+    try:
+        await response.aread()
+    except httpx.HTTPError as exc:
+        raise APIConnectionError(
+            f"file {file_id}: the connection broke reading an HTML answer ({type(exc).__name__})"
+        ) from exc
+    raise _not_jsonl(response, file_id)
+
+
+def _not_jsonl(
+    response: httpx.Response, file_id: str, first_bad: tuple[int, str] | None = None
+) -> InvalidResponseError:
+    """The error for a file whose content is not JSONL batch results at all.
+
+    ``first_bad``: the first bad line of a file read line by line; None for an
+    HTML page (read whole), which the message describes instead.
+    """
+    if first_bad is None:
+        base = invalid_response(response, "JSONL batch results")
+        return InvalidResponseError(
+            f"file {file_id} line 1: not JSONL: {base.message}",
+            status_code=base.status_code,
+            request_id=base.request_id,
+            body=base.body,
+        )
+    _, message = first_bad  # its text names the file and the line
+    rid = response.headers.get("x-request-id")
+    return InvalidResponseError(
+        f"file {file_id} is not JSONL batch results: no line is a result; the first bad one:"
+        f" {message}" + (f" [request id {rid}]" if rid else ""),
+        status_code=response.status_code,
+        request_id=rid,
+        body=message,
+    )
+
+
 _ID = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 
 
@@ -747,6 +798,7 @@ class _Run:
             name = f"part-{part['index']:03d}.results.jsonl"
             if batch.output_file_id or batch.error_file_id:
                 await self.b.download(batch, self.workdir / name)
+                self._check_results(part, batch, name)
             else:
                 # Nothing came back (e.g. failed at validation): say why for each request.
                 message = _batch_error_text(batch)
@@ -763,6 +815,35 @@ class _Run:
                 )
             part["results"] = name
             state.save()
+
+    def _check_results(self, part: dict[str, Any], batch: Batch, name: str) -> None:
+        """The downloaded results of ``part`` must be its own: never merge another batch's."""
+        path = self.workdir / name
+        ids = set(self.part_ids(part))
+        problems: builtins.list[tuple[int, str]] = []
+        results = list(read_results(path, problems=problems))
+        files = " and ".join(f for f in (batch.output_file_id, batch.error_file_id) if f)
+        foreign = [r.custom_id for r in results if r.custom_id not in ids]
+        if foreign:
+            raise InvalidResponseError(
+                f"batch {batch.id}: its results (file {files}) hold {len(foreign)} result(s)"
+                f" whose custom_id is not in this batch (e.g. {foreign[:3]}): a results file"
+                f" from another batch? Nothing was merged; the file is kept in {path}",
+                status_code=200,
+                request_id=None,
+                body=foreign[0],
+            )
+        if problems and not results:
+            line, message = problems[0]
+            raise InvalidResponseError(
+                f"batch {batch.id}: its results (file {files}) are not JSONL batch results:"
+                f" line {line}: {message} ({len(problems)} bad line(s), no result);"
+                f" the file is kept in {path}",
+                status_code=200,
+                request_id=None,
+                body=message,
+            )
+        self._parsed[name] = (path.stat().st_size, results)
 
     def part_ids(self, part: dict[str, Any]) -> builtins.list[str]:
         with (self.workdir / part["file"]).open("rb") as fh:
