@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._batch_cost import usage_cost
 from .errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BatchTimeoutError,
@@ -39,6 +40,7 @@ from .errors import (
     HolySheepError,
     InvalidResponseError,
     PermissionDeniedError,
+    QuotaExceededError,
     invalid_response,
 )
 from .jsonl import (
@@ -280,6 +282,16 @@ class Batches:
         metadata: dict[str, str] | None = None,
     ) -> Batch:
         """Create a batch from an uploaded file (``submit`` does upload + create)."""
+        return await self._create(input_file_id, endpoint, completion_window, metadata)
+
+    async def _create(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str,
+        metadata: dict[str, str] | None,
+        max_retries: int | None = None,
+    ) -> Batch:
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,
@@ -287,7 +299,9 @@ class Batches:
         }
         if metadata:
             body["metadata"] = metadata
-        reply = await self._requester.request("POST", "/batches", json=body)
+        reply = await self._requester.request(
+            "POST", "/batches", json=body, max_retries=max_retries, resend=max_retries != 0
+        )
         return self._parse(reply.response, Batch, "a batch object")
 
     async def retrieve(self, batch_id: str) -> Batch:
@@ -784,12 +798,7 @@ class _Run:
                     part["batch_id"] = found.id
                     state.save()
                     return
-            batch = await self.b.create(
-                part["input_file_id"],
-                endpoint=self.endpoint,
-                completion_window=self.window,
-                metadata=self.metadata,
-            )
+            batch = await self.create_once(part["input_file_id"])
         except APIStatusError as exc:
             if exc.status_code in NO_BATCH_API:
                 raise _NoBatchAPI(exc) from exc
@@ -806,8 +815,48 @@ class _Run:
             self.on_progress, RunProgress("submitted", self.answered, len(self.ids), batch)
         )
 
+    async def create_once(self, input_file_id: str) -> Batch:
+        """Create the batch of ``input_file_id``, never two of them.
+
+        A create that got no answer, or a 5xx, may still have made the batch,
+        so it is not simply sent again: before each new try the batch is looked
+        for among the server's batches (a part's file is used for one batch only).
+        """
+        policy = self.b._requester.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.b._create(
+                    input_file_id, self.endpoint, self.window, self.metadata, max_retries=0
+                )
+            except (APIConnectionError, APIStatusError) as exc:
+                if isinstance(exc, APIStatusError) and (
+                    isinstance(exc, QuotaExceededError)
+                    or not policy.should_retry_status(exc.status_code, exc.headers)
+                ):
+                    raise
+                if attempt > policy.max_retries:
+                    raise
+                wait = policy.delay(
+                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
+                )
+                log.info(
+                    "creating the batch of %s failed (%s): looking for it before trying again",
+                    input_file_id,
+                    exc,
+                )
+                await self.b._requester.sleep(min(wait, policy.max_server_wait))
+                found = await self.find_batch(input_file_id)
+                if found is not None:
+                    return found
+
     async def find_batch(self, input_file_id: str) -> Batch | None:
-        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found)."""
+        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
+
+        A server that cannot list batches gets ``None`` and a warning: creating
+        the batch again is then the only way on, at the risk of a second batch.
+        """
         seen = 0
         try:
             async for batch in self.b.list(limit=100):
@@ -817,8 +866,13 @@ class _Run:
                 if seen >= 500:
                     break
         except APIStatusError as exc:
-            # Some servers cannot list batches; creating one is still right.
-            log.warning("cannot list batches to look for one from %s: %s", input_file_id, exc)
+            # Some servers cannot list batches: creating one is the only way on.
+            log.warning(
+                "cannot list batches to look for one made from %s (%s): creating it; if an"
+                " earlier create did reach the server, there are two batches of this file",
+                input_file_id,
+                exc,
+            )
         return None
 
     # -- direct calls -------------------------------------------------------------
