@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 
+from ._transport import NO_RESEND
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -24,7 +25,6 @@ from .errors import (
     QuotaExceededError,
     make_status_error,
 )
-from ._transport import NO_RESEND
 from .limits import Limiter, Permit
 from .models import Usage
 from .retry import RetryPolicy, parse_retry_after

@@ -254,9 +254,8 @@ class Batches:
         self, path: Path, endpoint: str, window: str, metadata: dict[str, str] | None
     ) -> Batch:
         file = await self._upload_valid(path, endpoint)
-        return await self.create(
-            file.id, endpoint=endpoint, completion_window=window, metadata=metadata
-        )
+        # A fresh file: a batch made from it is ours, so a lost answer is looked up.
+        return await self._create_once(file.id, endpoint, window, metadata)
 
     async def _upload_valid(
         self,
@@ -303,6 +302,76 @@ class Batches:
             "POST", "/batches", json=body, max_retries=max_retries, resend=max_retries != 0
         )
         return self._parse(reply.response, Batch, "a batch object")
+
+    async def _create_once(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        window: str,
+        metadata: dict[str, str] | None,
+    ) -> Batch:
+        """Create the batch of ``input_file_id``, never two of them.
+
+        A create that got no answer, or a 5xx, may still have made the batch,
+        so it is not simply sent again: before each new try the batch is looked
+        for among the server's batches (the file was uploaded for this one batch).
+        """
+        policy = self._requester.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._create(input_file_id, endpoint, window, metadata, max_retries=0)
+            except (APIConnectionError, APIStatusError) as exc:
+                if isinstance(exc, APIStatusError) and (
+                    isinstance(exc, QuotaExceededError)
+                    or not policy.should_retry_status(exc.status_code, exc.headers)
+                ):
+                    raise
+                if attempt > policy.max_retries:
+                    raise
+                wait = policy.delay(
+                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
+                )
+                if wait > policy.max_server_wait:
+                    raise
+                log.info(
+                    "creating the batch of %s failed (%s): looking for it before trying again",
+                    input_file_id,
+                    exc,
+                )
+                await self._requester.sleep(wait)
+                found = await self._find_batch(input_file_id)
+                if found is not None:
+                    return found
+
+    async def _find_batch(self, input_file_id: str) -> Batch | None:
+        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
+
+        A server that cannot list batches (a 4xx other than 408/409/429) gets
+        ``None`` and a warning: creating the batch again is then the only way
+        on, at the risk of a second batch. Other failures raise: the caller
+        stops rather than guess (a resumed run looks again).
+        """
+        seen = 0
+        try:
+            async for batch in self.list(limit=100):
+                if batch.input_file_id == input_file_id:
+                    return batch
+                seen += 1
+                if seen >= 500:
+                    break
+        except APIStatusError as exc:
+            if self._requester.retry.should_retry_status(exc.status_code, exc.headers):
+                raise
+            # Some servers cannot list batches: creating one is the only way on.
+            log.warning(
+                "cannot list batches to look for one made from %s (%s): creating it; if an"
+                " earlier create did reach the server, there are two batches of this file",
+                input_file_id,
+                exc,
+            )
+        return None
 
     async def retrieve(self, batch_id: str) -> Batch:
         reply = await self._requester.request("GET", f"/batches/{_check_id(batch_id)}")
@@ -816,64 +885,10 @@ class _Run:
         )
 
     async def create_once(self, input_file_id: str) -> Batch:
-        """Create the batch of ``input_file_id``, never two of them.
-
-        A create that got no answer, or a 5xx, may still have made the batch,
-        so it is not simply sent again: before each new try the batch is looked
-        for among the server's batches (a part's file is used for one batch only).
-        """
-        policy = self.b._requester.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self.b._create(
-                    input_file_id, self.endpoint, self.window, self.metadata, max_retries=0
-                )
-            except (APIConnectionError, APIStatusError) as exc:
-                if isinstance(exc, APIStatusError) and (
-                    isinstance(exc, QuotaExceededError)
-                    or not policy.should_retry_status(exc.status_code, exc.headers)
-                ):
-                    raise
-                if attempt > policy.max_retries:
-                    raise
-                wait = policy.delay(
-                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
-                )
-                log.info(
-                    "creating the batch of %s failed (%s): looking for it before trying again",
-                    input_file_id,
-                    exc,
-                )
-                await self.b._requester.sleep(min(wait, policy.max_server_wait))
-                found = await self.find_batch(input_file_id)
-                if found is not None:
-                    return found
+        return await self.b._create_once(input_file_id, self.endpoint, self.window, self.metadata)
 
     async def find_batch(self, input_file_id: str) -> Batch | None:
-        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
-
-        A server that cannot list batches gets ``None`` and a warning: creating
-        the batch again is then the only way on, at the risk of a second batch.
-        """
-        seen = 0
-        try:
-            async for batch in self.b.list(limit=100):
-                if batch.input_file_id == input_file_id:
-                    return batch
-                seen += 1
-                if seen >= 500:
-                    break
-        except APIStatusError as exc:
-            # Some servers cannot list batches: creating one is the only way on.
-            log.warning(
-                "cannot list batches to look for one made from %s (%s): creating it; if an"
-                " earlier create did reach the server, there are two batches of this file",
-                input_file_id,
-                exc,
-            )
-        return None
+        return await self.b._find_batch(input_file_id)
 
     # -- direct calls -------------------------------------------------------------
 

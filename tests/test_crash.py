@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 
+from holysheep_async import AsyncClient
 from holysheep_async.jsonl import read_results
 from holysheep_async.testing import MockServer
 from holysheep_async.testing._batches import batch_store
@@ -93,8 +94,9 @@ class CrashServer(MockServer):
         self.kills = 0
         self.lost: Counter[str] = Counter()
 
-    def arm(self, plan: dict[tuple[str, int], str]) -> None:
-        self.victim, self.plan, self.seen = None, plan, Counter()
+    def arm(self, plan: dict[tuple[str, int], str], victim: int | None = None) -> None:
+        """Follow ``plan`` from now on, counting requests from zero, killing ``victim``."""
+        self.plan, self.seen, self.victim = plan, Counter(), victim
 
     def _kill(self) -> None:
         if self.victim is not None:
@@ -111,18 +113,22 @@ class CrashServer(MockServer):
             self._kill()
             responder.abort()
             return
-        if action == "kill-after" or (action == "lose" and self.victim is not None):
+        if action in ("kill-after", "lose", "error-after"):
             # The server does what was asked; the answer never reaches the client.
             await super()._dispatch(request, Responder(_NullWriter(), request, False))  # type: ignore[arg-type]
             if action == "kill-after":
                 self._kill()
             else:
                 self.lost[what] += 1
-            responder.abort()
+            if action == "error-after":
+                await responder.error(502, "bad gateway", type="server_error")
+            else:
+                responder.abort()
             return
         await super()._dispatch(request, responder)
 
 
+LOSE = ["lose", "error-after"]
 KINDS = {
     "batch": ["upload", "create", "create", "poll", "download", "list", "any"],
     "direct": ["call", "call", "any"],
@@ -133,7 +139,7 @@ KINDS = {
 #: retry meets a batch that exists), and a kill after the server created a batch but
 #: before the client saved its id; then a kill mid-upload and one mid-download.
 BATCH_FIRST: list[dict[tuple[str, int], str]] = [
-    {("create", 2): "lose", ("create", 3): "kill-after"},
+    {("create", 2): "lose", ("create", 3): "error-after", ("create", 4): "kill-after"},
     {("upload", 2): "kill-after"},
     {("create", 1): "kill-after"},
     {("download", 1): "kill-before"},
@@ -176,8 +182,7 @@ def run_until_done(
             else:
                 delay = rng.uniform(0.3, 1.5)  # the fault injected: a kill at no particular step
         for _ in range(rng.randint(0, 2)):
-            plan.setdefault((rng.choice(kinds), rng.randint(1, 6)), "lose")
-        server.arm(plan)
+            plan.setdefault((rng.choice(kinds), rng.randint(1, 6)), rng.choice(LOSE))
         backend = rng.choice(["asyncio", "trio"])
         args = [server.base_url, journal, output, n, per_batch, backend]
         proc = subprocess.Popen(
@@ -185,15 +190,15 @@ def run_until_done(
             stderr=subprocess.PIPE,
             text=True,
         )
-        server.victim = proc.pid
+        server.arm(plan, proc.pid)  # long before the client's first request (imports)
         try:
             _, err = proc.communicate(timeout=delay if delay is not None else 120)
         except subprocess.TimeoutExpired:
-            server.victim = None
+            server.arm({})
             proc.kill()
             _, err = proc.communicate()
             server.kills += 1
-        server.victim = None
+        server.arm({})
         if proc.returncode == 0:
             return output, start
         assert proc.returncode == -signal.SIGKILL, (
@@ -289,3 +294,32 @@ def test_direct_fallback_survives_sigkill(tmp_path: Path) -> None:
             body = line["response"]["body"]
             assert body["choices"][0]["message"]["content"] == expected_content(tasks[cid])
         assert server.kills >= 2, f"seed {SEED + 1}: only {server.kills} kills in {starts} starts"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("action", ["lose", "error-after"])
+async def test_create_that_reached_the_server_is_not_sent_again(
+    action: str, tmp_path: Path
+) -> None:
+    """POST /batches made the batch but its answer was lost (or a 502 came instead).
+
+    The create goes out on the connection the upload used: the transport's
+    rule of sending again on a reused connection that died is in play too.
+    """
+    async with CrashServer(batch_speed=100) as server:
+        server.arm({("create", 1): action, ("create", 3): action})
+        async with AsyncClient(api_key="test-key", base_url=server.base_url) as client:
+            client._requester.sleep = _no_sleep
+            report = await client.batches.run(
+                crash_tasks(6), max_requests_per_batch=3, journal=tmp_path / "j"
+            )
+            submitted = await client.batches.submit(crash_tasks(2))
+        store = batch_store(server)
+        assert server.lost["create"] == 2
+        assert len(store.batches) == 3, "one batch per part and one for submit, none twice"
+        assert sorted([*report.batch_ids, submitted.id]) == sorted(store.batches)
+        assert report.succeeded == [t["custom_id"] for t in crash_tasks(6)]
+
+
+async def _no_sleep(seconds: float) -> None:
+    pass
