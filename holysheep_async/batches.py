@@ -532,6 +532,15 @@ class Batches:
           page (no Batch API),
           every request goes through ``chat.create`` instead, ``concurrency`` at a
           time and under the client's limits; the report has the same form.
+        - Killed at any point (even SIGKILL) and run again with the same
+          journal, it goes on where it was: every ``custom_id`` ends with
+          exactly one result, and in batch mode no request goes into two
+          batches (a create whose answer never came is looked up on the server
+          by its input file, not sent again; an upload whose answer never came
+          leaves an unused file on the server, nothing more). In direct mode,
+          the calls in flight at the moment of the kill (at most
+          ``concurrency``) have no answer on disk yet and are sent again.
+          Do not run two processes on one journal at once.
         - ``output``: write all results there (Batch API line format).
         - ``on_progress(RunProgress)`` after each step and poll.
 
@@ -685,6 +694,11 @@ def _workdir(journal: str | os.PathLike[str] | None) -> Iterator[Path]:
     if journal is not None:
         path = Path(f"{os.fspath(journal)}.d")
         path.mkdir(parents=True, exist_ok=True)
+        # Temporary files of writes a killed run left half done (atomic_write's names).
+        name = Path(journal).name
+        for tmp in [*path.glob(".*.tmp"), *Path(journal).parent.glob(f".{name}.*.tmp")]:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="holysheep-run-") as tmp:

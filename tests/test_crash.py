@@ -253,6 +253,7 @@ def test_batch_run_survives_sigkill(tmp_path: Path) -> None:
             assert line["response"] == answers[cid]["response"], cid
             body = line["response"]["body"]
             assert body["choices"][0]["message"]["content"] == expected_content(tasks[cid])
+        assert not list(tmp_path.rglob("*.tmp")), "temporary files of killed runs removed"
         state = json.loads((tmp_path / "run.journal").read_text("utf-8"))
         assert sorted(p["batch_id"] for p in state["parts"]) == sorted(store.batches)
         assert server.kills >= 3, f"seed {SEED}: only {server.kills} kills in {starts} starts"
