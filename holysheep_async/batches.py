@@ -540,7 +540,7 @@ class Batches:
           leaves an unused file on the server, nothing more). In direct mode,
           the calls in flight at the moment of the kill (at most
           ``concurrency``) have no answer on disk yet and are sent again.
-          Do not run two processes on one journal at once.
+          A second run on a journal in use fails with ``HolySheepError``.
         - ``output``: write all results there (Batch API line format).
         - ``on_progress(RunProgress)`` after each step and poll.
 
@@ -694,15 +694,42 @@ def _workdir(journal: str | os.PathLike[str] | None) -> Iterator[Path]:
     if journal is not None:
         path = Path(f"{os.fspath(journal)}.d")
         path.mkdir(parents=True, exist_ok=True)
-        # Temporary files of writes a killed run left half done (atomic_write's names).
-        name = Path(journal).name
-        for tmp in [*path.glob(".*.tmp"), *Path(journal).parent.glob(f".{name}.*.tmp")]:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-        yield path
+        with _locked(path / "lock", journal):
+            # Temporary files of writes a killed run left half done (atomic_write's names).
+            name = Path(journal).name
+            for left in [*path.glob(".*.tmp"), *Path(journal).parent.glob(f".{name}.*.tmp")]:
+                with contextlib.suppress(OSError):
+                    left.unlink()
+            yield path
         return
     with tempfile.TemporaryDirectory(prefix="holysheep-run-") as tmp:
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, journal: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (released by the OS if the process dies).
+
+    Two runs on one journal would submit the same parts twice. Where there
+    is no ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise HolySheepError(
+                f"the batch journal {os.fspath(journal)} is in use by another run"
+                " (two runs on one journal would submit the same requests twice)"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _add_parts(
