@@ -51,7 +51,9 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """The chaos test at full size: 1,000 concurrent faulty streams per runtime (CHAOS_STREAMS)."""
+    """The chaos and crash tests at full size: 1,000 concurrent faulty streams per runtime
+    (CHAOS_STREAMS), and a 10,000-request batch run killed and restarted (CRASH_REQUESTS)."""
     session.install("-e", ".[test]")
     session.env["CHAOS_STREAMS"] = session.env.get("CHAOS_STREAMS", "1000")
-    session.run("pytest", "-q", "tests/test_chaos.py", *session.posargs)
+    session.env["CRASH_REQUESTS"] = session.env.get("CRASH_REQUESTS", "10000")
+    session.run("pytest", "-q", "tests/test_chaos.py", "tests/test_crash.py", *session.posargs)

@@ -40,6 +40,7 @@ from .errors import (
     HolySheepError,
     InvalidResponseError,
     PermissionDeniedError,
+    QuotaExceededError,
     invalid_response,
 )
 from .jsonl import (
@@ -253,9 +254,8 @@ class Batches:
         self, path: Path, endpoint: str, window: str, metadata: dict[str, str] | None
     ) -> Batch:
         file = await self._upload_valid(path, endpoint)
-        return await self.create(
-            file.id, endpoint=endpoint, completion_window=window, metadata=metadata
-        )
+        # A fresh file: a batch made from it is ours, so a lost answer is looked up.
+        return await self._create_once(file.id, endpoint, window, metadata)
 
     async def _upload_valid(
         self,
@@ -281,6 +281,16 @@ class Batches:
         metadata: dict[str, str] | None = None,
     ) -> Batch:
         """Create a batch from an uploaded file (``submit`` does upload + create)."""
+        return await self._create(input_file_id, endpoint, completion_window, metadata)
+
+    async def _create(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str,
+        metadata: dict[str, str] | None,
+        max_retries: int | None = None,
+    ) -> Batch:
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,
@@ -288,8 +298,80 @@ class Batches:
         }
         if metadata:
             body["metadata"] = metadata
-        reply = await self._requester.request("POST", "/batches", json=body)
+        reply = await self._requester.request(
+            "POST", "/batches", json=body, max_retries=max_retries, resend=max_retries != 0
+        )
         return self._parse(reply.response, Batch, "a batch object")
+
+    async def _create_once(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        window: str,
+        metadata: dict[str, str] | None,
+    ) -> Batch:
+        """Create the batch of ``input_file_id``, never two of them.
+
+        A create that got no answer, or a 5xx, may still have made the batch,
+        so it is not simply sent again: before each new try the batch is looked
+        for among the server's batches (the file was uploaded for this one batch).
+        """
+        policy = self._requester.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._create(input_file_id, endpoint, window, metadata, max_retries=0)
+            except (APIConnectionError, APIStatusError) as exc:
+                if isinstance(exc, APIStatusError) and (
+                    isinstance(exc, QuotaExceededError)
+                    or not policy.should_retry_status(exc.status_code, exc.headers)
+                ):
+                    raise
+                if attempt > policy.max_retries:
+                    raise
+                wait = policy.delay(
+                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
+                )
+                if wait > policy.max_server_wait:
+                    raise
+                log.info(
+                    "creating the batch of %s failed (%s): looking for it before trying again",
+                    input_file_id,
+                    exc,
+                )
+                await self._requester.sleep(wait)
+                found = await self._find_batch(input_file_id)
+                if found is not None:
+                    return found
+
+    async def _find_batch(self, input_file_id: str) -> Batch | None:
+        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
+
+        A server that cannot list batches (a 4xx other than 408/409/429) gets
+        ``None`` and a warning: creating the batch again is then the only way
+        on, at the risk of a second batch. Other failures raise: the caller
+        stops rather than guess (a resumed run looks again).
+        """
+        seen = 0
+        try:
+            async for batch in self.list(limit=100):
+                if batch.input_file_id == input_file_id:
+                    return batch
+                seen += 1
+                if seen >= 500:
+                    break
+        except APIStatusError as exc:
+            if self._requester.retry.should_retry_status(exc.status_code, exc.headers):
+                raise
+            # Some servers cannot list batches: creating one is the only way on.
+            log.warning(
+                "cannot list batches to look for one made from %s (%s): creating it; if an"
+                " earlier create did reach the server, there are two batches of this file",
+                input_file_id,
+                exc,
+            )
+        return None
 
     async def retrieve(self, batch_id: str) -> Batch:
         reply = await self._requester.request("GET", f"/batches/{_check_id(batch_id)}")
@@ -460,6 +542,15 @@ class Batches:
           page (no Batch API),
           every request goes through ``chat.create`` instead, ``concurrency`` at a
           time and under the client's limits; the report has the same form.
+        - Killed at any point (even SIGKILL) and run again with the same
+          journal, it goes on where it was: every ``custom_id`` ends with
+          exactly one result, and in batch mode no request goes into two
+          batches (a create whose answer never came is looked up on the server
+          by its input file, not sent again; an upload whose answer never came
+          leaves an unused file on the server, nothing more). In direct mode,
+          the calls in flight at the moment of the kill (at most
+          ``concurrency``) have no answer on disk yet and are sent again.
+          A second run on a journal in use fails with ``HolySheepError``.
         - ``output``: write all results there (Batch API line format).
         - ``on_progress(RunProgress)`` after each step and poll.
 
@@ -653,10 +744,42 @@ def _workdir(journal: str | os.PathLike[str] | None) -> Iterator[Path]:
     if journal is not None:
         path = Path(f"{os.fspath(journal)}.d")
         path.mkdir(parents=True, exist_ok=True)
-        yield path
+        with _locked(path / "lock", journal):
+            # Temporary files of writes a killed run left half done (atomic_write's names).
+            name = Path(journal).name
+            for left in [*path.glob(".*.tmp"), *Path(journal).parent.glob(f".{name}.*.tmp")]:
+                with contextlib.suppress(OSError):
+                    left.unlink()
+            yield path
         return
     with tempfile.TemporaryDirectory(prefix="holysheep-run-") as tmp:
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, journal: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (released by the OS if the process dies).
+
+    Two runs on one journal would submit the same parts twice. Where there
+    is no ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise HolySheepError(
+                f"the batch journal {os.fspath(journal)} is in use by another run"
+                " (two runs on one journal would submit the same requests twice)"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _add_parts(
@@ -865,12 +988,7 @@ class _Run:
                     part["batch_id"] = found.id
                     state.save()
                     return
-            batch = await self.b.create(
-                part["input_file_id"],
-                endpoint=self.endpoint,
-                completion_window=self.window,
-                metadata=self.metadata,
-            )
+            batch = await self.create_once(part["input_file_id"])
         except APIStatusError as exc:
             if exc.status_code in NO_BATCH_API:
                 raise _NoBatchAPI(exc) from exc
@@ -887,20 +1005,11 @@ class _Run:
             self.on_progress, RunProgress("submitted", self.answered, len(self.ids), batch)
         )
 
+    async def create_once(self, input_file_id: str) -> Batch:
+        return await self.b._create_once(input_file_id, self.endpoint, self.window, self.metadata)
+
     async def find_batch(self, input_file_id: str) -> Batch | None:
-        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found)."""
-        seen = 0
-        try:
-            async for batch in self.b.list(limit=100):
-                if batch.input_file_id == input_file_id:
-                    return batch
-                seen += 1
-                if seen >= 500:
-                    break
-        except APIStatusError as exc:
-            # Some servers cannot list batches; creating one is still right.
-            log.warning("cannot list batches to look for one from %s: %s", input_file_id, exc)
-        return None
+        return await self.b._find_batch(input_file_id)
 
     # -- direct calls -------------------------------------------------------------
 
