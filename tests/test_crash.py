@@ -13,9 +13,10 @@ asyncio or trio at random) that is killed:
 Some requests also lose their answer without a kill (the server acts, then
 drops the connection or answers 502), so the client's own retries meet a
 request that did reach the server. The first starts hit the windows that
-matter most on purpose (see ``BATCH_FIRST``), the rest are drawn at random. At the end, from the server's side: every ``custom_id`` went
-into exactly one batch, and the output file has exactly one result per
-``custom_id``, the very answer the server gave.
+matter most on purpose (see ``BATCH_FIRST``), the rest are drawn at random.
+At the end, from the server's side: every ``custom_id`` went into exactly one
+batch, and the output file has exactly one result per ``custom_id``, the very
+answer the server gave.
 
 ``CRASH_REQUESTS`` sets the size (the ``soak`` nox session runs 10,000),
 ``CRASH_SEED`` the random schedule.
