@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,11 @@ NO_BATCH_API = frozenset({404, 405, 501})
 #: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
 _RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
 _JOURNAL_VERSION = 1
+#: Seconds the server's clock may be behind ours when looking for a batch a lost create made.
+_CLOCK_LEEWAY = 60
+#: The metadata key ``create`` tags each batch with, to find it again after a lost answer.
+CREATE_ID_KEY = "holysheep_create_id"
+_MAX_METADATA_KEYS = 16
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -280,8 +286,24 @@ class Batches:
         completion_window: str = "24h",
         metadata: dict[str, str] | None = None,
     ) -> Batch:
-        """Create a batch from an uploaded file (``submit`` does upload + create)."""
-        return await self._create(input_file_id, endpoint, completion_window, metadata)
+        """Create a batch from an uploaded file (``submit`` does upload + create).
+
+        A create that got no answer, or a 5xx, may still have made the batch,
+        so it is not blindly sent again: the batch carries a one-off
+        ``metadata["holysheep_create_id"]``, and before trying again the client
+        looks for the batch of this file with that id (on a server that drops
+        metadata: one created since the call began, with a minute's leeway for
+        the server's clock) and returns it instead of making a second one. With
+        16 metadata keys already (the API's limit) no id is added.
+        """
+        token: str | None = None
+        if len(metadata or {}) < _MAX_METADATA_KEYS:
+            token = uuid.uuid4().hex
+            metadata = {**(metadata or {}), CREATE_ID_KEY: token}
+        since = int(time.time()) - _CLOCK_LEEWAY
+        return await self._create_once(
+            input_file_id, endpoint, completion_window, metadata, since=since, token=token
+        )
 
     async def _create(
         self,
@@ -309,12 +331,18 @@ class Batches:
         endpoint: str,
         window: str,
         metadata: dict[str, str] | None,
+        *,
+        since: int | None = None,
+        token: str | None = None,
     ) -> Batch:
         """Create the batch of ``input_file_id``, never two of them.
 
         A create that got no answer, or a 5xx, may still have made the batch,
         so it is not simply sent again: before each new try the batch is looked
-        for among the server's batches (the file was uploaded for this one batch).
+        for among the server's batches (the file was uploaded for this one
+        batch; for a file that may have been used before, ``token`` is the
+        ``holysheep_create_id`` sent, and ``since`` the earliest creation time
+        that counts where the server kept no metadata).
         """
         policy = self._requester.retry
         attempt = 0
@@ -341,12 +369,17 @@ class Batches:
                     exc,
                 )
                 await self._requester.sleep(wait)
-                found = await self._find_batch(input_file_id)
+                found = await self._find_batch(input_file_id, since=since, token=token)
                 if found is not None:
                     return found
 
-    async def _find_batch(self, input_file_id: str) -> Batch | None:
+    async def _find_batch(
+        self, input_file_id: str, *, since: int | None = None, token: str | None = None
+    ) -> Batch | None:
         """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
+
+        With ``token``, a batch whose ``holysheep_create_id`` differs is another
+        create's; with ``since``, only one created at that Unix time or later counts.
 
         A server that cannot list batches (a 4xx other than 408/409/429) gets
         ``None`` and a warning: creating the batch again is then the only way
@@ -356,8 +389,12 @@ class Batches:
         seen = 0
         try:
             async for batch in self.list(limit=100):
+                if since is not None and batch.created_at and batch.created_at < since:
+                    break  # newest first: the rest are older still
                 if batch.input_file_id == input_file_id:
-                    return batch
+                    sent = (batch.metadata or {}).get(CREATE_ID_KEY)
+                    if token is None or sent is None or sent == token:
+                        return batch
                 seen += 1
                 if seen >= 500:
                     break

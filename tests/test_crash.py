@@ -37,7 +37,8 @@ from typing import Any
 import pytest
 
 from holysheep_async import AsyncClient
-from holysheep_async.jsonl import read_results
+from holysheep_async.batches import CREATE_ID_KEY
+from holysheep_async.jsonl import read_results, write_requests
 from holysheep_async.testing import MockServer, answer_text
 from holysheep_async.testing._batches import batch_store
 from holysheep_async.testing._http import Request, Responder
@@ -329,3 +330,27 @@ async def test_create_that_reached_the_server_is_not_sent_again(
 
 async def _no_sleep(seconds: float) -> None:
     pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("action", ["lose", "error-after"])
+async def test_public_create_of_a_used_file_finds_its_own_batch_not_an_older_one(
+    action: str, tmp_path: Path
+) -> None:
+    """``batches.create`` on a file that already has a batch: the lost create's retry must
+    return the batch this call made (found by its create id), and make no third one."""
+    async with CrashServer(batch_speed=100) as server:
+        async with AsyncClient(api_key="test-key", base_url=server.base_url) as client:
+            client._requester.sleep = _no_sleep
+            path = tmp_path / "in.jsonl"
+            write_requests(path, crash_tasks(2))
+            file = await client.batches.upload(path)
+            first = await client.batches.create(file.id, metadata={"job": "a"})
+            server.arm({("create", 1): action})
+            second = await client.batches.create(file.id, metadata={"job": "b"})
+        store = batch_store(server)
+        assert server.lost["create"] == 1
+        assert len(store.batches) == 2, "the lost create made one batch, not two"
+        assert second.id != first.id
+        assert second.metadata is not None and second.metadata["job"] == "b"
+        assert second.metadata[CREATE_ID_KEY] != first.metadata[CREATE_ID_KEY]  # type: ignore[index]
