@@ -55,9 +55,18 @@ PROPERTY_TESTS = ["tests/test_jsonl_props.py", "tests/test_sse.py", "tests/test_
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """Chaos at full size (1,000 concurrent faulty streams per runtime, CHAOS_STREAMS) and the
-    property tests with the ``soak`` hypothesis profile (HYPOTHESIS_PROFILE)."""
+    """Chaos and crash tests at full size: 1,000 concurrent faulty streams per runtime
+    (CHAOS_STREAMS), a 10,000-request batch run killed and restarted (CRASH_REQUESTS);
+    the property tests with the ``soak`` hypothesis profile (HYPOTHESIS_PROFILE)."""
     session.install("-e", ".[test]")
     session.env["CHAOS_STREAMS"] = session.env.get("CHAOS_STREAMS", "1000")
+    session.env["CRASH_REQUESTS"] = session.env.get("CRASH_REQUESTS", "10000")
     session.env["HYPOTHESIS_PROFILE"] = session.env.get("HYPOTHESIS_PROFILE", "soak")
-    session.run("pytest", "-q", "tests/test_chaos.py", *PROPERTY_TESTS, *session.posargs)
+    session.run(
+        "pytest",
+        "-q",
+        "tests/test_chaos.py",
+        "tests/test_crash.py",
+        *PROPERTY_TESTS,
+        *session.posargs,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 
+from ._transport import NO_RESEND
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -142,12 +143,15 @@ class Requester:
         stream: bool = False,
         max_retries: int | None = None,
         timeout: httpx.Timeout | None = None,
+        resend: bool = True,
     ) -> Reply:
         """Send with limits and retries; return the first 2xx/3xx reply or raise a typed error.
 
         With ``stream=False`` the body is read and the concurrency slot freed
         before returning; with ``stream=True`` the caller owns the open
-        response and must ``await reply.aclose()``.
+        response and must ``await reply.aclose()``. ``resend=False``: a request the
+        server may have acted on is never sent again by the transport (the
+        caller passes ``max_retries=0`` too and decides what to do).
         """
         auth = self._auth_headers()
         all_headers = {**self.headers, **auth, **(headers or {})}
@@ -169,6 +173,7 @@ class Requester:
                     params=params,
                     headers=all_headers,
                     timeout=timeout or self.timeout,
+                    extensions=None if resend else {NO_RESEND: True},
                 )
                 response = await self.http.send(request, stream=True)
             except httpx.TimeoutException as exc:
@@ -178,6 +183,13 @@ class Requester:
                 )
                 cause: BaseException | None = exc
                 wait = self.retry.backoff(attempt)
+            except httpx.TooManyRedirects as exc:
+                permit.release()
+                raise APIConnectionError(
+                    self.redact(
+                        f"{method} {path}: too many redirects (the last to {exc.request.url})"
+                    )
+                ) from exc
             except httpx.TransportError as exc:
                 permit.release()
                 error = APIConnectionError(

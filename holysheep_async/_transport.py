@@ -20,7 +20,10 @@ What it does, and why:
   ``pool`` never applies since nothing waits for a connection).
 - A request sent on a reused connection that fails before a single response
   byte arrives is retried once on a new connection: the server closed the
-  idle connection (keep-alive timeout) as we sent on it.
+  idle connection (keep-alive timeout) as we sent on it. A request that must
+  never reach the server twice (creating a batch) opts out with
+  ``extensions={NO_RESEND: True}``: the server may have acted on it before
+  the connection died, and the caller finds out rather than sending it again.
 - A connection goes back to the pool only when its response body was read
   to the end and neither side asked to close; anything else (errors,
   cancellation, a response closed early) closes it.
@@ -314,6 +317,11 @@ class _Connection:
             await anyio.aclose_forcefully(self.stream)
 
 
+#: Request extension: do not send this request again on a new connection when a
+#: reused one dies before answering (see the module docstring).
+NO_RESEND = "holysheep_no_resend"
+
+
 class _StaleConnection(Exception):
     """A reused connection failed before any response byte: safe to send again."""
 
@@ -564,7 +572,12 @@ class Transport(httpx.AsyncBaseTransport):
         if conn is not None:
             try:
                 return await self._exchange(self._lease(conn), request, head, body)
-            except _StaleConnection:
+            except _StaleConnection as exc:
+                if request.extensions.get(NO_RESEND):
+                    raise httpx.RemoteProtocolError(
+                        "server disconnected without sending a response (on a reused"
+                        " connection; not sent again: the server may have acted on it)"
+                    ) from exc
                 log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
         conn = self._lease(await self._connect(key, request))
         return await self._exchange(conn, request, head, body)

@@ -408,6 +408,27 @@ async def test_crash_between_create_and_journal_finds_the_batch(
     assert len(report.succeeded) == 3
 
 
+async def test_journal_in_use_refuses_a_second_run(
+    client: AsyncClient, server: MockServer, tmp_path: Path, options: Any
+) -> None:
+    options(batch_speed=1)
+    journal = tmp_path / "run.journal"
+    refused: list[str] = []
+
+    async def progress(p: RunProgress) -> None:
+        if p.phase == "waiting" and not refused:
+            with pytest.raises(HolySheepError, match="in use by another run") as info:
+                await client.batches.run(tasks(3), journal=journal)
+            refused.append(str(info.value))
+
+    log = Log(server)
+    report = await client.batches.run(tasks(3), journal=journal, on_progress=progress)
+    assert refused and report.succeeded == ["t0", "t1", "t2"]
+    assert len(log.calls("POST", "/v1/batches")) == 1
+    # Released when the run ends: the journal is usable again.
+    assert (await client.batches.run(tasks(3), journal=journal)).succeeded == report.succeeded
+
+
 async def test_journal_refuses_other_input(
     client: AsyncClient, tmp_path: Path, options: Any
 ) -> None:

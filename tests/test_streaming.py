@@ -230,6 +230,24 @@ async def test_rate_limit_error_object_is_retried_but_quota_is_not(
     assert mark() == 3
 
 
+async def test_rate_limit_error_inside_the_stream_pauses_the_whole_client(
+    client: AsyncClient, server: MockServer
+) -> None:
+    limiter = client._requester.limiter
+    server.inject(Fault("error", after=0, code="server_error", message="overloaded"))
+    async with client.chat.stream(model="m", messages=MSGS) as stream:
+        assert "".join([t async for t in stream]) == TEXT
+    assert limiter.stats().cooldowns == 0  # overloaded: retried, but no pause for others
+    server.inject(Fault("error", after=0, code="rate_limit_exceeded", message="Slow down"))
+    async with client.chat.stream(model="m", messages=MSGS) as stream:
+        assert "".join([t async for t in stream]) == TEXT
+    assert limiter.stats().cooldowns == 1  # a 429 in disguise: the shared cooldown, as for a 429
+    server.inject(Fault("error", after=0, code=None, message="Too Many Requests, try later"))
+    async with client.chat.stream(model="m", messages=MSGS) as stream:
+        assert "".join([t async for t in stream]) == TEXT
+    assert limiter.stats().cooldowns == 2
+
+
 async def test_stream_cut_before_any_text_is_retried(
     client: AsyncClient, server: MockServer, mark: Callable[[], int]
 ) -> None:

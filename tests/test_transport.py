@@ -21,6 +21,7 @@ import pytest
 
 from holysheep_async import AsyncClient
 from holysheep_async._transport import (
+    NO_RESEND,
     ChunkedDecoder,
     Transport,
     TransportStats,
@@ -338,6 +339,26 @@ async def test_stale_keep_alive_connection_is_retried_once(raw, http: httpx.Asyn
     assert (await http.post(srv.url, json={"n": 2})).content == b"one"
     assert srv.accepted == 2
     assert [r[2] for r in reqs] == [b'{"n":1}', b'{"n":2}']
+
+
+async def test_no_resend_request_is_not_sent_again_on_a_stale_connection(
+    raw, http: httpx.AsyncClient
+) -> None:
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+
+    def handler(conn: Conn) -> None:  # one answer per connection, then close (no header)
+        req = conn.read_request()
+        if req is not None:
+            reqs.append(req)
+            conn.send(ok(b"one"))
+
+    srv = raw(handler)
+    assert (await http.post(srv.url, json={"n": 1})).content == b"one"
+    await anyio.to_thread.run_sync(srv.closed.wait)
+    # The server may have acted on it before the connection died: the caller decides.
+    with pytest.raises(httpx.RemoteProtocolError, match="not sent again"):
+        await http.post(srv.url, json={"n": 2}, extensions={NO_RESEND: True})
+    assert srv.accepted == 1
 
 
 async def test_fresh_connection_closed_without_answer_is_an_error(raw, http) -> None:
