@@ -220,10 +220,24 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        _sync_dir(target.parent)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def to_request(
