@@ -49,9 +49,24 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+# The property tests, run by soak with twenty times CI's examples (HYPOTHESIS_PROFILE=soak).
+PROPERTY_TESTS = ["tests/test_jsonl_props.py", "tests/test_sse.py", "tests/test_limits.py"]
+
+
 @nox.session
 def soak(session: nox.Session) -> None:
-    """The chaos test at full size: 1,000 concurrent faulty streams per runtime (CHAOS_STREAMS)."""
+    """Chaos and crash tests at full size: 1,000 concurrent faulty streams per runtime
+    (CHAOS_STREAMS), a 10,000-request batch run killed and restarted (CRASH_REQUESTS);
+    the property tests with the ``soak`` hypothesis profile (HYPOTHESIS_PROFILE)."""
     session.install("-e", ".[test]")
     session.env["CHAOS_STREAMS"] = session.env.get("CHAOS_STREAMS", "1000")
-    session.run("pytest", "-q", "tests/test_chaos.py", *session.posargs)
+    session.env["CRASH_REQUESTS"] = session.env.get("CRASH_REQUESTS", "10000")
+    session.env["HYPOTHESIS_PROFILE"] = session.env.get("HYPOTHESIS_PROFILE", "soak")
+    session.run(
+        "pytest",
+        "-q",
+        "tests/test_chaos.py",
+        "tests/test_crash.py",
+        *PROPERTY_TESTS,
+        *session.posargs,
+    )

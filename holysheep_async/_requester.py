@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 import httpx
 
+from ._transport import NO_RESEND
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -146,12 +147,15 @@ class Requester:
         stream: bool = False,
         max_retries: int | None = None,
         timeout: httpx.Timeout | None = None,
+        resend: bool = True,
     ) -> Reply:
         """Send with limits and retries; return the first 2xx/3xx reply or raise a typed error.
 
         With ``stream=False`` the body is read and the concurrency slot freed
         before returning; with ``stream=True`` the caller owns the open
-        response and must ``await reply.aclose()``.
+        response and must ``await reply.aclose()``. ``resend=False``: a request the
+        server may have acted on is never sent again by the transport (the
+        caller passes ``max_retries=0`` too and decides what to do).
         """
         auth = self._auth_headers()
         all_headers = {**self.headers, **auth, **(headers or {})}
@@ -177,7 +181,9 @@ class Requester:
                     and not self.http.cookies
                     and not self.http.params
                 ):
-                    request = self._build(method, url, json, all_headers, timeout or self.timeout)
+                    request = self._build(
+                        method, url, json, all_headers, timeout or self.timeout, resend
+                    )
                 else:
                     request = self.http.build_request(
                         method,
@@ -189,6 +195,7 @@ class Requester:
                         params=params,
                         headers=all_headers,
                         timeout=timeout or self.timeout,
+                        extensions=None if resend else {NO_RESEND: True},
                     )
                 response = await self.http.send(request, stream=True)
             except httpx.TimeoutException as exc:
@@ -198,6 +205,13 @@ class Requester:
                 )
                 cause: BaseException | None = exc
                 wait = self.retry.backoff(attempt)
+            except httpx.TooManyRedirects as exc:
+                permit.release()
+                raise APIConnectionError(
+                    self.redact(
+                        f"{method} {path}: too many redirects (the last to {exc.request.url})"
+                    )
+                ) from exc
             except httpx.TransportError as exc:
                 permit.release()
                 error = APIConnectionError(
@@ -286,6 +300,7 @@ class Requester:
         json: Any,
         headers: dict[str, str],
         timeout: httpx.Timeout,
+        resend: bool = True,
     ) -> httpx.Request:
         """What ``build_request`` makes, for the client built by default (no cookies, no params).
 
@@ -304,7 +319,9 @@ class Requester:
             url,
             json=json,
             headers=list(cached[1]),
-            extensions={"timeout": timeout.as_dict()},
+            extensions={"timeout": timeout.as_dict()}
+            if resend
+            else {"timeout": timeout.as_dict(), NO_RESEND: True},
         )
 
     def _log(

@@ -20,7 +20,10 @@ What it does, and why:
   ``pool`` never applies since nothing waits for a connection).
 - A request sent on a reused connection that fails before a single response
   byte arrives is retried once on a new connection: the server closed the
-  idle connection (keep-alive timeout) as we sent on it.
+  idle connection (keep-alive timeout) as we sent on it. A request that must
+  never reach the server twice (creating a batch) opts out with
+  ``extensions={NO_RESEND: True}``: the server may have acted on it before
+  the connection died, and the caller finds out rather than sending it again.
 - A connection goes back to the pool only when its response body was read
   to the end and neither side asked to close; anything else (errors,
   cancellation, a response closed early) closes it.
@@ -51,6 +54,7 @@ import ssl
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -59,7 +63,7 @@ import httpx
 
 from ._compat import running_library
 
-__all__ = ["ChunkedDecoder", "Transport", "default_transport"]
+__all__ = ["ChunkedDecoder", "Transport", "TransportStats", "default_transport"]
 
 log = logging.getLogger("holysheep_async")
 
@@ -480,6 +484,7 @@ class _TrioWatchdog:
         self._trio = trio
         self._heap: list[tuple[float, int, _Connection]] = []
         self._seq = 0
+        self._stale = 0
         self._scope: Any = None
 
     @classmethod
@@ -495,6 +500,19 @@ class _TrioWatchdog:
             trio.lowlevel.spawn_system_task(dog._run, name="holysheep_async read timeouts")
         return dog
 
+    def discard(self) -> None:
+        """An entry no longer counts (its connection closed or re-armed earlier).
+
+        Stale entries are dropped once they are half the heap, so closed
+        connections are not kept alive until their old deadlines pass.
+        """
+        self._stale += 1
+        heap = self._heap
+        if self._stale * 2 > len(heap):
+            heap[:] = [e for e in heap if e[2]._timer_at == e[0]]
+            heapq.heapify(heap)
+            self._stale = 0
+
     def arm(self, conn: _Connection, when: float) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, conn))
@@ -509,6 +527,8 @@ class _TrioWatchdog:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
                 when, _, conn = heapq.heappop(heap)
+                if when != conn._timer_at and self._stale:
+                    self._stale -= 1  # a stale entry leaves the heap
                 try:
                     conn._on_timer(when)
                 except Exception:  # never let one connection take the run down
@@ -520,6 +540,18 @@ class _TrioWatchdog:
 
 
 _WATCHDOG: Any = None
+
+
+@dataclass(frozen=True)
+class TransportStats:
+    """A snapshot of a :class:`Transport`'s pool (``transport.stats()``)."""
+
+    #: Connections carrying a request or an unread response body now.
+    in_use: int
+    #: Connections kept for reuse.
+    idle: int
+    #: Connections opened so far.
+    opened: int
 
 
 class _Connection:
@@ -534,6 +566,7 @@ class _Connection:
         "buf",
         "idle_since",
         "key",
+        "leased",
         "reused",
         "stream",
         "timed_out",
@@ -544,6 +577,7 @@ class _Connection:
         self.stream = stream
         self.buf = b""
         self.reused = False
+        self.leased = False  # counted in the transport's in-use connections
         self.idle_since = 0.0
         self.timed_out = False
         # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
@@ -580,6 +614,7 @@ class _Connection:
         return anyio.current_time()
 
     def _arm(self, when: float) -> None:
+        superseded = self._timer_at != math.inf
         self._timer_at = when
         if self._loop is not None:
             if self._timer is not None:
@@ -587,6 +622,8 @@ class _Connection:
             self._timer = self._loop.call_at(when, self._on_timer, when)
         else:
             assert self._dog is not None
+            if superseded:
+                self._dog.discard()
             self._dog.arm(self, when)
 
     def _on_timer(self, when: float) -> None:
@@ -659,7 +696,10 @@ class _Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._timer_at != math.inf:
             self._timer_at = math.inf
+            if self._dog is not None:
+                self._dog.discard()  # its entry in the watchdog's heap is stale now
         stream = self.stream
         if isinstance(stream, _AsyncioStream) or (
             isinstance(stream, _TrioStream) and stream._owner is None
@@ -668,6 +708,11 @@ class _Connection:
             return
         with anyio.CancelScope(shield=True):
             await anyio.aclose_forcefully(self.stream)
+
+
+#: Request extension: do not send this request again on a new connection when a
+#: reused one dies before answering (see the module docstring).
+NO_RESEND = "holysheep_no_resend"
 
 
 class _StaleConnection(Exception):
@@ -803,6 +848,7 @@ class _Body(httpx.AsyncByteStream):
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
+            self._transport._unlease(conn)
             if self._done and self._keep:
                 await self._transport._release(conn)
             else:
@@ -844,12 +890,33 @@ class Transport(httpx.AsyncBaseTransport):
         self._closed = False
         #: Connections opened so far (for tests and benchmarks).
         self.connections_opened = 0
+        self._in_use = 0
 
     # -- pool ----------------------------------------------------------------------
 
     @property
     def idle_connections(self) -> int:
         return sum(len(v) for v in self._idle.values())
+
+    @property
+    def connections_in_use(self) -> int:
+        """Connections leased to a request: from sending it until its body is read or closed."""
+        return self._in_use
+
+    def stats(self) -> TransportStats:
+        """The pool now: connections in use, idle, opened so far."""
+        return TransportStats(self._in_use, self.idle_connections, self.connections_opened)
+
+    def _lease(self, conn: _Connection) -> _Connection:
+        conn.leased = True
+        self._in_use += 1
+        return conn
+
+    def _unlease(self, conn: _Connection) -> None:
+        # Idempotent: a connection leaves the in-use count once, whichever path ends it.
+        if conn.leased:
+            conn.leased = False
+            self._in_use -= 1
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -965,10 +1032,15 @@ class Transport(httpx.AsyncBaseTransport):
         conn = self._take_idle(key)
         if conn is not None:
             try:
-                return await self._exchange(conn, request, head, body)
-            except _StaleConnection:
+                return await self._exchange(self._lease(conn), request, head, body)
+            except _StaleConnection as exc:
+                if request.extensions.get(NO_RESEND):
+                    raise httpx.RemoteProtocolError(
+                        "server disconnected without sending a response (on a reused"
+                        " connection; not sent again: the server may have acted on it)"
+                    ) from exc
                 log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
-        conn = await self._connect(key, request)
+        conn = self._lease(await self._connect(key, request))
         return await self._exchange(conn, request, head, body)
 
     async def _encode(self, request: httpx.Request) -> tuple[bytes, bytes | None]:
@@ -1057,17 +1129,19 @@ class Transport(httpx.AsyncBaseTransport):
             response, reuse = self._response(
                 conn, request, version, status, reason, headers, read_timeout
             )
-            if reuse is not None:
-                # Read whole already (see _response): hand the connection back now.
-                response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
-                if reuse:
-                    await self._release(conn)
-                else:
-                    await conn.close()
-            return response
         except BaseException:
+            self._unlease(conn)
             await conn.close()
             raise
+        if reuse is not None:
+            # Read whole already (see _response): hand the connection back now.
+            self._unlease(conn)
+            response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
+            if reuse:
+                await self._release(conn)
+            else:
+                await conn.close()
+        return response
 
     def _response(
         self,

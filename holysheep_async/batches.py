@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 
 from ._batch_cost import usage_cost
 from .errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     BatchTimeoutError,
@@ -39,6 +41,7 @@ from .errors import (
     HolySheepError,
     InvalidResponseError,
     PermissionDeniedError,
+    QuotaExceededError,
     invalid_response,
 )
 from .jsonl import (
@@ -72,6 +75,11 @@ NO_BATCH_API = frozenset({404, 405, 501})
 #: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
 _RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
 _JOURNAL_VERSION = 1
+#: Seconds the server's clock may be behind ours when looking for a batch a lost create made.
+_CLOCK_LEEWAY = 60
+#: The metadata key ``create`` tags each batch with, to find it again after a lost answer.
+CREATE_ID_KEY = "holysheep_create_id"
+_MAX_METADATA_KEYS = 16
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -252,9 +260,8 @@ class Batches:
         self, path: Path, endpoint: str, window: str, metadata: dict[str, str] | None
     ) -> Batch:
         file = await self._upload_valid(path, endpoint)
-        return await self.create(
-            file.id, endpoint=endpoint, completion_window=window, metadata=metadata
-        )
+        # A fresh file: a batch made from it is ours, so a lost answer is looked up.
+        return await self._create_once(file.id, endpoint, window, metadata)
 
     async def _upload_valid(
         self,
@@ -279,7 +286,33 @@ class Batches:
         completion_window: str = "24h",
         metadata: dict[str, str] | None = None,
     ) -> Batch:
-        """Create a batch from an uploaded file (``submit`` does upload + create)."""
+        """Create a batch from an uploaded file (``submit`` does upload + create).
+
+        A create that got no answer, or a 5xx, may still have made the batch,
+        so it is not blindly sent again: the batch carries a one-off
+        ``metadata["holysheep_create_id"]``, and before trying again the client
+        looks for the batch of this file with that id (on a server that drops
+        metadata: one created since the call began, with a minute's leeway for
+        the server's clock) and returns it instead of making a second one. With
+        16 metadata keys already (the API's limit) no id is added.
+        """
+        token: str | None = None
+        if len(metadata or {}) < _MAX_METADATA_KEYS:
+            token = uuid.uuid4().hex
+            metadata = {**(metadata or {}), CREATE_ID_KEY: token}
+        since = int(time.time()) - _CLOCK_LEEWAY
+        return await self._create_once(
+            input_file_id, endpoint, completion_window, metadata, since=since, token=token
+        )
+
+    async def _create(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        completion_window: str,
+        metadata: dict[str, str] | None,
+        max_retries: int | None = None,
+    ) -> Batch:
         body: dict[str, Any] = {
             "input_file_id": input_file_id,
             "endpoint": endpoint,
@@ -287,8 +320,95 @@ class Batches:
         }
         if metadata:
             body["metadata"] = metadata
-        reply = await self._requester.request("POST", "/batches", json=body)
+        reply = await self._requester.request(
+            "POST", "/batches", json=body, max_retries=max_retries, resend=max_retries != 0
+        )
         return self._parse(reply.response, Batch, "a batch object")
+
+    async def _create_once(
+        self,
+        input_file_id: str,
+        endpoint: str,
+        window: str,
+        metadata: dict[str, str] | None,
+        *,
+        since: int | None = None,
+        token: str | None = None,
+    ) -> Batch:
+        """Create the batch of ``input_file_id``, never two of them.
+
+        A create that got no answer, or a 5xx, may still have made the batch,
+        so it is not simply sent again: before each new try the batch is looked
+        for among the server's batches (the file was uploaded for this one
+        batch; for a file that may have been used before, ``token`` is the
+        ``holysheep_create_id`` sent, and ``since`` the earliest creation time
+        that counts where the server kept no metadata).
+        """
+        policy = self._requester.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._create(input_file_id, endpoint, window, metadata, max_retries=0)
+            except (APIConnectionError, APIStatusError) as exc:
+                if isinstance(exc, APIStatusError) and (
+                    isinstance(exc, QuotaExceededError)
+                    or not policy.should_retry_status(exc.status_code, exc.headers)
+                ):
+                    raise
+                if attempt > policy.max_retries:
+                    raise
+                wait = policy.delay(
+                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
+                )
+                if wait > policy.max_server_wait:
+                    raise
+                log.info(
+                    "creating the batch of %s failed (%s): looking for it before trying again",
+                    input_file_id,
+                    exc,
+                )
+                await self._requester.sleep(wait)
+                found = await self._find_batch(input_file_id, since=since, token=token)
+                if found is not None:
+                    return found
+
+    async def _find_batch(
+        self, input_file_id: str, *, since: int | None = None, token: str | None = None
+    ) -> Batch | None:
+        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
+
+        With ``token``, a batch whose ``holysheep_create_id`` differs is another
+        create's; with ``since``, only one created at that Unix time or later counts.
+
+        A server that cannot list batches (a 4xx other than 408/409/429) gets
+        ``None`` and a warning: creating the batch again is then the only way
+        on, at the risk of a second batch. Other failures raise: the caller
+        stops rather than guess (a resumed run looks again).
+        """
+        seen = 0
+        try:
+            async for batch in self.list(limit=100):
+                if since is not None and batch.created_at and batch.created_at < since:
+                    break  # newest first: the rest are older still
+                if batch.input_file_id == input_file_id:
+                    sent = (batch.metadata or {}).get(CREATE_ID_KEY)
+                    if token is None or sent is None or sent == token:
+                        return batch
+                seen += 1
+                if seen >= 500:
+                    break
+        except APIStatusError as exc:
+            if self._requester.retry.should_retry_status(exc.status_code, exc.headers):
+                raise
+            # Some servers cannot list batches: creating one is the only way on.
+            log.warning(
+                "cannot list batches to look for one made from %s (%s): creating it; if an"
+                " earlier create did reach the server, there are two batches of this file",
+                input_file_id,
+                exc,
+            )
+        return None
 
     async def retrieve(self, batch_id: str) -> Batch:
         reply = await self._requester.request("GET", f"/batches/{_check_id(batch_id)}")
@@ -355,7 +475,9 @@ class Batches:
         """The batch's results, from its output and error files, streamed line by line.
 
         Lines come in the server's order (any order): key them by ``custom_id``.
-        A line that is not a result is logged (and added to ``problems``), not fatal.
+        A line that is not a result is logged (and added to ``problems``), not fatal;
+        but a file that is not JSONL at all (an HTML page, or lines of which none is
+        a result) raises :class:`InvalidResponseError` naming the file and the line.
         To stop early, close it (``contextlib.aclosing``) so the download is closed at once.
 
         >>> by_id = {r.custom_id: r async for r in client.batches.results(batch)}  # doctest: +SKIP
@@ -366,9 +488,14 @@ class Batches:
                 continue
             reply = await self._requester.request("GET", f"/files/{file_id}/content", stream=True)
             try:
+                await _refuse_html(reply.response, file_id)
                 lineno = 0
-                async for line in reply.response.aiter_lines():
+                good = 0
+                first_bad: tuple[int, str] | None = None
+                async for line in _jsonl_lines(reply.response.aiter_bytes()):
                     lineno += 1
+                    if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                        line = line[3:]
                     if not line.strip():
                         continue
                     try:
@@ -378,8 +505,12 @@ class Batches:
                         log.warning("%s", message)
                         if problems is not None:
                             problems.append((lineno, message))
+                        first_bad = first_bad or (lineno, message)
                         continue
+                    good += 1
                     yield result
+                if first_bad is not None and not good:
+                    raise _not_jsonl(reply.response, file_id, first_bad)
             finally:
                 await reply.aclose()
 
@@ -402,6 +533,7 @@ class Batches:
                 )
                 last = b"\n"
                 try:
+                    await _refuse_html(reply.response, file_id)
                     async for chunk in reply.response.aiter_bytes():
                         if chunk:
                             fh.write(chunk)
@@ -449,6 +581,15 @@ class Batches:
           page (no Batch API),
           every request goes through ``chat.create`` instead, ``concurrency`` at a
           time and under the client's limits; the report has the same form.
+        - Killed at any point (even SIGKILL) and run again with the same
+          journal, it goes on where it was: every ``custom_id`` ends with
+          exactly one result, and in batch mode no request goes into two
+          batches (a create whose answer never came is looked up on the server
+          by its input file, not sent again; an upload whose answer never came
+          leaves an unused file on the server, nothing more). In direct mode,
+          the calls in flight at the moment of the kill (at most
+          ``concurrency``) have no answer on disk yet and are sent again.
+          A second run on a journal in use fails with ``HolySheepError``.
         - ``output``: write all results there (Batch API line format).
         - ``on_progress(RunProgress)`` after each step and poll.
 
@@ -587,6 +728,46 @@ class Batches:
             raise invalid_response(response, expected) from None
 
 
+async def _refuse_html(response: httpx.Response, file_id: str) -> None:
+    """A file's content that is an HTML page (a login or error page): say so, by file id."""
+    if "html" not in response.headers.get("content-type", "").lower():
+        return
+    try:
+        await response.aread()
+    except httpx.HTTPError as exc:
+        raise APIConnectionError(
+            f"file {file_id}: the connection broke reading an HTML answer ({type(exc).__name__})"
+        ) from exc
+    raise _not_jsonl(response, file_id)
+
+
+def _not_jsonl(
+    response: httpx.Response, file_id: str, first_bad: tuple[int, str] | None = None
+) -> InvalidResponseError:
+    """The error for a file whose content is not JSONL batch results at all.
+
+    ``first_bad``: the first bad line of a file read line by line; None for an
+    HTML page (read whole), which the message describes instead.
+    """
+    if first_bad is None:
+        base = invalid_response(response, "JSONL batch results")
+        return InvalidResponseError(
+            f"file {file_id} line 1: not JSONL: {base.message}",
+            status_code=base.status_code,
+            request_id=base.request_id,
+            body=base.body,
+        )
+    _, message = first_bad  # its text names the file and the line
+    rid = response.headers.get("x-request-id")
+    return InvalidResponseError(
+        f"file {file_id} is not JSONL batch results: no line is a result; the first bad one:"
+        f" {message}" + (f" [request id {rid}]" if rid else ""),
+        status_code=response.status_code,
+        request_id=rid,
+        body=message,
+    )
+
+
 _ID = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 
 
@@ -602,10 +783,42 @@ def _workdir(journal: str | os.PathLike[str] | None) -> Iterator[Path]:
     if journal is not None:
         path = Path(f"{os.fspath(journal)}.d")
         path.mkdir(parents=True, exist_ok=True)
-        yield path
+        with _locked(path / "lock", journal):
+            # Temporary files of writes a killed run left half done (atomic_write's names).
+            name = Path(journal).name
+            for left in [*path.glob(".*.tmp"), *Path(journal).parent.glob(f".{name}.*.tmp")]:
+                with contextlib.suppress(OSError):
+                    left.unlink()
+            yield path
         return
     with tempfile.TemporaryDirectory(prefix="holysheep-run-") as tmp:
         yield Path(tmp)
+
+
+@contextlib.contextmanager
+def _locked(path: Path, journal: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (released by the OS if the process dies).
+
+    Two runs on one journal would submit the same parts twice. Where there
+    is no ``fcntl`` (Windows) nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with path.open("a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise HolySheepError(
+                f"the batch journal {os.fspath(journal)} is in use by another run"
+                " (two runs on one journal would submit the same requests twice)"
+            ) from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _add_parts(
@@ -747,6 +960,7 @@ class _Run:
             name = f"part-{part['index']:03d}.results.jsonl"
             if batch.output_file_id or batch.error_file_id:
                 await self.b.download(batch, self.workdir / name)
+                self._check_results(part, batch, name)
             else:
                 # Nothing came back (e.g. failed at validation): say why for each request.
                 message = _batch_error_text(batch)
@@ -763,6 +977,35 @@ class _Run:
                 )
             part["results"] = name
             state.save()
+
+    def _check_results(self, part: dict[str, Any], batch: Batch, name: str) -> None:
+        """The downloaded results of ``part`` must be its own: never merge another batch's."""
+        path = self.workdir / name
+        ids = set(self.part_ids(part))
+        problems: builtins.list[tuple[int, str]] = []
+        results = list(read_results(path, problems=problems))
+        files = " and ".join(f for f in (batch.output_file_id, batch.error_file_id) if f)
+        foreign = [r.custom_id for r in results if r.custom_id not in ids]
+        if foreign:
+            raise InvalidResponseError(
+                f"batch {batch.id}: its results (file {files}) hold {len(foreign)} result(s)"
+                f" whose custom_id is not in this batch (e.g. {foreign[:3]}): a results file"
+                f" from another batch? Nothing was merged; the file is kept in {path}",
+                status_code=200,
+                request_id=None,
+                body=foreign[0],
+            )
+        if problems and not results:
+            line, message = problems[0]
+            raise InvalidResponseError(
+                f"batch {batch.id}: its results (file {files}) are not JSONL batch results:"
+                f" line {line}: {message} ({len(problems)} bad line(s), no result);"
+                f" the file is kept in {path}",
+                status_code=200,
+                request_id=None,
+                body=message,
+            )
+        self._parsed[name] = (path.stat().st_size, results)
 
     def part_ids(self, part: dict[str, Any]) -> builtins.list[str]:
         with (self.workdir / part["file"]).open("rb") as fh:
@@ -784,12 +1027,7 @@ class _Run:
                     part["batch_id"] = found.id
                     state.save()
                     return
-            batch = await self.b.create(
-                part["input_file_id"],
-                endpoint=self.endpoint,
-                completion_window=self.window,
-                metadata=self.metadata,
-            )
+            batch = await self.create_once(part["input_file_id"])
         except APIStatusError as exc:
             if exc.status_code in NO_BATCH_API:
                 raise _NoBatchAPI(exc) from exc
@@ -806,20 +1044,11 @@ class _Run:
             self.on_progress, RunProgress("submitted", self.answered, len(self.ids), batch)
         )
 
+    async def create_once(self, input_file_id: str) -> Batch:
+        return await self.b._create_once(input_file_id, self.endpoint, self.window, self.metadata)
+
     async def find_batch(self, input_file_id: str) -> Batch | None:
-        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found)."""
-        seen = 0
-        try:
-            async for batch in self.b.list(limit=100):
-                if batch.input_file_id == input_file_id:
-                    return batch
-                seen += 1
-                if seen >= 500:
-                    break
-        except APIStatusError as exc:
-            # Some servers cannot list batches; creating one is still right.
-            log.warning("cannot list batches to look for one from %s: %s", input_file_id, exc)
-        return None
+        return await self.b._find_batch(input_file_id)
 
     # -- direct calls -------------------------------------------------------------
 
@@ -1013,3 +1242,27 @@ def _batch_error_text(batch: Batch) -> str:
         f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "") for e in errors[:5]
     )
     return f"batch {batch.id} ended {batch.status}" + (f": {detail}" if detail else "")
+
+
+async def _jsonl_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a JSONL download, split at LF only.
+
+    Not ``aiter_lines``: like ``str.splitlines`` it also splits at U+2028, U+0085
+    and other characters a JSON string may hold unescaped, cutting a result in two.
+    """
+    pending: list[bytes] = []
+    async for chunk in chunks:
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        *lines, rest = chunk.split(b"\n")
+        for line in lines:
+            yield line
+        if rest:
+            pending.append(rest)
+    if pending:
+        yield b"".join(pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -104,7 +105,7 @@ class AsyncClient:
         stream_idle_timeout: float | None = 30.0,
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
-        default_headers: dict[str, str] | None = None,
+        default_headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
     ) -> None:
         if api_key is None:
@@ -128,10 +129,26 @@ class AsyncClient:
         _check_number("stream_idle_timeout", stream_idle_timeout)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigurationError(f"max_retries must be an int >= 0, got {max_retries!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError(
+                f"retry must be a RetryPolicy (or None), got {type(retry).__name__};"
+                " for a count, pass max_retries=..."
+            )
         if retry is None:
             retry = RetryPolicy(max_retries=max_retries)
         elif max_retries != 3 and max_retries != retry.max_retries:
             raise ConfigurationError("pass max_retries inside retry=RetryPolicy(...), not both")
+        if not isinstance(allow_insecure_http, bool):
+            raise ConfigurationError(
+                f"allow_insecure_http must be True or False, got {allow_insecure_http!r}"
+            )
+        if default_headers is not None and not (
+            isinstance(default_headers, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in default_headers.items())
+        ):
+            raise ConfigurationError(
+                f"default_headers must be a dict of str to str, got {default_headers!r:.80}"
+            )
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"

@@ -304,17 +304,49 @@ def describe_error_body(
     return body, message or "", code, etype
 
 
+def _sent_key(response: httpx.Response) -> str | None:
+    """The bearer token the request of ``response`` carried (to blank out if echoed)."""
+    try:
+        auth = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a response built without a request
+        return None
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _redact_bytes(raw: bytes, secrets: Sequence[str | None]) -> bytes:
+    for secret in secrets:
+        if secret and len(secret) >= 6 and secret.encode() in raw:
+            raw = raw.replace(secret.encode(), b"***")
+    return raw
+
+
+def _redact_text(text: str, secrets: Sequence[str | None]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 6 and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
 def invalid_response(response: httpx.Response, expected: str) -> InvalidResponseError:
-    """The error for a 2xx response whose (read) body is not ``expected``."""
+    """The error for a 2xx response whose (read) body is not ``expected``.
+
+    The message names the status, the request, the content type and what came;
+    a key the server echoed back is blanked out.
+    """
+    secrets = [_sent_key(response)]
     request_id = response.headers.get("x-request-id")
-    raw = response.content
-    ctype = response.headers.get("content-type", "")
+    if request_id:
+        request_id = _redact_text(request_id, secrets)
+    raw = _redact_bytes(response.content, secrets)
+    ctype = _redact_text(response.headers.get("content-type", ""), secrets)
+    kind = f"content-type {ctype}" if ctype else "no content-type"
     if not raw:
-        what = "an empty body"
+        what = f"an empty body ({kind})"
     elif "html" in ctype.lower() or raw.lstrip()[:1] == b"<":
-        what = "an HTML page (" + _html_text(raw)[:80] + ")"
+        what = f"an HTML page ({_html_text(raw)[:80]}; {kind})"
     else:
-        what = f"{raw[:120]!r}"
+        what = f"{raw[:120]!r} ({kind})"
     rid = f" [request id {request_id}]" if request_id else ""
     return InvalidResponseError(
         f"{response.status_code} from {response.request.method} {response.request.url.path}: "
@@ -337,10 +369,11 @@ def make_status_error(
     ``redact``: a secret (the API key) to blank out wherever the server echoed it.
     """
     status = response.status_code
+    secrets = [redact, _sent_key(response)]
     request_id = response.headers.get("x-request-id")
-    raw = response.content
-    if redact and len(redact) >= 6 and redact.encode() in raw:
-        raw = raw.replace(redact.encode(), b"***")
+    if request_id:
+        request_id = _redact_text(request_id, secrets)
+    raw = _redact_bytes(response.content, secrets)
     body, message, code, etype = describe_error_body(raw, response.headers.get("content-type", ""))
     cls = _STATUS_CLASSES.get(status, InternalServerError if status >= 500 else APIStatusError)
     if status in (403, 429) and _QUOTA_WORDS.search(f"{code or ''} {etype or ''} {message}"):
@@ -362,6 +395,6 @@ def make_status_error(
         body=body,
         code=code,
         error_type=etype,
-        headers=dict(response.headers),
+        headers={k: _redact_text(v, secrets) for k, v in response.headers.items()},
         partial_text=partial_text,
     )

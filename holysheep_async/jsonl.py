@@ -52,7 +52,37 @@ DEFAULT_ENDPOINT = "/v1/chat/completions"
 MAX_PROBLEMS = 1_000
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_loads = json.loads
+_BOM = b"\xef\xbb\xbf"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Strict JSON: NaN and Infinity, which the json module accepts by default, are refused.
+_decode = json.JSONDecoder(parse_constant=_no_constant).decode
+
+
+def _loads(raw: str | bytes) -> Any:
+    """One JSONL line -> a value; ``ValueError`` naming the problem when it is not JSON.
+
+    Bytes must be UTF-8 (``json.loads`` would also take UTF-16 and UTF-32, which
+    the Batch API does not); nesting too deep for the parser is a ``ValueError``,
+    not a ``RecursionError``.
+    """
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"not UTF-8 (bad byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
+    try:
+        return _decode(raw)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 # Keys of a seed-style task that are not part of the request body.
 _LINE_KEYS = ("custom_id", "method", "url")
 
@@ -190,10 +220,24 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "w") -> Iterator[IO[A
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
+        _sync_dir(target.parent)
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def to_request(
@@ -243,13 +287,28 @@ def write_requests(
         for count, item in enumerate(requests, 1):
             buf.append(_dumps(to_request(item, count, url=endpoint).to_line()))
             if len(buf) >= 4096:
-                buf.append("")
-                fh.write("\n".join(buf))
+                _write_lines(fh, buf, count - len(buf) + 1, "request")
                 buf = []
         if buf:
-            buf.append("")
-            fh.write("\n".join(buf))
+            _write_lines(fh, buf, count - len(buf) + 1, "request")
     return count
+
+
+def _write_lines(fh: IO[str], lines: list[str], first: int, what: str) -> None:
+    try:
+        fh.write("\n".join(lines) + "\n")
+    except UnicodeEncodeError:
+        # Only a lone surrogate (a str that is not Unicode text) cannot be UTF-8.
+        for n, line in enumerate(lines, first):
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                char = line[exc.start]
+                raise ValueError(
+                    f"{what} {n}: {char!r} at column {exc.start + 1} is a lone surrogate,"
+                    " not text (it cannot be written as UTF-8)"
+                ) from None
+        raise
 
 
 def write_results(path: str | os.PathLike[str], results: Iterable[BatchResult]) -> int:
@@ -257,8 +316,8 @@ def write_results(path: str | os.PathLike[str], results: Iterable[BatchResult]) 
     count = 0
     with atomic_write(path) as fh:
         for result in results:
-            fh.write(_dumps(result.to_line()) + "\n")
             count += 1
+            _write_lines(fh, [_dumps(result.to_line())], count, "result")
     return count
 
 
@@ -281,7 +340,9 @@ def validate_requests(
     ``model`` and a ``messages`` list (chat endpoint), one model for the whole
     file (``single_model``), at most ``max_requests`` lines and ``max_bytes``
     bytes (``None``: no limit). Blank lines are problems too: the Batch API
-    rejects them.
+    rejects them. So are lines that are not UTF-8 (UTF-16 included), a byte
+    order mark, ``NaN``/``Infinity`` and nesting too deep to parse. Lines end
+    at LF only (CRLF is fine; a lone CR inside a line is JSON whitespace).
 
     >>> report = validate_requests("in.jsonl")
     >>> report.ok, report.count, report.problems[:1]   # doctest: +SKIP
@@ -314,6 +375,9 @@ def validate_requests(
             size += len(raw)
             if max_bytes is not None and size > max_bytes and size - len(raw) <= max_bytes:
                 problem(lineno, f"the file grows past the {max_bytes:,}-byte limit at this line")
+            if lineno == 1 and raw.startswith(_BOM):
+                problem(lineno, "the file starts with a UTF-8 byte order mark: save it without one")
+                raw = raw[3:]
             if not raw.strip():
                 problem(lineno, "blank line")
                 continue
@@ -409,7 +473,7 @@ def parse_result_line(raw: str | bytes) -> BatchResult:
     request_id: str | None = None
     if isinstance(response, dict):
         raw_status = response.get("status_code")
-        status = raw_status if isinstance(raw_status, int) else None
+        status = raw_status if type(raw_status) is int else None
         body = response.get("body")
         rid = response.get("request_id")
         request_id = rid if isinstance(rid, str) else None
@@ -441,8 +505,9 @@ def read_results(
 ) -> Iterator[BatchResult]:
     """Yield the results of an output or error file, one line at a time, in file order.
 
-    Tolerant: a blank or broken line is logged and appended to ``problems``
-    (``(line, message)``, 1-based) when a list is given, and reading goes on.
+    Tolerant: a byte order mark at the start is skipped; a blank or broken
+    line is logged and appended to ``problems`` (``(line, message)``,
+    1-based) when a list is given, and reading goes on.
     Results come in any order: key them by ``custom_id``.
 
     >>> problems = []
@@ -450,6 +515,8 @@ def read_results(
     """
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, 1):
+            if lineno == 1 and raw.startswith(_BOM):
+                raw = raw[3:]  # tolerated here: the line is still read
             if not raw.strip():
                 message = "blank line"
             else:

@@ -13,6 +13,13 @@ never above the limit. A request larger than the whole bucket (a big
 ``max_tokens`` against a small token bucket) waits for an empty bucket and
 then overdraws it, so it is delayed, never refused, and the rate still holds.
 
+Tokens are charged at the estimate and corrected when the usage is known. A
+refund gives back only what of the over-estimate is still in the bucket: as
+the bucket drains, the over-estimate drains with it, and once the bucket has
+run low it is gone (giving it back then would let a later burst past the
+rate). The bucket keeps the low points of its level since each charge (a few
+dozen numbers at most) to know how much that is.
+
 On asyncio the request bucket is ``aiolimiter.AsyncLimiter``. ``aiolimiter``
 calls ``asyncio.get_running_loop()``, so under trio (and whenever a clock is
 injected) the same algorithm runs in :class:`LeakyBucket`, written on anyio.
@@ -28,6 +35,7 @@ become a storm.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -45,6 +53,8 @@ Sleep = Callable[[float], Awaitable[None]]
 _EPSILON = 1e-9
 # A limited acquire always costs a few scheduler turns; only longer counts as waiting.
 _WAITED = 1e-3
+# Low points a bucket keeps (older ones merge, which only makes refunds smaller).
+_MAX_LOWS = 64
 
 
 class Permit:
@@ -57,13 +67,15 @@ class Permit:
     (idempotent).
     """
 
-    __slots__ = ("_limiter", "_released", "tokens", "waited")
+    __slots__ = ("_limiter", "_mark", "_released", "_withheld", "tokens", "waited")
 
-    def __init__(self, limiter: Limiter, tokens: int, waited: float) -> None:
+    def __init__(self, limiter: Limiter, tokens: int, waited: float, mark: int = -1) -> None:
         self._limiter = limiter
         self._released = False
         self.tokens = tokens
         self.waited = waited
+        self._mark = mark  # the token bucket's pour of these tokens
+        self._withheld = 0.0  # over-estimate not given back (it had drained already)
 
     def reconcile(self, tokens_used: int) -> None:
         self._limiter._reconcile(self, tokens_used)
@@ -90,7 +102,18 @@ class LeakyBucket:
     >>> await bucket.acquire(1)  # doctest: +SKIP
     """
 
-    __slots__ = ("_clock", "_last", "_level", "_lock", "_sleep", "_waker", "capacity", "rate")
+    __slots__ = (
+        "_clock",
+        "_last",
+        "_level",
+        "_lock",
+        "_lows",
+        "_seq",
+        "_sleep",
+        "_waker",
+        "capacity",
+        "rate",
+    )
 
     def __init__(
         self,
@@ -111,6 +134,11 @@ class LeakyBucket:
         self._lock = _lock()
         # The sleeping head waiter, woken early when a refund makes room.
         self._waker: anyio.CancelScope | None = None
+        # (event number, level) at the level's low points (just before each pour,
+        # just after each refund), levels rising: the first entry after an event is
+        # the lowest the level has been since (``refund``).
+        self._lows: list[tuple[int, float]] = []
+        self._seq = 0
 
     def _leak(self) -> None:
         now = self._clock()
@@ -124,19 +152,31 @@ class LeakyBucket:
         self._leak()
         return self._level
 
+    def _low_point(self) -> None:
+        """Note the level now (just leaked) as a low point."""
+        lows, level = self._lows, self._level
+        while lows and lows[-1][1] >= level:
+            lows.pop()
+        if len(lows) >= _MAX_LOWS:
+            # Merge the two oldest: the lower level now covers both spans (safe side).
+            lows[0:2] = [(lows[1][0], lows[0][1])]
+        lows.append((self._seq, level))
+        self._seq += 1
+
     def has_capacity(self, amount: float = 1) -> bool:
         self._leak()
         return self._level <= max(0.0, self.capacity - amount) + _EPSILON
 
     async def acquire(
         self, amount: float = 1, *, then: Callable[[], Awaitable[object]] | None = None
-    ) -> None:
+    ) -> int:
         """Wait until ``amount`` fits, then take it. Cancelled while waiting: takes nothing.
 
         ``then``: awaited once ``amount`` fits, with the bucket held, and the
         amount is taken when it returns. The limiter waits for the request pace
         there, so tokens are spent at the moment the request goes, not earlier
         (tokens taken early and sent late would bunch up past the limit).
+        Returns the pour's mark, for :meth:`refund`.
         """
         if amount < 0:
             raise ValueError(f"amount must be >= 0, got {amount!r}")
@@ -157,15 +197,62 @@ class LeakyBucket:
                 self._leak()
             # Nothing may await between this line and returning: a cancellation
             # must never arrive after the amount was taken.
+            self._low_point()
             self._level += amount
+            mark = self._seq
+            self._seq += 1
+            return mark
         finally:
             self._lock.release()
 
     def adjust(self, delta: float) -> None:
-        """Pour in ``delta`` more (a charge) or take it back out (a refund, ``delta < 0``)."""
+        """Pour in ``delta`` more (a charge) or take it back out (``delta < 0``, unconditional)."""
         self._leak()
+        self._low_point()
         self._level = max(0.0, self._level + delta)
-        if delta < 0 and self._waker is not None:
+        if delta < 0:
+            self._after_refund(-delta, self._seq - 1)
+
+    def refund(self, amount: float, mark: int) -> float:
+        """Give back up to ``amount`` of the pour ``mark`` (from :meth:`acquire`); return how much.
+
+        Only what is still in the bucket: taking ``amount`` out of that pour
+        would have lowered the level since by ``amount``, or to zero where the
+        level was lower than that, so the level now falls by ``amount`` capped
+        at the lowest the level has been since the pour.
+        """
+        if amount <= 0:
+            return 0.0
+        self._leak()
+        lows = self._lows
+        i = bisect_right(lows, (mark, math.inf))
+        lowest = min(self._level, lows[i][1]) if i < len(lows) else self._level
+        give = min(amount, lowest)
+        if give <= 0:
+            return 0.0
+        self._level -= give
+        self._after_refund(amount, mark)
+        return give
+
+    def _after_refund(self, amount: float, mark: int) -> None:
+        # The level since ``mark`` was lower by up to ``amount``: lower the low points
+        # by all of it (the safe side: later refunds can only come out smaller), and
+        # drop older ones no longer below everything after them.
+        lows = self._lows
+        i = bisect_right(lows, (mark, math.inf))
+        for j in range(i, len(lows)):
+            seq, level = lows[j]
+            lows[j] = (seq, max(0.0, level - amount))
+        keep: list[tuple[int, float]] = []
+        floor = math.inf
+        for entry in reversed(lows):
+            if entry[1] < floor:
+                keep.append(entry)
+                floor = entry[1]
+        keep.reverse()
+        self._lows = keep
+        self._low_point()
+        if self._waker is not None:
             self._waker.cancel()
 
     def __repr__(self) -> str:
@@ -206,7 +293,8 @@ class LimiterStats:
     #: 429 cooldowns reported, and whether one is running now.
     cooldowns: int
     cooling_down: bool
-    #: Tokens charged to the tpm budget (estimates plus reconciled extra) and refunded.
+    #: Tokens charged to the tpm budget (estimates plus reconciled extra) and refunded
+    #: (the part of an over-estimate still in the bucket when the usage came; rounded).
     tokens_charged: int
     tokens_refunded: int
 
@@ -317,6 +405,10 @@ class Limiter:
         self.cooldowns = 0
         self.tokens_charged = 0
         self.tokens_refunded = 0
+        # Exact sums behind them (refunds and late charges may be fractions of a token).
+        self._charged_early = 0
+        self._charged_late = 0.0
+        self._refunded = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -347,11 +439,15 @@ class Limiter:
         slots = self._slots
         if slots is not None:
             await slots.acquire()
+        mark: int | None = -1
         try:
             while True:
                 if self._paused_until:
                     await self._wait_cooldown()
-                if not self._buckets or await self._fill(tokens):
+                if not self._buckets:
+                    break
+                mark = await self._fill(tokens)
+                if mark is not None:
                     break
         except BaseException:
             if slots is not None:
@@ -361,29 +457,35 @@ class Limiter:
         self.requests += 1
         self.in_flight += 1
         if tokens and self._tokens is not None:
-            self.tokens_charged += tokens
+            self._charged_early += tokens
+            self.tokens_charged = self._charged_early + round(self._charged_late)
         if waited:
             self.total_wait += waited
             self.max_wait = max(self.max_wait, waited)
             if waited >= _WAITED:
                 self.waited += 1
-        return Permit(self, tokens, waited)
+        return Permit(self, tokens, waited, -1 if mark is None else mark)
 
-    async def _fill(self, tokens: int) -> bool:
-        """Take ``tokens`` and one request's pace together; False when a cooldown interrupted."""
+    async def _fill(self, tokens: int) -> int | None:
+        """Take ``tokens`` and one request's pace together.
+
+        Returns the token bucket's mark of the pour (-1: no tokens poured), or
+        None when a cooldown interrupted.
+        """
         token_bucket = self._tokens
         requests = self._request_bucket()
+        mark = -1
         with anyio.CancelScope() as scope:
             self._waiting.add(scope)
             try:
                 if token_bucket is not None and tokens > 0:
                     pace = partial(requests.acquire, 1) if requests is not None else None
-                    await token_bucket.acquire(tokens, then=pace)
+                    mark = await token_bucket.acquire(tokens, then=pace)
                 elif requests is not None:
                     await requests.acquire(1)
             finally:
                 self._waiting.discard(scope)
-        return not scope.cancelled_caught
+        return None if scope.cancelled_caught else mark
 
     def _request_bucket(self) -> _AioBucket | LeakyBucket | None:
         if self.rpm is None:
@@ -456,13 +558,24 @@ class Limiter:
     def _reconcile(self, permit: Permit, tokens_used: int) -> None:
         delta = tokens_used - permit.tokens
         permit.tokens = tokens_used
-        if self._tokens is None or not delta:
+        bucket = self._tokens
+        if bucket is None or not delta:
             return
-        self._tokens.adjust(delta)
-        if delta > 0:
-            self.tokens_charged += delta
-        else:
-            self.tokens_refunded -= delta
+        if delta < 0:
+            given = bucket.refund(-delta, permit._mark) if permit._mark >= 0 else 0.0
+            permit._withheld += -delta - given
+            self._refunded += given
+            self.tokens_refunded = round(self._refunded)
+            return
+        # More than estimated. What was withheld from an earlier refund is still
+        # counted in the bucket (it drained as used): only the rest is charged now.
+        absorbed = min(float(delta), permit._withheld)
+        permit._withheld -= absorbed
+        charge = delta - absorbed
+        if charge > 0:
+            bucket.adjust(charge)
+            self._charged_late += charge
+            self.tokens_charged = self._charged_early + round(self._charged_late)
 
     def _release(self) -> None:
         self.in_flight -= 1

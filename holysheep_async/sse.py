@@ -7,7 +7,8 @@ Follows the WHATWG event-stream rules, plus what real servers send:
 - ``:`` comment lines (keep-alive pings) are counted in ``comments`` but are
   not events, so a caller can tell a ping from data;
 - several ``data:`` lines in one event are joined with ``\\n``;
-- ``event:``, ``id:`` and ``retry:`` fields; a UTF-8 byte order mark at the start;
+- ``event:``, ``id:`` and ``retry:`` fields (a ``retry`` of more than 18 digits
+  is ignored); a UTF-8 byte order mark at the start;
 - multi-byte UTF-8 characters split across reads: the decoder works on bytes
   and decodes an event's data only once the event is complete (bytes that are
   not UTF-8 become U+FFFD rather than an exception);
@@ -34,6 +35,8 @@ __all__ = ["SSEDecoder", "SSEError", "ServerSentEvent"]
 RawEvent = tuple[str, str, str, "int | None"]
 
 _BOM = b"\xef\xbb\xbf"
+# A longer ``retry:`` is ignored (int() refuses more than 4,300 digits; 18 are ~3e10 years in ms).
+_MAX_RETRY_DIGITS = 18
 
 
 class SSEError(ValueError):
@@ -165,7 +168,7 @@ class SSEDecoder:
             elif field == b"id":
                 if b"\0" not in value:
                     self._id = value.decode("utf-8", "replace")
-            elif field == b"retry" and value.isdigit():
+            elif field == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
                 self._retry = int(value)
             # Unknown fields are ignored, as the standard says.
         return events

@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import httpx
@@ -88,6 +88,7 @@ _RETRYABLE_IN_STREAM = re.compile(
 _RATE_LIMIT_WORDS = re.compile(r"rate.?limit|too many requests", re.IGNORECASE)
 _RETRYABLE_CODES = frozenset({"408", "409", "429", "500", "502", "503", "504", "529"})
 # Named events that are keep-alives, not chunks (some relays send "event: ping").
+_HEAD = 120  # bytes of a body kept to show in an error
 _PING_EVENTS = frozenset({"ping", "keepalive", "keep-alive", "heartbeat"})
 # Code of the StreamError for an event that is not a JSON object: never retried.
 MALFORMED = "malformed_event"
@@ -246,6 +247,9 @@ class ChatStream:
         self._eof = False
         self._done_seen = False
         self._broke_after_finish = False
+        # What this attempt's body held: its first bytes and how many events (for errors).
+        self._head = b""
+        self._events = 0
         self._pending_error: HolySheepError | None = None
         # Iteration.
         self._gen: AsyncGenerator[Any, None] | None = None
@@ -469,9 +473,9 @@ class ChatStream:
             if self._drop_stream_options(exc):
                 await self._open()
                 return
-            raise self._open_failed(exc) from exc
+            self._raise_open_failed(exc)
         except HolySheepError as exc:
-            raise self._open_failed(exc) from exc
+            self._raise_open_failed(exc)
         self._retries_used += reply.attempts - 1
         self.metrics.attempts += reply.attempts
         self.metrics.queued += reply.permit.waited
@@ -494,6 +498,8 @@ class ChatStream:
             raise self._open_failed(error)
         self._json_body = "json" in ctype
         self._deadline = math.inf
+        self._head = b""
+        self._events = 0
         if self._idle is not None:
             self._deadline = anyio.current_time() + self._idle
         if self._json_body:
@@ -509,6 +515,14 @@ class ChatStream:
             self._wire = body
         else:
             self._bytes = response.aiter_bytes()
+
+    def _raise_open_failed(self, error: HolySheepError) -> NoReturn:
+        new = self._open_failed(error)
+        if new is error:
+            # Raised as it is: "raise error from error" would replace its own cause
+            # (the httpx error) with itself.
+            raise error
+        raise new from error
 
     def _open_failed(self, error: HolySheepError) -> HolySheepError:
         original = self._resuming_from
@@ -589,10 +603,13 @@ class ChatStream:
                     self._eof = True
                     events = decoder.flush_raw()
                 else:
+                    if len(self._head) < _HEAD:
+                        self._head += chunk[: _HEAD - len(self._head)]
                     events = decoder.feed_raw(chunk)
             except SSEError as exc:
                 raise StreamError(f"Not an event stream: {exc}{self._rid()}", code=MALFORMED)
             if events:
+                self._events += len(events)
                 out = self._parse(events)
                 if out:
                     if self._idle is not None:
@@ -705,7 +722,10 @@ class ChatStream:
         try:
             obj = from_json(raw)
         except ValueError:
-            raise self._malformed(data, "not JSON") from None
+            # A JSON content type with a body that is not JSON (empty, a proxy's text).
+            raise invalid_response(
+                response, "an event stream or a chat.completion JSON object"
+            ) from None
         if isinstance(obj, dict) and not obj.get("error") and isinstance(obj.get("choices"), list):
             choices = []
             for choice in obj["choices"]:
@@ -734,6 +754,8 @@ class ChatStream:
         assert reply is not None
         if self._done_seen:
             await self._drain()
+        elif not self._all_finished() and not self._events:
+            raise IncompleteStreamError(self._no_events_text())
         elif not self._all_finished():
             raise IncompleteStreamError(
                 "The stream ended with neither 'data: [DONE]' nor a finish reason: the answer"
@@ -865,9 +887,23 @@ class ChatStream:
     def _rid(self) -> str:
         reply = self._reply
         rid = reply.response.headers.get("x-request-id") if reply is not None else None
-        return f" [request id {rid}]" if rid else ""
+        return f" [request id {self._requester.redact(rid)}]" if rid else ""
+
+    def _no_events_text(self) -> str:
+        """What a 2xx answer that held no event at all was (status, content type, bytes)."""
+        assert self._reply is not None
+        response = self._reply.response
+        ctype = response.headers.get("content-type", "")
+        kind = f"content-type {ctype}" if ctype else "no content-type"
+        head = self._requester.redact(self._head.decode("utf-8", "replace"))
+        what = f"{head[:120]!r}" if head else "an empty body"
+        return (
+            f"{response.status_code} from POST {response.request.url.path} ({kind}) held no"
+            f" event stream: got {what}{self._rid()}"
+        )
 
     def _malformed(self, data: str, why: str) -> StreamError:
+        data = self._requester.redact(data)  # a server may echo the key back
         return StreamError(
             f"Malformed event in the stream ({why}): {data[:200]!r}{self._rid()}",
             body=data,
@@ -875,6 +911,7 @@ class ChatStream:
         )
 
     def _error_object(self, data: str) -> StreamError:
+        data = self._requester.redact(data)  # a server may echo the key back
         body, message, code, _ = describe_error_body(data.encode())
         return StreamError(
             f"Error inside the stream: {message or data[:200]}"

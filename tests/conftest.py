@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from hypothesis import settings
 
 from holysheep_async import AsyncClient
 from holysheep_async.testing import MockServer
+
+# Property tests: "suite" keeps all of them together to a few seconds of the suite;
+# HYPOTHESIS_PROFILE=soak (``nox -s soak``) runs twenty times the examples.
+# Tests that are costlier per example scale their count from the profile's
+# (``settings().max_examples``), so both profiles apply to every property test.
+# The suite's profile is derandomized (the same examples every run, so CI cannot turn
+# red by luck, and no example database is written); soak draws fresh examples each run.
+settings.register_profile(
+    "suite", max_examples=100, deadline=None, print_blob=True, derandomize=True, database=None
+)
+settings.register_profile("soak", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 @pytest.fixture(params=["asyncio", "trio"])

@@ -408,6 +408,27 @@ async def test_crash_between_create_and_journal_finds_the_batch(
     assert len(report.succeeded) == 3
 
 
+async def test_journal_in_use_refuses_a_second_run(
+    client: AsyncClient, server: MockServer, tmp_path: Path, options: Any
+) -> None:
+    options(batch_speed=1)
+    journal = tmp_path / "run.journal"
+    refused: list[str] = []
+
+    async def progress(p: RunProgress) -> None:
+        if p.phase == "waiting" and not refused:
+            with pytest.raises(HolySheepError, match="in use by another run") as info:
+                await client.batches.run(tasks(3), journal=journal)
+            refused.append(str(info.value))
+
+    log = Log(server)
+    report = await client.batches.run(tasks(3), journal=journal, on_progress=progress)
+    assert refused and report.succeeded == ["t0", "t1", "t2"]
+    assert len(log.calls("POST", "/v1/batches")) == 1
+    # Released when the run ends: the journal is usable again.
+    assert (await client.batches.run(tasks(3), journal=journal)).succeeded == report.succeeded
+
+
 async def test_journal_refuses_other_input(
     client: AsyncClient, tmp_path: Path, options: Any
 ) -> None:
@@ -527,3 +548,36 @@ async def test_a_web_page_instead_of_the_files_api_means_no_batch_api(
     server.inject(Fault("status", status=200, body=page, path="/v1/files"))
     report = await client.batches.run(tasks(2))
     assert report.mode == "direct" and report.succeeded == ["t0", "t1"]
+
+
+async def test_results_keep_lines_whole_whatever_unicode_line_breaks_they_hold(
+    client: AsyncClient, server: MockServer, options: Any
+) -> None:
+    """U+2028, U+2029 and U+0085 may stand unescaped in a JSON string: they end no JSONL line."""
+    from holysheep_async.testing._batches import batch_store
+
+    options(batch_speed=100)
+    batch = await client.batches.wait(await client.batches.submit(tasks(2)))
+    assert batch.output_file_id is not None
+    texts = {"t0": "one\u2028two\u2029three", "t1": "nel\x85here\rand\x1cthere"}
+    lines = [
+        {
+            "id": f"r{i}",
+            "custom_id": cid,
+            "response": {
+                "status_code": 200,
+                "request_id": f"q{i}",
+                "body": {"choices": [{"message": {"content": text}}]},
+            },
+            "error": None,
+        }
+        for i, (cid, text) in enumerate(texts.items())
+    ]
+    data = "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines).encode()
+    batch_store(server).files[batch.output_file_id].data = b"\xef\xbb\xbf" + data
+    problems: list[tuple[int, str]] = []
+    results = {
+        r.custom_id: r.content async for r in client.batches.results(batch, problems=problems)
+    }
+    assert problems == []
+    assert results == texts

@@ -193,3 +193,16 @@ def test_results_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "r.jsonl"
     assert write_results(path, original) == 2
     assert list(read_results(path)) == original
+
+
+def test_text_that_is_not_unicode_is_named_not_half_written(tmp_path: Path) -> None:
+    path = tmp_path / "in.jsonl"
+    bad = [{"role": "user", "content": "a\ud800b"}]  # a lone surrogate: no UTF-8 for it
+    with pytest.raises(ValueError, match=r"request 3: '\\ud800' at column \d+ is a lone surrogate"):
+        write_requests(
+            path, [{"model": "m", "messages": MSG}] * 2 + [{"model": "m", "messages": bad}]
+        )
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="result 2: "):
+        write_results(path, [BatchResult("a", 200, {}), BatchResult("b", 200, {"x": "\udfff"})])
+    assert not path.exists()

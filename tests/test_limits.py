@@ -11,6 +11,7 @@ on trio.
 from __future__ import annotations
 
 import asyncio
+import math
 import selectors
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from holysheep_async import AsyncClient
+from holysheep_async import limits as limits_module
 from holysheep_async.errors import ConfigurationError, NotFoundError
 from holysheep_async.limits import LeakyBucket, Limiter, Permit, estimate_tokens
 from holysheep_async.testing import MockServer
@@ -499,7 +501,8 @@ def _window_violations(grants: list[tuple[float, int]], capacity: float, rate: f
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=max(10, settings().max_examples // 3),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     rpm=st.sampled_from([6, 30, 60, 600]),
@@ -593,6 +596,11 @@ class TestThroughTheClient:
         assert (stats.requests, stats.in_flight) == (2, 0)
 
     async def test_usage_is_reconciled_for_create_and_stream(self, capped: AsyncClient) -> None:
+        # Time stands still for the token bucket: every over-estimate is still in it
+        # when the usage comes, so all of it is given back.
+        bucket = capped.limiter._tokens
+        assert bucket is not None
+        bucket._clock = lambda: 0.0
         messages = [{"role": "user", "content": "count me"}]
         completion = await capped.chat.create(model="m", messages=messages, max_tokens=5)
         async with capped.chat.stream(model="m", messages=messages, max_tokens=5) as stream:
@@ -664,3 +672,211 @@ class TestThroughTheClient:
         await client.chat.create(model="m", messages=[{"role": "user", "content": "x"}])
         assert limiter_waits == []
         assert client.limiter.stats().cooldowns == 1
+
+
+# Jobs: (arrival, estimated tokens, share of the estimate really used, seconds held, patience).
+_Job = tuple[float, int, float, float, float | None]
+
+
+@settings(
+    max_examples=max(10, settings().max_examples // 3),
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    rpm=st.sampled_from([None, 6, 60, 600]),
+    burst=st.integers(1, 4),
+    tpm=st.sampled_from([None, 120, 1000]),
+    cap=st.sampled_from([None, 1, 3]),
+    jobs=st.lists(
+        st.tuples(
+            st.floats(0, 20),
+            st.integers(0, 60),
+            st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+            st.floats(0, 15),
+            st.one_of(st.none(), st.floats(0.01, 10)),
+        ),
+        min_size=1,
+        max_size=25,
+    ),
+)
+def test_property_limits_hold_with_refunds_slots_and_cancellations(
+    flavour: str,
+    rpm: int | None,
+    burst: int,
+    tpm: int | None,
+    cap: int | None,
+    jobs: list[_Job],
+) -> None:
+    """Every limit at once, with the real usage reported late (a refund) and impatient callers.
+
+    Token windows count what each request really used, at the moment it was
+    granted: however late a refund comes, no window holds more than
+    ``capacity + rate * T`` of real usage (the estimates bound it from above).
+    """
+    backend, options = _backend(flavour)
+    burst_arg = burst if rpm else None
+
+    async def main() -> tuple[Limiter, list[tuple[float, int, int]], int, int]:
+        limiter = _maker(flavour)(rpm=rpm, burst=burst_arg, tpm=tpm, max_concurrency=cap)
+        origin = anyio.current_time()
+        grants: list[tuple[float, int, int]] = []  # (granted at, really used, estimated)
+        holding = peak = 0
+
+        async def one(
+            arrival: float, tokens: int, used: float, hold: float, patience: float | None
+        ) -> None:
+            nonlocal holding, peak
+            await anyio.sleep(arrival)
+            permit: Permit | None = None
+            with anyio.move_on_after(patience if patience is not None else math.inf):
+                permit = await limiter.acquire(tokens)
+            if permit is None:
+                return  # gave up waiting: took nothing
+            holding += 1
+            peak = max(peak, holding)
+            real = int(tokens * used)
+            granted = anyio.current_time() - origin
+            grants.append((granted, real, tokens))
+            await anyio.sleep(hold)
+            permit.reconcile(real)
+            holding -= 1
+            permit.release()
+
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(one, *job)
+        return limiter, grants, peak, holding
+
+    limiter, grants, peak, holding = anyio.run(main, backend=backend, backend_options=options)
+    if cap is not None:
+        assert peak <= cap
+    if rpm is not None:
+        assert _window_violations([(t, 1) for t, _, _ in grants], burst, rpm / 60) == []
+    if tpm is not None:
+        assert limiter._tokens is not None
+        bucket = limiter._tokens
+        # A request larger than the bucket overdraws it: that is the burst then.
+        burst_tokens = max([bucket.capacity, *(est for _, _, est in grants)])
+        ordered = sorted(grants)
+        for i, (t0, _, _) in enumerate(ordered):
+            total = 0
+            for t1, real, _ in ordered[i:]:
+                total += real
+                allowed = burst_tokens + bucket.rate * (t1 - t0) + 1e-6
+                assert total <= allowed, (t0, t1, total, allowed)
+    stats = limiter.stats()
+    assert stats.requests == len(grants) and stats.in_flight == 0 and holding == 0
+    if tpm is not None:
+        # Refunds give back at most the over-estimates (less what had drained).
+        estimated = sum(est for _, _, est in grants)
+        assert stats.tokens_charged == estimated
+        assert 0 <= stats.tokens_refunded <= estimated - sum(real for _, real, _ in grants)
+
+
+def test_a_late_refund_gives_back_only_what_has_not_drained() -> None:
+    """Regression: a refund credited tokens whose estimate had drained already.
+
+    A estimates 10 tokens at t=0 and really uses 1; by t=0.9 the bucket has
+    drained to 1 and B takes 9. A full refund of 9 then would empty the bucket,
+    so C would take 9 at once: 18 tokens really used at t=0.9 against a
+    10-token bucket. Only 1 of A's 9 is still in the bucket to give back.
+    """
+
+    async def main() -> float:
+        limiter = Limiter(tpm=600)  # 10 tokens, 10 a second
+        start = anyio.current_time()
+        a = await limiter.acquire(10)
+        await anyio.sleep(0.9)
+        await limiter.acquire(9)
+        a.reconcile(1)
+        await limiter.acquire(9)
+        return anyio.current_time() - start
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    granted = anyio.run(main, backend="trio", backend_options={"clock": clock})
+    # Exactly as if A had been charged its real 1: C waits for 8 of B's 9 tokens to drain.
+    assert granted == pytest.approx(0.9 + 0.8, abs=EPS)
+
+
+@settings(max_examples=settings().max_examples)
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.just("take"), st.integers(1, 30), st.sampled_from([0.0, 0.2, 0.5, 1.0])),
+            st.tuples(st.just("wait"), st.floats(0, 3), st.just(0.0)),
+            st.tuples(st.just("report"), st.integers(0, 20), st.just(0.0)),
+        ),
+        max_size=40,
+    ),
+    lows=st.sampled_from([2, 3, 64]),
+)
+def test_property_refunds_never_let_real_usage_past_the_rate(
+    ops: list[tuple[str, float, float]], lows: int
+) -> None:
+    """The token bucket alone, one caller, a fake clock: any mix of takes, waits and refunds.
+
+    ``take`` charges an estimate, of which ``share`` is really used; ``report``
+    reconciles an earlier take with its real usage (a refund, at any later
+    time). Windows of real usage at grant time stay within
+    ``capacity + rate * T`` (the largest estimate, when it overdraws). ``lows``:
+    how many low points the bucket keeps (few: the merging of old ones is exercised).
+    """
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        await anyio.lowlevel.checkpoint()
+
+    limiter = Limiter(tpm=600, clock=lambda: now[0], sleep=sleep)  # 10 tokens, 10 a second
+    bucket = limiter._tokens
+    assert bucket is not None
+    taken: list[tuple[Permit, float, int, int]] = []  # (permit, granted at, real, estimate)
+
+    async def main() -> None:
+        for op, x, share in ops:
+            if op == "take":
+                permit = await limiter.acquire(int(x))
+                taken.append((permit, now[0], int(x * share), int(x)))
+            elif op == "wait":
+                now[0] += x
+            elif taken:
+                permit, _, real, _ = taken[int(x) % len(taken)]
+                permit.reconcile(real)  # a second report changes nothing
+
+    saved, limits_module._MAX_LOWS = limits_module._MAX_LOWS, lows
+    try:
+        anyio.run(main)
+    finally:
+        limits_module._MAX_LOWS = saved
+    grants = [(at, real, est) for _, at, real, est in taken]
+    biggest = max([bucket.capacity, *(est for _, _, est in grants)]) if grants else 0
+    for i, (t0, _, _) in enumerate(grants):
+        total = 0
+        for t1, real, _ in grants[i:]:
+            total += real
+            assert total <= biggest + bucket.rate * (t1 - t0) + 1e-6, (t0, t1, total)
+
+
+def test_a_charge_after_a_withheld_refund_is_not_charged_twice() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+        await anyio.lowlevel.checkpoint()
+
+    async def main() -> Limiter:
+        limiter = Limiter(tpm=600, clock=lambda: now[0], sleep=sleep)  # 10 tokens, 10 a second
+        permit = await limiter.acquire(10)
+        now[0] += 5  # drained: the over-estimate is gone from the bucket
+        permit.reconcile(4)  # nothing left to give back: 6 withheld
+        assert limiter.stats().tokens_refunded == 0
+        permit.reconcile(10)  # the 6 were counted all along: no charge
+        assert limiter.stats().tokens_charged == 10
+        permit.reconcile(12)  # 2 beyond the estimate: charged now
+        return limiter
+
+    limiter = anyio.run(main)
+    assert (limiter.stats().tokens_charged, limiter._tokens.level if limiter._tokens else None) == (
+        12,
+        pytest.approx(2.0),
+    )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import respx
 
-from holysheep_async import AsyncClient, ConfigurationError
+from holysheep_async import APIConnectionError, AsyncClient, ConfigurationError
 
 pytestmark = pytest.mark.anyio
 
@@ -76,3 +77,48 @@ async def test_plain_http_elsewhere_is_refused_and_the_error_names_the_host(base
         await client.chat.create(model="m", messages=MESSAGES)
     assert CANARY not in str(info.value)
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("location", "keeps_key"),
+    [
+        ("https://elsewhere.example/v1/chat/completions", False),  # another host
+        ("https://api.example:8443/v1/chat/completions", False),  # another port
+        ("http://api.example/v1/chat/completions", False),  # a downgrade to plain http
+        ("https://api.example/v2/chat/completions", True),  # same origin
+    ],
+)
+async def test_redirects_through_the_clients_own_http_stack(location: str, keeps_key: bool) -> None:
+    # The client's default httpx client (follow_redirects=True), not one handed in.
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) == 1:
+            return httpx.Response(307, headers={"location": location})
+        return httpx.Response(200, json=COMPLETION)
+
+    with respx.mock(using="httpx") as router:
+        router.route().mock(side_effect=handler)
+        async with AsyncClient(api_key=CANARY, base_url="https://api.example/v1") as client:
+            await client.chat.create(model="m", messages=MESSAGES)
+    assert [str(r.url) for r in seen] == ["https://api.example/v1/chat/completions", location]
+    assert seen[0].headers["authorization"] == f"Bearer {CANARY}"
+    assert seen[1].headers.get("authorization") == (f"Bearer {CANARY}" if keeps_key else None)
+
+
+async def test_a_redirect_loop_is_a_typed_error() -> None:
+    with respx.mock(using="httpx") as router:
+        router.route().mock(
+            return_value=httpx.Response(302, headers={"location": "/v1/chat/completions"})
+        )
+        async with AsyncClient(api_key=CANARY, base_url="https://api.example/v1") as client:
+            with pytest.raises(APIConnectionError, match="redirect") as info:
+                await client.chat.create(model="m", messages=MESSAGES)
+        assert router.calls.call_count == 21  # httpx's limit of 20 redirects; not retried
+    assert CANARY not in str(info.value)
+
+
+async def test_allow_insecure_http_must_be_a_bool() -> None:
+    with pytest.raises(ConfigurationError, match="allow_insecure_http"):
+        AsyncClient(api_key=CANARY, allow_insecure_http="no")  # type: ignore[arg-type]

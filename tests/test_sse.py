@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -136,7 +138,7 @@ def _serialize(
     return bytes(out)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=3 * settings().max_examples)  # cheap examples: three times the profile's
 @given(
     events=st.lists(_event, max_size=6),
     eol=st.sampled_from([b"\n", b"\r", b"\r\n"]),
@@ -159,3 +161,101 @@ def test_any_split_gives_the_same_events(
     got = [(name, data) for name, data, _, _ in decode(*reads)]
     assert got == expected
     assert [(n, d) for n, d, _, _ in decode(raw)] == expected
+
+
+# -- property: any bytes, any split: the decoder agrees with a whole-input reference -------------
+#
+# The reference follows the WHATWG parsing rules literally on the whole input at
+# once (plus this decoder's documented choices: a last event without its blank
+# line is delivered, ``retry`` longer than 18 digits is ignored). The decoder
+# sees the same bytes in arbitrary reads, so CRLF pairs, UTF-8 characters and the
+# BOM get split at every possible point, and line ends are mixed at random.
+
+Event = tuple[str, str, str, int | None]
+
+
+def reference(raw: bytes) -> tuple[list[Event], int]:
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    *lines, last = re.split(rb"\r\n|\r|\n", raw)
+    if last:  # no line end at the very end: still a line (flush)
+        lines.append(last)
+    events: list[Event] = []
+    data: list[bytes] = []
+    name, last_id, retry, comments = "", "", None, 0
+    for line in lines:
+        if not line:
+            if data:
+                text = b"\n".join(data).decode("utf-8", "replace")
+                events.append((name or "message", text, last_id, retry))
+            data, name, retry = [], "", None
+            continue
+        if line.startswith(b":"):
+            comments += 1
+            continue
+        field, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if field == b"data":
+            data.append(value)
+        elif field == b"event":
+            name = value.decode("utf-8", "replace")
+        elif field == b"id" and b"\0" not in value:
+            last_id = value.decode("utf-8", "replace")
+        elif field == b"retry" and value.isdigit() and len(value) <= 18:
+            retry = int(value)
+    if data:  # the end of the stream delivers the last event (the decoder's flush)
+        events.append(
+            (name or "message", b"\n".join(data).decode("utf-8", "replace"), last_id, retry)
+        )
+    return events, comments
+
+
+_SSE_BITS = [
+    b"data", b"data:", b"data: ", b"event: ", b"event:error", b"id: ", b"id:7", b"retry: ",
+    b"retry:", b"1500", b"9" * 30, b"9" * 5000, b":", b": ping", b"\n", b"\n", b"\r", b"\r\n",
+    b"\n\n", b"\r\n\r\n", b" ", b"x", b"\x00", b"\xef\xbb\xbf", b"\xef\xbb", b"\xc3", b"\xa9",
+    "é羊🐑".encode(), b"\xf0\x9f", b"\xff", b"[DONE]", b'{"a": 1}',
+]  # fmt: skip
+
+_sse_bytes = st.one_of(
+    st.lists(st.sampled_from(_SSE_BITS), max_size=40).map(b"".join), st.binary(max_size=200)
+)
+
+
+def _split(raw: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(raw) + 1) for c in cuts})
+    return [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+
+
+@given(raw=_sse_bytes, cuts=st.lists(st.integers(min_value=0), max_size=20))
+@example(raw=b"retry: " + b"9" * 5000 + b"\n\n", cuts=[])  # int() raised a bare ValueError
+@example(raw=b"\xef\xbb\xbfdata: a\r\ndata: \xc3\xa9\r\rdata: b", cuts=[1, 2, 10, 20, 21])
+@example(raw=b"data: a\r\n\r\ndata: b\r", cuts=[8, 9])
+def test_any_bytes_any_split_match_the_reference(raw: bytes, cuts: list[int]) -> None:
+    decoder = SSEDecoder()
+    events: list[ServerSentEvent] = []
+    for read in _split(raw, cuts):
+        events += decoder.feed(read)
+    events += decoder.flush()
+    expected, comments = reference(raw)
+    assert [(e.event, e.data, e.id, e.retry) for e in events] == expected
+    assert decoder.comments == comments
+
+
+@given(raw=_sse_bytes, cuts=st.lists(st.integers(min_value=0), max_size=20))
+def test_line_limit_fails_only_with_sse_error(raw: bytes, cuts: list[int]) -> None:
+    limit = 16
+    decoder = SSEDecoder(max_line=limit)
+    got: list[Event] = []
+    try:
+        for read in _split(raw, cuts):
+            got += [(e.event, e.data, e.id, e.retry) for e in decoder.feed(read)]
+        got += [(e.event, e.data, e.id, e.retry) for e in decoder.flush()]
+    except SSEError:
+        # Only a line longer than the limit may cause it.
+        body = raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw
+        assert max(len(line) for line in re.split(rb"\r\n|\r|\n", body)) > limit
+        return
+    # Without the error, nothing was cut short.
+    assert got == reference(raw)[0]

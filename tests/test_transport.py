@@ -20,7 +20,13 @@ import httpx
 import pytest
 
 from holysheep_async import AsyncClient
-from holysheep_async._transport import ChunkedDecoder, Transport, default_transport
+from holysheep_async._transport import (
+    NO_RESEND,
+    ChunkedDecoder,
+    Transport,
+    TransportStats,
+    default_transport,
+)
 from holysheep_async.errors import APIConnectionError
 from holysheep_async.testing import MockServer, answer_text
 
@@ -335,6 +341,26 @@ async def test_stale_keep_alive_connection_is_retried_once(raw, http: httpx.Asyn
     assert [r[2] for r in reqs] == [b'{"n":1}', b'{"n":2}']
 
 
+async def test_no_resend_request_is_not_sent_again_on_a_stale_connection(
+    raw, http: httpx.AsyncClient
+) -> None:
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+
+    def handler(conn: Conn) -> None:  # one answer per connection, then close (no header)
+        req = conn.read_request()
+        if req is not None:
+            reqs.append(req)
+            conn.send(ok(b"one"))
+
+    srv = raw(handler)
+    assert (await http.post(srv.url, json={"n": 1})).content == b"one"
+    await anyio.to_thread.run_sync(srv.closed.wait)
+    # The server may have acted on it before the connection died: the caller decides.
+    with pytest.raises(httpx.RemoteProtocolError, match="not sent again"):
+        await http.post(srv.url, json={"n": 2}, extensions={NO_RESEND: True})
+    assert srv.accepted == 1
+
+
 async def test_fresh_connection_closed_without_answer_is_an_error(raw, http) -> None:
     def handler(conn: Conn) -> None:
         conn.read_request()
@@ -616,3 +642,40 @@ async def test_default_http_client_keeps_and_sends_back_cookies() -> None:
             await client._requester.request("GET", "/models")
     assert seen == [None, None, "lb=node7"]
     assert dict(client.http_client.cookies) == {"lb": "node7"}
+
+
+# -- the pool's counters ------------------------------------------------------------------------
+
+
+async def test_stats_count_a_connection_in_use_until_its_body_ends(raw, http) -> None:
+    srv = raw(serve_all([], chunked(b"a" * 10, b"b" * 10)))
+    t = transport_of(http)
+    assert t.stats() == TransportStats(in_use=0, idle=0, opened=0)
+    async with http.stream("GET", srv.url) as r:
+        assert t.stats() == TransportStats(in_use=1, idle=0, opened=1)
+        assert await r.aread() == b"a" * 10 + b"b" * 10
+        assert t.stats() == TransportStats(in_use=0, idle=1, opened=1)
+    # Reused: leased again, then back.
+    async with http.stream("GET", srv.url) as r:
+        assert (t.connections_in_use, t.idle_connections) == (1, 0)
+    # Closed before the body was read: not idle, not in use.
+    assert t.stats() == TransportStats(in_use=0, idle=0, opened=1)
+
+
+async def test_stats_after_failures_leave_nothing_in_use(raw, http) -> None:
+    def handler(conn: Conn) -> None:
+        if conn.read_request() is not None:
+            conn.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc")  # then closes
+
+    srv = raw(handler)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.get(srv.url)  # body cut short
+    bad = raw(lambda conn: conn.send(b"garbage\r\n\r\n") if conn.read_request() else None)
+    with pytest.raises(httpx.RemoteProtocolError):
+        await http.get(bad.url)  # no valid head
+    t = transport_of(http)
+    assert t.stats() == TransportStats(in_use=0, idle=0, opened=2)
+    with anyio.move_on_after(0.05):  # cancelled while waiting for the head
+        hang = raw(lambda conn: (conn.read_request(), conn.file.read()))
+        await http.get(hang.url)
+    assert t.connections_in_use == 0

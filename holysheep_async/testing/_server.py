@@ -300,9 +300,7 @@ class MockServer:
                     f"Method {request.method} not allowed on {request.path}",
                 )
             else:
-                await responder.error(
-                    404, f"Unknown path {request.path}", code="not_found"
-                )
+                await responder.error(404, f"Unknown path {request.path}", code="not_found")
             return
         if not request.api_key or (
             self.api_keys is not None and request.api_key not in self.api_keys
