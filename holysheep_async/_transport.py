@@ -124,19 +124,36 @@ class ChunkedDecoder:
         if self.done:
             self.extra += data
             return b""
+        out: list[bytes] = []
         if self._state == self._SIZE and not self._buf:
-            # The common case of a streamed answer: exactly one whole chunk per read.
-            eol = data.find(b"\r\n", 0, 18)
-            if eol > 0:
-                size_text = data[:eol]
-                if not size_text.strip(_HEX):
-                    end = eol + 2 + int(size_text, 16)
-                    if end > eol + 2 and len(data) == end + 2 and data[end:] == b"\r\n":
-                        return data[eol + 2 : end]
+            # The common case of a streamed answer: whole chunks, most often one per
+            # read. Anything else (extensions, the last chunk, a chunk cut by the
+            # read) is left to the general loop below from where this stopped.
+            n = len(data)
+            pos = 0
+            while True:
+                eol = data.find(b"\r\n", pos, pos + 18)
+                if eol <= pos:
+                    break
+                size_text = data[pos:eol]
+                if size_text.strip(_HEX):
+                    break
+                start = eol + 2
+                end = start + int(size_text, 16)
+                if end == start or end + 2 > n or data[end : end + 2] != b"\r\n":
+                    break
+                if end + 2 == n:
+                    if not out:
+                        return data[start:end]
+                    out.append(data[start:end])
+                    return b"".join(out)
+                out.append(data[start:end])
+                pos = end + 2
+            if pos:
+                data = data[pos:]
         buf = self._buf + data if self._buf else data
         n = len(buf)
         pos = 0
-        out: list[bytes] = []
         state = self._state
         remaining = self._remaining
         while pos < n:
@@ -856,6 +873,11 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._finish()
+
+    @property
+    def finished(self) -> bool:
+        """Read to its end or closed: the connection is no longer this body's."""
+        return self._conn is None
 
 
 class Transport(httpx.AsyncBaseTransport):

@@ -569,6 +569,8 @@ class UsageTally:
         line.requests += 1
         line.input_tokens += usage.prompt_tokens
         line.output_tokens += usage.completion_tokens
+        if line.cost_usd is None:
+            return  # unpriced once, unpriced for good: no price lookup per answer
         try:
             usd = cost(model, usage, batch=batch, prices=self.prices)
         except PricingError as exc:

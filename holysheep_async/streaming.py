@@ -52,6 +52,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from ._compat import loop_clock
 from .errors import (
     _QUOTA_WORDS,
     APIConnectionError,
@@ -244,6 +245,7 @@ class ChatStream:
         self._decoder = SSEDecoder()
         self._json_body = False
         self._deadline = math.inf
+        self._now: Callable[[], float] = time.monotonic  # the loop's clock, set in _open
         self._eof = False
         self._done_seen = False
         self._broke_after_finish = False
@@ -283,7 +285,11 @@ class ChatStream:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
         gen, self._gen = self._gen, None
-        if gen is not None and not getattr(gen, "ag_running", False):
+        if (
+            gen is not None
+            and getattr(gen, "ag_frame", True) is not None  # None: it ran to its end
+            and not getattr(gen, "ag_running", False)
+        ):
             # Outside the loop now, so the generator can be finished safely.
             with anyio.CancelScope(shield=True):
                 await gen.aclose()
@@ -500,8 +506,9 @@ class ChatStream:
         self._deadline = math.inf
         self._head = b""
         self._events = 0
+        self._now = now = loop_clock()
         if self._idle is not None:
-            self._deadline = anyio.current_time() + self._idle
+            self._deadline = now() + self._idle
         if self._json_body:
             return
         body = response.extensions.get("holysheep_async.body")
@@ -613,7 +620,7 @@ class ChatStream:
                 out = self._parse(events)
                 if out:
                     if self._idle is not None:
-                        self._deadline = anyio.current_time() + self._idle
+                        self._deadline = self._now() + self._idle
                     return out
             if self._eof:
                 return []
@@ -791,7 +798,7 @@ class ChatStream:
         grace = min(_DRAIN_GRACE, self._idle or _DRAIN_GRACE)
         body = self._wire
         if body is not None:
-            stall = anyio.current_time() + grace
+            stall = self._now() + grace
             try:
                 while await body.next_piece(stall):
                     pass
@@ -815,8 +822,13 @@ class ChatStream:
     async def _close_reply(self) -> None:
         reply, self._reply = self._reply, None
         stream, self._bytes = self._bytes, None
-        self._wire = None
+        wire, self._wire = self._wire, None
         if reply is None:
+            return
+        if stream is None and wire is not None and wire.finished:
+            # Nothing left to wait for (the body was read to its end and the
+            # connection handed back): closing cannot be cut short, no shield needed.
+            await reply.aclose()
             return
         with anyio.CancelScope(shield=True):
             aclose = getattr(stream, "aclose", None)

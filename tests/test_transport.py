@@ -18,6 +18,8 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from holysheep_async import AsyncClient
 from holysheep_async._transport import (
@@ -177,6 +179,30 @@ async def test_chunked_decoder_any_split() -> None:
             out = d.feed(WIRE[:i]) + d.feed(WIRE[i:j]) + d.feed(WIRE[j:] + b"EXTRA")
             assert out == b"hello 0123456789", (i, j)
             assert d.done and d.extra == b"EXTRA"
+
+
+_chunk_sizes = st.sampled_from(["%x", "%X", "%04x", "%x;ext=1", "%x ; name=\"v\""])
+
+
+@given(
+    parts=st.lists(st.tuples(st.binary(min_size=1, max_size=40), _chunk_sizes), max_size=8),
+    trailer=st.sampled_from([b"", b"x-trailer: 1\r\n"]),
+    extra=st.binary(max_size=5),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=6),
+)
+def test_chunked_decoder_property(
+    parts: list[tuple[bytes, str]], trailer: bytes, extra: bytes, cuts: list[int]
+) -> None:
+    """Any chunk sizes, spellings of the size line and read boundaries decode to the body."""
+    wire = b"".join(
+        (size % len(data)).encode() + b"\r\n" + data + b"\r\n" for data, size in parts
+    )
+    wire += b"0\r\n" + trailer + b"\r\n" + extra
+    bounds = sorted({min(c, len(wire)) for c in cuts} | {0, len(wire)})
+    d = ChunkedDecoder()
+    out = b"".join(d.feed(wire[a:b]) for a, b in zip(bounds, bounds[1:]))
+    assert out == b"".join(data for data, _ in parts)
+    assert d.done and d.extra == extra
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
