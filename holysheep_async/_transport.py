@@ -53,6 +53,7 @@ import socket
 import ssl
 import time
 import urllib.request
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -753,6 +754,8 @@ class _Body(httpx.AsyncByteStream):
         "_keep",
         "_left",
         "_length",
+        "_response",
+        "_started",
         "_timeout",
         "_transport",
     )
@@ -776,6 +779,10 @@ class _Body(httpx.AsyncByteStream):
         self._keep = keep_alive
         self._timeout = timeout
         self._done = False
+        # For response.elapsed once the body is read (httpx sets it only on its
+        # own send path). A weak reference: the response holds this body.
+        self._response: Callable[[], httpx.Response | None] | None = None
+        self._started = 0.0
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
@@ -864,6 +871,11 @@ class _Body(httpx.AsyncByteStream):
 
     async def _finish(self) -> None:
         conn, self._conn = self._conn, None
+        ref, self._response = self._response, None
+        if ref is not None:
+            response = ref()
+            if response is not None:
+                response.elapsed = datetime.timedelta(seconds=time.perf_counter() - self._started)
         if conn is not None:
             self._transport._unlease(conn)
             if self._done and self._keep:
@@ -1149,7 +1161,7 @@ class Transport(httpx.AsyncBaseTransport):
                 raise
             conn.buf = buf
             response, reuse = self._response(
-                conn, request, version, status, reason, headers, read_timeout
+                conn, request, version, status, reason, headers, read_timeout, started
             )
         except BaseException:
             self._unlease(conn)
@@ -1174,6 +1186,7 @@ class Transport(httpx.AsyncBaseTransport):
         reason: bytes,
         headers: list[tuple[bytes, bytes]],
         read_timeout: float | None,
+        started: float = 0.0,
     ) -> tuple[httpx.Response, bool | None]:
         """The response, and whether to reuse the connection now (None: once its body is read)."""
         connection = _header_tokens(headers, b"connection")
@@ -1233,4 +1246,6 @@ class Transport(httpx.AsyncBaseTransport):
                 "holysheep_async.body": stream,
             },
         )
+        stream._response = weakref.ref(response)
+        stream._started = started
         return response, None

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
-from ._transport import default_transport
+from ._transport import Transport, default_transport
 from ._version import __version__
 from .batches import Batches
 from .chat import Chat
@@ -50,6 +50,9 @@ class _HTTPClient(httpx.AsyncClient):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.cookies = {}
+        transport = kwargs.get("transport")
+        #: Our own transport, which the requester may call directly (Requester._send).
+        self._holysheep_transport = transport if isinstance(transport, Transport) else None
 
     @property
     def cookies(self) -> httpx.Cookies:

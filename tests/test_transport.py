@@ -181,7 +181,7 @@ async def test_chunked_decoder_any_split() -> None:
             assert d.done and d.extra == b"EXTRA"
 
 
-_chunk_sizes = st.sampled_from(["%x", "%X", "%04x", "%x;ext=1", "%x ; name=\"v\""])
+_chunk_sizes = st.sampled_from(["%x", "%X", "%04x", "%x;ext=1", '%x ; name="v"'])
 
 
 @given(
@@ -194,9 +194,7 @@ def test_chunked_decoder_property(
     parts: list[tuple[bytes, str]], trailer: bytes, extra: bytes, cuts: list[int]
 ) -> None:
     """Any chunk sizes, spellings of the size line and read boundaries decode to the body."""
-    wire = b"".join(
-        (size % len(data)).encode() + b"\r\n" + data + b"\r\n" for data, size in parts
-    )
+    wire = b"".join((size % len(data)).encode() + b"\r\n" + data + b"\r\n" for data, size in parts)
     wire += b"0\r\n" + trailer + b"\r\n" + extra
     bounds = sorted({min(c, len(wire)) for c in cuts} | {0, len(wire)})
     d = ChunkedDecoder()
@@ -705,3 +703,141 @@ async def test_stats_after_failures_leave_nothing_in_use(raw, http) -> None:
         hang = raw(lambda conn: (conn.read_request(), conn.file.read()))
         await http.get(hang.url)
     assert t.connections_in_use == 0
+
+
+# -- the request path below httpx.AsyncClient.send (Requester._build / _send) ---------------
+
+_COMPLETION = (
+    b'{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+)
+
+
+def _recording(seen: list[tuple[list[bytes], bytes]], answer: Callable[[int], bytes]):
+    """A handler keeping each request's raw head lines (in order) and body."""
+
+    def handler(conn: Conn) -> None:
+        while True:
+            lines = []
+            while (line := conn.file.readline()) not in (b"\r\n", b""):
+                lines.append(line.rstrip(b"\r\n"))
+            if not lines:
+                return
+            length = next(
+                (int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length:")),
+                0,
+            )
+            seen.append((lines, conn.file.read(length)))
+            conn.send(answer(len(seen)))
+
+    return handler
+
+
+async def _calls(client: AsyncClient) -> None:
+    await client.chat.create(model="m", messages=[{"role": "user", "content": "héllo"}])
+    await client._requester.request("GET", "/models")
+    await client._requester.request("POST", "/batches/b1/cancel")
+    await client._requester.request("POST", "/files", json={"purpose": "batch"})
+
+
+async def test_the_fast_path_sends_byte_for_byte_what_httpx_sends(raw, monkeypatch) -> None:
+    # The default client builds requests without build_request and sends them
+    # without AsyncClient.send; a client handed in goes through both. The server
+    # must see the same requests, header order included.
+    sends = 0
+    real_send = httpx.AsyncClient.send
+
+    async def counting_send(self, request, **kw):  # type: ignore[no-untyped-def]
+        nonlocal sends
+        sends += 1
+        return await real_send(self, request, **kw)
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", counting_send)
+    fast: list[tuple[list[bytes], bytes]] = []
+    slow: list[tuple[list[bytes], bytes]] = []
+    srv_fast = raw(_recording(fast, lambda _: ok(_COMPLETION)))
+    srv_slow = raw(_recording(slow, lambda _: ok(_COMPLETION)))
+    headers = {"x-team": "wool"}
+    async with AsyncClient(
+        api_key="test-key", base_url=f"{srv_fast.url}/v1", default_headers=headers
+    ) as client:
+        await _calls(client)
+    assert sends == 0  # the fast path was taken
+    async with httpx.AsyncClient(transport=Transport()) as own:
+        async with AsyncClient(
+            api_key="test-key",
+            base_url=f"{srv_slow.url}/v1",
+            default_headers=headers,
+            http_client=own,
+        ) as client:
+            await _calls(client)
+    assert sends == 4
+    assert len(fast) == len(slow) == 4
+    port_fast, port_slow = str(srv_fast.port).encode(), str(srv_slow.port).encode()
+    for (head_f, body_f), (head_s, body_s) in zip(fast, slow):
+        assert [x.replace(port_fast, b"PORT") for x in head_f] == [
+            x.replace(port_slow, b"PORT") for x in head_s
+        ]
+        assert body_f == body_s
+    # GET without a body: no Content-Length, no Content-Type; a bodiless POST: length 0.
+    assert not any(x.lower().startswith(b"content-") for x in fast[1][0])
+    assert b"Content-Length: 0" in fast[2][0]
+    assert "héllo".encode() in fast[0][1]
+
+
+async def test_the_fast_path_keeps_cookies_elapsed_and_httpx_log_line(raw, caplog) -> None:
+    seen: list[tuple[list[bytes], bytes]] = []
+
+    def answer(n: int) -> bytes:
+        if n == 2:
+            return ok(_COMPLETION, b"set-cookie: lb=node7; Path=/\r\n")
+        return ok(_COMPLETION)
+
+    srv = raw(_recording(seen, answer))
+    caplog.set_level("INFO", logger="httpx")
+    async with AsyncClient(api_key="test-key", base_url=f"{srv.url}/v1") as client:
+        for _ in range(3):
+            await client._requester.request("GET", "/models")
+        assert dict(client.http_client.cookies) == {"lb": "node7"}
+        reply = await client._requester.request("GET", "/models", stream=True)
+        await reply.response.aread()
+        await reply.aclose()
+        assert reply.response.elapsed.total_seconds() > 0
+    cookies = [[x for x in head if x.lower().startswith(b"cookie:")] for head, _ in seen]
+    assert cookies == [[], [], [b"Cookie: lb=node7"], [b"Cookie: lb=node7"]]
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert lines and all(f"GET {srv.url}/v1/models" in x and "200 OK" in x for x in lines)
+
+
+async def test_event_hooks_and_redirects_on_the_default_client(raw) -> None:
+    # Hooks added to the default client's httpx client are called (the request
+    # then goes through AsyncClient.send); a redirect on the fast path is followed
+    # by httpx with the history kept.
+    seen: list[tuple[list[bytes], bytes]] = []
+
+    def answer(n: int) -> bytes:
+        if n == 1:
+            return b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v1/elsewhere\r\ncontent-length: 0\r\n\r\n"
+        return ok(_COMPLETION)
+
+    srv = raw(_recording(seen, answer))
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    async with AsyncClient(api_key="test-key", base_url=f"{srv.url}/v1") as client:
+        reply = await client._requester.request("POST", "/chat/completions", json={"a": 1})
+        assert reply.response.url.path == "/v1/elsewhere"
+        assert [r.status_code for r in reply.response.history] == [307]
+        client.http_client.event_hooks["request"].append(hook)
+        await client._requester.request("GET", "/models")
+    assert hooked == ["/v1/models"]
+    assert [head[0].split()[:2] for head, _ in seen] == [
+        [b"POST", b"/v1/chat/completions"],
+        [b"POST", b"/v1/elsewhere"],
+        [b"GET", b"/v1/models"],
+    ]
+    assert seen[0][1] == seen[1][1] == b'{"a":1}'  # a 307 keeps method and body
+    assert any(x.startswith(b"Authorization: Bearer test-key") for x in seen[1][0])
