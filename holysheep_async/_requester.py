@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import httpx
+from pydantic_core import to_json
 
 from ._transport import NO_RESEND
 from .errors import (
@@ -55,8 +56,22 @@ class Reply:
 
 
 def _json_bytes(value: Any) -> bytes:
-    """A JSON body encoded exactly as httpx encodes ``json=`` (compact, UTF-8, no NaN)."""
-    return json_dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+    """A request's JSON body, compact and UTF-8 as httpx encodes ``json=``; NaN refused.
+
+    pydantic-core's encoder (5x faster than the json module's, and it also
+    takes pydantic models, dataclasses, datetimes, enums), with the json
+    module deciding whenever that one cannot encode a value or wrote a NaN or
+    infinity (possibly only inside a string: then both give the same bytes).
+    """
+    try:
+        out = to_json(value)
+    except ValueError:  # not JSON data: json.dumps raises its usual TypeError
+        out = b"NaN"
+    if b"NaN" in out or b"Infinity" in out:
+        return json_dumps(
+            value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+        ).encode()
+    return out
 
 
 def is_loopback(host: str) -> bool:
@@ -102,7 +117,10 @@ class Requester:
         # Parsed URLs: httpx parses a str URL on every request (~20 us).
         self._urls: dict[str, httpx.URL] = {}
         # The client's headers merged with ours, and what they were merged from (see _build).
-        self._merged: tuple[Any, httpx.Headers, bool] | None = None
+        self._merged: (
+            tuple[httpx.URL, list[tuple[bytes, bytes]], dict[str, str], list[tuple[bytes, bytes]]]
+            | None
+        ) = None
 
     def record_usage(self, model: str, usage: Usage | None, *, batch: bool = False) -> None:
         """Report the usage of one answer to the hooks (no-op without usage)."""
@@ -173,6 +191,12 @@ class Requester:
             url = httpx.URL(full)
             if len(self._urls) < 256:
                 self._urls[full] = url
+        if json is not None and content is None and files is None and data is None:
+            # Encoded once for every attempt, the same way on either path (see _json_bytes).
+            content = _json_bytes(json)
+            json = None
+            if not any(k.lower() == "content-type" for k in all_headers):
+                all_headers["Content-Type"] = "application/json"
         attempt = 0
         while True:
             attempt += 1
@@ -180,7 +204,7 @@ class Requester:
             started = time.perf_counter()
             try:
                 if (
-                    content is None
+                    json is None
                     and files is None
                     and data is None
                     and not params
@@ -189,7 +213,7 @@ class Requester:
                     and not self.http.params
                 ):
                     request = self._build(
-                        method, url, json, all_headers, timeout or self.timeout, resend
+                        method, url, content, all_headers, timeout or self.timeout, resend
                     )
                     response = await self._send(request)
                 else:
@@ -305,7 +329,7 @@ class Requester:
         self,
         method: str,
         url: httpx.URL,
-        json: Any,
+        content: bytes | None,
         headers: dict[str, str],
         timeout: httpx.Timeout,
         resend: bool = True,
@@ -313,36 +337,38 @@ class Requester:
         """What ``build_request`` makes, for the client built by default (no cookies, no params).
 
         The same request, bytes for bytes: the client's headers merged with
-        ours, ``Host``, the JSON body as httpx encodes it, ``Content-Type`` and
-        ``Content-Length``. ``build_request`` merges and normalizes every
-        header and re-encodes the body on every call (~20 us); here the
+        ours, ``Host`` first, ``Content-Length`` last. ``build_request`` merges
+        and normalizes every header on every call (~20 us); here the merged
         headers are kept until any of them changes, and the request is made
         from them ready-built.
         """
         http = self.http
-        key = (url.netloc, tuple(http.headers.raw), tuple(headers.items()))
+        client_headers = http.headers.raw
         cached = self._merged
-        if cached is None or cached[0] != key:
+        if (
+            cached is None
+            or cached[0] is not url
+            or cached[1] != client_headers
+            or cached[2] != headers
+        ):
             merged = httpx.Headers(http.headers)
             merged.update(headers)
             cached = self._merged = (
-                key,
-                httpx.Headers([(b"Host", url.netloc), *merged.raw]),
-                "content-type" in merged,
+                url,
+                client_headers,
+                dict(headers),
+                [(b"Host", url.netloc), *merged.raw],
             )
-        if json is not None:
-            body = _json_bytes(json)
-            request_headers = httpx.Headers(cached[1])
-            request_headers["Content-Length"] = str(len(body))
-            if not cached[2]:
-                request_headers["Content-Type"] = "application/json"
+        if content is not None:
+            body = content
+            request_headers = httpx.Headers([*cached[3], (b"Content-Length", b"%d" % len(body))])
         elif method in ("POST", "PUT", "PATCH"):
             body = b""
-            host, *rest = cached[1].raw  # httpx puts this one right after Host
+            host, *rest = cached[3]  # httpx puts this one right after Host
             request_headers = httpx.Headers([host, (b"Content-Length", b"0"), *rest])
         else:
             body = b""
-            request_headers = httpx.Headers(cached[1])
+            request_headers = httpx.Headers(cached[3])
         request = httpx.Request(
             method,
             url,

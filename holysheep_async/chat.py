@@ -42,6 +42,10 @@ class Chat:
     def __init__(self, requester: Requester) -> None:
         self._requester = requester
 
+    def _tokens(self, body: dict[str, Any]) -> int:
+        """The request's estimated tokens, for a tokens-per-minute limit (0 without one)."""
+        return estimate_tokens(body) if self._requester.limiter.tpm else 0
+
     async def create(
         self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
     ) -> ChatCompletion:
@@ -55,7 +59,7 @@ class Chat:
             raise ValueError("chat.create does not stream: use client.chat.stream(...)")
         body = _body(model, messages, params)
         reply = await self._requester.request(
-            "POST", "/chat/completions", json=body, tokens=estimate_tokens(body)
+            "POST", "/chat/completions", json=body, tokens=self._tokens(body)
         )
         try:
             completion = ChatCompletion.model_validate_json(reply.response.content)
@@ -135,7 +139,7 @@ class Chat:
         return ChatStream(
             self._requester,
             body,
-            tokens=estimate_tokens(body),
+            tokens=self._tokens(body),
             idle_timeout=idle,
             resume=strategy,
             headers=extra_headers,

@@ -7,6 +7,8 @@ use them) cover the protocol's edges; the emulator covers the client end to end.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import socket
 import ssl
@@ -198,7 +200,7 @@ def test_chunked_decoder_property(
     wire += b"0\r\n" + trailer + b"\r\n" + extra
     bounds = sorted({min(c, len(wire)) for c in cuts} | {0, len(wire)})
     d = ChunkedDecoder()
-    out = b"".join(d.feed(wire[a:b]) for a, b in zip(bounds, bounds[1:]))
+    out = b"".join(d.feed(wire[a:b]) for a, b in itertools.pairwise(bounds))
     assert out == b"".join(data for data, _ in parts)
     assert d.done and d.extra == extra
 
@@ -764,18 +766,20 @@ async def test_the_fast_path_sends_byte_for_byte_what_httpx_sends(raw, monkeypat
     ) as client:
         await _calls(client)
     assert sends == 0  # the fast path was taken
-    async with httpx.AsyncClient(transport=Transport()) as own:
-        async with AsyncClient(
+    async with (
+        httpx.AsyncClient(transport=Transport()) as own,
+        AsyncClient(
             api_key="test-key",
             base_url=f"{srv_slow.url}/v1",
             default_headers=headers,
             http_client=own,
-        ) as client:
-            await _calls(client)
+        ) as client,
+    ):
+        await _calls(client)
     assert sends == 4
     assert len(fast) == len(slow) == 4
     port_fast, port_slow = str(srv_fast.port).encode(), str(srv_slow.port).encode()
-    for (head_f, body_f), (head_s, body_s) in zip(fast, slow):
+    for (head_f, body_f), (head_s, body_s) in zip(fast, slow, strict=True):
         assert [x.replace(port_fast, b"PORT") for x in head_f] == [
             x.replace(port_slow, b"PORT") for x in head_s
         ]
@@ -818,7 +822,10 @@ async def test_event_hooks_and_redirects_on_the_default_client(raw) -> None:
 
     def answer(n: int) -> bytes:
         if n == 1:
-            return b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v1/elsewhere\r\ncontent-length: 0\r\n\r\n"
+            return (
+                b"HTTP/1.1 307 Temporary Redirect\r\nlocation: /v1/elsewhere\r\n"
+                b"content-length: 0\r\n\r\n"
+            )
         return ok(_COMPLETION)
 
     srv = raw(_recording(seen, answer))
@@ -841,3 +848,22 @@ async def test_event_hooks_and_redirects_on_the_default_client(raw) -> None:
     ]
     assert seen[0][1] == seen[1][1] == b'{"a":1}'  # a 307 keeps method and body
     assert any(x.startswith(b"Authorization: Bearer test-key") for x in seen[1][0])
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_request_bodies_are_json_as_httpx_writes_it_and_nan_is_refused() -> None:
+    from holysheep_async._requester import _json_bytes
+
+    for value in [
+        {"a": "NaN inside a string", "b": ["Infinity"], "c": "héllo \u2028", "d": 2**70},
+        {"m": [{"role": "user", "content": "x"}], "t": 0.5, "n": None, "ok": True},
+    ]:
+        assert (
+            _json_bytes(value)
+            == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+    for bad in [float("nan"), float("inf"), -float("inf")]:
+        with pytest.raises(ValueError, match="JSON compliant"):
+            _json_bytes({"temperature": bad})
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        _json_bytes({"x": object()})
