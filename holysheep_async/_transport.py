@@ -247,6 +247,54 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+async def _asyncio_connect_ip(
+    host: str, port: int, timeout: float | None
+) -> tuple[asyncio.Transport, _Protocol]:
+    """A TCP connection to an IP address on asyncio: ``TimeoutError`` after ``timeout``.
+
+    ``loop.create_connection`` with a host resolves it, and anyio's timeout
+    is a cancel scope: together twice the CPU of connecting a socket of our
+    own and handing it to the loop.
+    """
+    loop = asyncio.get_running_loop()
+    addr = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            sock.connect((addr, port))
+        except BlockingIOError:
+            done: asyncio.Future[None] = loop.create_future()
+            fd = sock.fileno()
+            loop.add_writer(fd, _settle, done, None)
+            timer = (
+                None if timeout is None else loop.call_later(timeout, _settle, done, TimeoutError())
+            )
+            try:
+                await done
+            finally:
+                loop.remove_writer(fd)
+                if timer is not None:
+                    timer.cancel()
+            error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise OSError(error, os.strerror(error))
+        transport, protocol = await loop.create_connection(_Protocol, sock=sock)
+    except BaseException:
+        sock.close()
+        raise
+    return transport, protocol
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if not future.done():
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
 def _timeout(request: httpx.Request, which: str) -> float | None:
     value = request.extensions.get("timeout", {}).get(which)
     return None if value is None else float(value)
@@ -968,6 +1016,17 @@ class Transport(httpx.AsyncBaseTransport):
         scheme, host, port = key
         hostname = host.decode("ascii")
         timeout = _timeout(request, "connect")
+        if scheme == b"http" and _is_ip(hostname) and running_library() == "asyncio":
+            # The common local case (an inference server, a relay on 127.0.0.1):
+            # a socket of our own, its timeout a loop timer, not a cancel scope.
+            try:
+                transport, protocol = await _asyncio_connect_ip(hostname, port, timeout)
+            except TimeoutError:
+                raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
+            except OSError as exc:
+                raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
+            self.connections_opened += 1
+            return _Connection(key, _AsyncioStream(transport, protocol))
         try:
             with anyio.fail_after(timeout):
                 if scheme == b"https":
@@ -983,15 +1042,8 @@ class Transport(httpx.AsyncBaseTransport):
                     # Happy eyeballs only where there can be a choice of address: its
                     # staggered race costs ~100 us of CPU per connection even with one.
                     transport, protocol = await asyncio.get_running_loop().create_connection(
-                        _Protocol,
-                        hostname,
-                        port,
-                        happy_eyeballs_delay=None if _is_ip(hostname) else 0.25,
+                        _Protocol, hostname, port, happy_eyeballs_delay=0.25
                     )
-                    sock = transport.get_extra_info("socket")
-                    if sock is not None:
-                        with contextlib.suppress(OSError):
-                            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     stream = _AsyncioStream(transport, protocol)
                 elif running_library() == "trio" and _is_ip(hostname):
                     import trio

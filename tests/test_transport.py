@@ -415,6 +415,30 @@ async def test_connect_refused() -> None:
             await http.get(f"http://127.0.0.1:{port}/")
 
 
+async def test_connect_timeout_when_the_server_never_accepts() -> None:
+    # A listener whose accept queue is full drops further SYNs: the connect hangs
+    # and must end at the connect timeout, with nothing left in the pool.
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(8):  # fill the accept queue (its size is backlog + 1 or so)
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", port))
+            fillers.append(f)
+        transport = Transport()
+        timeout = httpx.Timeout(5, connect=0.2)
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as http:
+            with anyio.fail_after(5), pytest.raises(httpx.ConnectTimeout):
+                await http.get(f"http://127.0.0.1:{port}/")
+            assert transport.stats() == TransportStats(in_use=0, idle=0, opened=0)
+    finally:
+        for f in fillers:
+            f.close()
+        listener.close()
+
+
 async def test_read_timeout_closes_connection(raw) -> None:
     release = threading.Event()
 
