@@ -209,7 +209,13 @@ class MockServer:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         server = await asyncio.start_server(
-            self._connection, self.host, self.port, limit=MAX_HEADER
+            # A deep accept queue: asyncio's default (100) drops the SYNs of a burst of
+            # new connections (1,000 requests at once), which then wait 1 s to retry.
+            self._connection,
+            self.host,
+            self.port,
+            limit=MAX_HEADER,
+            backlog=4096,
         )
         self.port = server.sockets[0].getsockname()[1]
         self._ready.set()
