@@ -837,12 +837,14 @@ async def test_the_fast_path_keeps_cookies_elapsed_and_httpx_log_line(raw, caplo
         for _ in range(3):
             await client._requester.request("GET", "/models")
         assert dict(client.http_client.cookies) == {"lb": "node7"}
+        client.http_client.headers["x-late"] = "1"  # changed after the first requests
         reply = await client._requester.request("GET", "/models", stream=True)
         await reply.response.aread()
         await reply.aclose()
         assert reply.response.elapsed.total_seconds() > 0
     cookies = [[x for x in head if x.lower().startswith(b"cookie:")] for head, _ in seen]
     assert cookies == [[], [], [b"Cookie: lb=node7"], [b"Cookie: lb=node7"]]
+    assert [b"x-late: 1" in head for head, _ in seen] == [False, False, False, True]
     lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert lines and all(f"GET {srv.url}/v1/models" in x and "200 OK" in x for x in lines)
 
@@ -900,3 +902,15 @@ async def test_request_bodies_are_json_as_httpx_writes_it_and_nan_is_refused() -
             _json_bytes({"temperature": bad})
     with pytest.raises(TypeError, match="not JSON serializable"):
         _json_bytes({"x": object()})
+
+
+async def test_a_failed_connect_on_the_fast_path_names_its_request() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with AsyncClient(api_key="k", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0) as c:
+        with pytest.raises(APIConnectionError) as info:
+            await c.chat.create(model="m", messages=[{"role": "user", "content": "x"}])
+    cause = info.value.__cause__
+    assert isinstance(cause, httpx.ConnectError)
+    assert cause.request.url == f"http://127.0.0.1:{port}/v1/chat/completions"
