@@ -892,6 +892,7 @@ async def test_request_bodies_are_json_as_httpx_writes_it_and_nan_is_refused() -
     for value in [
         {"a": "NaN inside a string", "b": ["Infinity"], "c": "héllo \u2028", "d": 2**70},
         {"m": [{"role": "user", "content": "x"}], "t": 0.5, "n": None, "ok": True},
+        {None: 1, 2: "int key", 1.5: "float key", True: "bool key", "e": 1e-07},
     ]:
         assert (
             _json_bytes(value)
@@ -900,8 +901,11 @@ async def test_request_bodies_are_json_as_httpx_writes_it_and_nan_is_refused() -
     for bad in [float("nan"), float("inf"), -float("inf")]:
         with pytest.raises(ValueError, match="JSON compliant"):
             _json_bytes({"temperature": bad})
-    with pytest.raises(TypeError, match="not JSON serializable"):
-        _json_bytes({"x": object()})
+    for bad_value in [object(), b"bytes", {1, 2}]:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            _json_bytes({"x": bad_value})
+    with pytest.raises(TypeError, match="keys must be"):
+        _json_bytes({(1, 2): "tuple key"})
 
 
 async def test_a_failed_connect_on_the_fast_path_names_its_request() -> None:
