@@ -50,7 +50,12 @@ def bench(session: nox.Session) -> None:
 
 
 # The property tests, run by soak with twenty times CI's examples (HYPOTHESIS_PROFILE=soak).
-PROPERTY_TESTS = ["tests/test_jsonl_props.py", "tests/test_sse.py", "tests/test_limits.py"]
+PROPERTY_TESTS = [
+    "tests/test_jsonl_props.py",
+    "tests/test_sse.py",
+    "tests/test_limits.py",
+    "tests/test_transport.py::test_chunked_decoder_property",
+]
 
 
 @nox.session
