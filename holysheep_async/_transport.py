@@ -1238,7 +1238,7 @@ class Transport(httpx.AsyncBaseTransport):
         reason: bytes,
         headers: list[tuple[bytes, bytes]],
         read_timeout: float | None,
-        started: float = 0.0,
+        started: float,
     ) -> tuple[httpx.Response, bool | None]:
         """The response, and whether to reuse the connection now (None: once its body is read)."""
         connection = _header_tokens(headers, b"connection")
