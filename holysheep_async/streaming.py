@@ -25,7 +25,11 @@ What it guarantees:
 - A stream that ends with neither ``[DONE]`` nor a finish reason raises
   :class:`IncompleteStreamError`: never a silently shorter answer. One that
   has the finish reason but no ``[DONE]`` is complete: ``stream.done`` stays
-  False and a warning is logged.
+  False and a warning is logged. So is one whose connection breaks after the
+  finish reason, inside the usage event: that unfinished last event is
+  discarded (the SSE standard's rule) and ``usage`` stays None. Broken inside
+  an event before the finish reason, the stream raises
+  :class:`APIConnectionError` (with ``partial_text``).
 - Leaving ``async with``, breaking out of the loop, or cancelling the
   enclosing scope closes the HTTP response. (Without ``async with``, a loop
   left early is closed when the iterator is garbage collected: at once on
@@ -617,13 +621,34 @@ class ChatStream:
                 raise StreamError(f"Not an event stream: {exc}{self._rid()}", code=MALFORMED)
             if events:
                 self._events += len(events)
-                out = self._parse(events)
+                out = self._parse_tail(events) if self._eof else self._parse(events)
                 if out:
                     if self._idle is not None:
                         self._deadline = self._now() + self._idle
                     return out
             if self._eof:
                 return []
+
+    def _parse_tail(self, events: list[RawEvent]) -> list[_Item]:
+        """The last event, not followed by a blank line (the body ended, or broke, inside it).
+
+        A whole one is used (servers that close right after ``data: [DONE]``
+        with no blank line); one that cannot be read was cut off, and is
+        discarded as the SSE standard says of an unfinished event. What the
+        stream then is depends on what came before it (``_end_of_response``):
+        complete with a warning after the finish reason, else an error.
+        """
+        try:
+            return self._parse(events)
+        except StreamError as exc:
+            if exc.code != MALFORMED:
+                raise
+            log.warning(
+                "discarding an unfinished last event (%s bytes, no blank line after it)%s",
+                sum(len(e[1]) for e in events),
+                self._rid(),
+            )
+            return []
 
     def _parse(self, events: list[RawEvent]) -> list[_Item]:
         out: list[_Item] = []
