@@ -24,7 +24,11 @@ from .retry import RetryPolicy
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+#: The official SDK's: an LLM call may take minutes (a long generation, a relay
+#: holding the request in its own rate window), and a read timeout under that
+#: re-sends a request the server is still running, which bills twice. Streams
+#: are bounded by ``stream_idle_timeout`` (silence between data events) instead.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 USER_AGENT = f"holysheep-async/{__version__} python/{platform.python_version()}"
 
 
@@ -89,9 +93,17 @@ class AsyncClient:
     :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
     once under ``rpm`` (default: one second's worth, at least 1).
 
+    ``timeout``: seconds, or an ``httpx.Timeout``; default
+    ``httpx.Timeout(600, connect=10)``, as the official SDK. The read timeout
+    bounds the wait for each read (a non-streamed answer, a stream's headers,
+    each read of a stream; pings count as reads). ``client.timeout`` is the
+    effective ``httpx.Timeout``.
+
     ``stream_idle_timeout``: the longest silence allowed between SSE data
     events, counted from the response headers. Models that think silently for
-    a long time before the first token need a larger value, or ``None``.
+    a long time before the first token need a larger value, or ``None``. A
+    stream's read timeout is raised to it when it is the larger, so that it is
+    the idle timeout that bounds a stream's silence (docs/proxies.md).
     """
 
     def __init__(

@@ -207,6 +207,19 @@ def _retryable(error: HolySheepError) -> bool:
     return isinstance(error, APIConnectionError)
 
 
+def _stream_timeout(timeout: httpx.Timeout, idle: float | None) -> httpx.Timeout | None:
+    """The timeouts of a stream's request: the client's, with the read timeout raised to
+    the idle timeout when that is longer (None: the client's as they are).
+
+    The read timeout bounds each read, pings included; the idle timeout bounds the
+    silence between data events. A user who allows a stream 900 s of silence
+    (a model that thinks long) must not be cut at the 600 s read timeout.
+    """
+    if idle is None or timeout.read is None or timeout.read >= idle:
+        return None
+    return httpx.Timeout(timeout.connect, read=idle, write=timeout.write, pool=timeout.pool)
+
+
 def _drop_none(obj: dict[str, Any]) -> dict[str, Any]:
     # Relays send null where OpenAI sends a value ("id": null, "choices": null).
     return {k: v for k, v in obj.items() if v is not None}
@@ -236,6 +249,7 @@ class ChatStream:
         self._next_body = body
         self._tokens = tokens
         self._idle = idle_timeout
+        self._timeout = _stream_timeout(requester.timeout, idle_timeout)
         self._resume = resume
         self._headers = dict(headers) if headers else None
         self._usage_by_default = usage_by_default
@@ -478,6 +492,7 @@ class ChatStream:
                 stream=True,
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,
+                timeout=self._timeout,
             )
         except BadRequestError as exc:
             if self._drop_stream_options(exc):
