@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
+from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
 from ._version import __version__
 from .batches import Batches
@@ -86,8 +87,10 @@ class AsyncClient:
     ``HOLYSHEEP_BASE_URL``, else ``https://api.holysheep.ai/v1``. A missing key
     is reported at the first request, not here. ``http_client``: your own
     ``httpx.AsyncClient`` (its timeouts, proxies, TLS settings are used, and
-    it is not closed by ``aclose()``). ``retry`` replaces the whole retry
-    policy (``max_retries`` sets only its count).
+    it is not closed by ``aclose()``). HTTPS is verified against the system's
+    trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` first); for a CA of your
+    own, pass ``http_client=httpx.AsyncClient(verify=ssl_context)``. ``retry``
+    replaces the whole retry policy (``max_retries`` sets only its count).
 
     ``rpm`` / ``tpm`` / ``max_concurrency``: client-side limits (see
     :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
@@ -173,13 +176,19 @@ class AsyncClient:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None
-        http = http_client or _HTTPClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            follow_redirects=True,
+        if http_client is None:
             # Our pool and codec (DESIGN.md, Performance); None -> httpx's own (proxies, opt-out).
-            transport=default_transport(),
-        )
+            transport = default_transport()
+            http_client = _HTTPClient(
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                follow_redirects=True,
+                transport=transport,
+                # The system's trust store (_tls). Ours makes its context at its first
+                # HTTPS connection; httpx's transport (and its proxies') needs it now.
+                verify=create_ssl_context() if transport is None else True,
+            )
+        http = http_client
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         headers.update(default_headers or {})
         self._requester = Requester(
