@@ -627,7 +627,10 @@ class ChatStream:
             try:
                 if chunk is None:
                     self._eof = True
-                    events = decoder.flush_raw()
+                    # A body that ends is ended by the server: a last event missing only
+                    # its blank line is whole. One whose connection broke is unfinished,
+                    # and discarded (the SSE standard's rule).
+                    events = [] if self._broke_after_finish else decoder.flush_raw()
                 else:
                     if len(self._head) < _HEAD:
                         self._head += chunk[: _HEAD - len(self._head)]
@@ -645,13 +648,14 @@ class ChatStream:
                 return []
 
     def _parse_tail(self, events: list[RawEvent]) -> list[_Item]:
-        """The last event, not followed by a blank line (the body ended, or broke, inside it).
+        """The last event of a body that ended without the blank line after it.
 
         A whole one is used (servers that close right after ``data: [DONE]``
         with no blank line); one that cannot be read was cut off, and is
         discarded as the SSE standard says of an unfinished event. What the
         stream then is depends on what came before it (``_end_of_response``):
-        complete with a warning after the finish reason, else an error.
+        complete with a warning after the finish reason, else an error. (After
+        a broken connection the unfinished event is not even looked at.)
         """
         try:
             return self._parse(events)

@@ -18,8 +18,9 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
+import httpx
 import pytest
 
 from holysheep_async import APIConnectionError, AsyncClient, IncompleteStreamError
@@ -171,8 +172,11 @@ async def test_cut_inside_the_usage_event_after_the_finish_is_complete_with_a_wa
     assert srv.requests == 1, "a complete answer is never asked for again"
     assert fake_sleep.calls == []
     warnings = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
-    assert "unfinished last event" in warnings
-    assert "finish reason" in warnings
+    if framing == "close":  # the body ended inside the event: it was looked at, and dropped
+        assert "unfinished last event" in warnings
+        assert "without 'data: [DONE]' after its finish reason" in warnings
+    else:
+        assert "the connection broke after the finish reason" in warnings
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
@@ -225,15 +229,88 @@ async def test_ending_inside_an_event_before_the_finish_raises_with_the_partial_
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
-async def test_a_whole_last_event_without_its_blank_line_is_still_used(
+async def test_a_whole_last_event_without_its_blank_line(
     serve: Callable[[bytes], StreamServer], fake_sleep: FakeSleep, framing: str
 ) -> None:
-    # The usage event whole but for the blank line after it: its data is read.
+    # The usage event whole but for the blank line after it. A body that ends
+    # there was ended by the server: the event is used. A connection that broke
+    # there left it unfinished: discarded, as the SSE standard says.
     srv = serve(answer(framing, FINISHED + USAGE.rstrip(b"\n")))
     async with AsyncClient(api_key="k", base_url=srv.url) as client:
         client._requester.sleep = fake_sleep
         async with client.chat.stream(model="m", messages=MESSAGES) as stream:
             assert [t async for t in stream] == ["Hello", ", world"]
-    assert stream.usage is not None
-    assert stream.usage.total_tokens == 7
+    assert stream.finish_reason == "stop"
+    if framing == "close":
+        assert stream.usage is not None
+        assert stream.usage.total_tokens == 7
+    else:
+        assert stream.usage is None
     assert srv.requests == 1
+
+
+# -- every cut point ----------------------------------------------------------------------
+
+DONE = b"data: [DONE]\n\n"
+WHOLE = FINISHED + USAGE + DONE
+
+
+class CutBody(httpx.AsyncByteStream):
+    """The stream's bytes up to ``cut``, in small reads; then the connection breaks (or ends)."""
+
+    def __init__(self, cut: int, *, breaks: bool) -> None:
+        self.cut = cut
+        self.breaks = breaks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        data = WHOLE[: self.cut]
+        for i in range(0, len(data), 7):
+            yield data[i : i + 7]
+        if self.breaks:
+            raise httpx.RemoteProtocolError("peer closed connection without sending complete body")
+
+
+@pytest.mark.parametrize("breaks", [True, False], ids=["breaks", "ends"])
+async def test_every_cut_point_is_complete_or_raises(fake_sleep: FakeSleep, breaks: bool) -> None:
+    """Cut anywhere: complete exactly when the finish reason was received, else an error
+    carrying the text received; never a shorter answer presented as complete.
+
+    "Received" differs by how the body stops. A connection that breaks leaves an
+    event without its blank line unfinished, and the SSE standard discards it. A
+    body that ends cleanly was ended there by the server: a whole last event
+    missing only its blank line is used (servers that close after ``data: [DONE]``).
+    """
+    cut = 0
+    # Bytes of the stream that make each event count: up to its blank line, or its line.
+    tail = 0 if breaks else 2
+    finished_at = len(FINISHED) - tail
+    usage_at = len(FINISHED) + len(USAGE) - tail
+    done_at = len(WHOLE) - tail
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"content-type": "text/event-stream"},
+            stream=CutBody(cut, breaks=breaks),
+        )
+
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http,
+        AsyncClient(api_key="k", http_client=http, max_retries=0) as client,
+    ):
+        for cut in range(len(TEXT), len(WHOLE) + 1):
+            got: list[str] = []
+            try:
+                async with client.chat.stream(model="m", messages=MESSAGES) as stream:
+                    async for text in stream:
+                        got.append(text)
+            except (APIConnectionError, IncompleteStreamError) as exc:
+                assert cut < finished_at, f"cut at {cut}: complete answer raised {exc!r}"
+                assert isinstance(exc, APIConnectionError if breaks else IncompleteStreamError)
+                assert exc.partial_text == "".join(got) == "Hello, world"
+                continue
+            assert cut >= finished_at, f"cut at {cut}: an unfinished answer passed as complete"
+            assert "".join(got) == stream.text == "Hello, world"
+            assert stream.finish_reason == "stop"
+            assert (stream.usage is not None) == (cut >= usage_at), f"cut at {cut}"
+            assert stream.done == (cut >= done_at), f"cut at {cut}"
