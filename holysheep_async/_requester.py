@@ -75,16 +75,18 @@ def describe_transport_error(exc: BaseException) -> str:
     TLS failure (the reason is two causes down); a certificate that does not
     verify says so and what to do.
     """
-    seen = exc
+    seen: BaseException | None = exc
     reason = ""
-    while seen is not None and not isinstance(seen, ssl.SSLCertVerificationError):
+    for _ in range(8):  # a chain is a few links long (and could, in theory, loop)
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            break
         reason = reason or str(seen)
-        seen = seen.__cause__ or seen.__context__  # type: ignore[assignment]
+        seen = seen.__cause__ or seen.__context__
     if isinstance(seen, ssl.SSLCertVerificationError):
         return (
             f"{type(exc).__name__}: TLS certificate verification failed: {seen.verify_message}"
-            f" ({seen}). A CA of your own: install it in the system's trust store, set"
-            " SSL_CERT_FILE, or pass http_client=httpx.AsyncClient(verify=...)"
+            f" ({reason or seen}). A CA of your own: install it in the system's trust store,"
+            " set SSL_CERT_FILE, or pass http_client=httpx.AsyncClient(verify=...)"
         )
     return f"{type(exc).__name__}: {reason}"
 
