@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -65,6 +66,29 @@ def _json_bytes(value: Any) -> bytes:
 
 
 _ENCODE = JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
+def describe_transport_error(exc: BaseException) -> str:
+    """``Type: message`` of an httpx transport error, with the reason it wraps.
+
+    httpx's transport on trio raises a ``ConnectError`` with no message for a
+    TLS failure (the reason is two causes down); a certificate that does not
+    verify says so and what to do.
+    """
+    seen: BaseException | None = exc
+    reason = ""
+    for _ in range(8):  # a chain is a few links long (and could, in theory, loop)
+        if seen is None or isinstance(seen, ssl.SSLCertVerificationError):
+            break
+        reason = reason or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(seen, ssl.SSLCertVerificationError):
+        return (
+            f"{type(exc).__name__}: TLS certificate verification failed: {seen.verify_message}"
+            f" ({reason or seen}). A CA of your own: install it in the system's trust store,"
+            " set SSL_CERT_FILE, or pass http_client=httpx.AsyncClient(verify=...)"
+        )
+    return f"{type(exc).__name__}: {reason}"
 
 
 def is_loopback(host: str) -> bool:
@@ -239,8 +263,9 @@ class Requester:
                 ) from exc
             except httpx.TransportError as exc:
                 permit.release()
+                why = describe_transport_error(exc)
                 error = APIConnectionError(
-                    self.redact(f"{method} {path}: connection failed ({type(exc).__name__}: {exc})")
+                    self.redact(f"{method} {path}: connection failed ({why})")
                 )
                 cause = exc
                 wait = self.retry.backoff(attempt)

@@ -27,8 +27,8 @@ What it does, and why:
 - A connection goes back to the pool only when its response body was read
   to the end and neither side asked to close; anything else (errors,
   cancellation, a response closed early) closes it.
-- TLS through anyio with httpx's own SSL context (certifi, ``SSL_CERT_FILE``
-  and friends), ALPN ``http/1.1``.
+- TLS through anyio with the system's trust store (``SSL_CERT_FILE`` and
+  friends first; see ``_tls``), ALPN ``http/1.1``.
 
 Not handled here, by design: proxies (:func:`default_transport` returns
 ``None`` when the environment configures one, so httpx's stock transport and
@@ -63,6 +63,7 @@ import anyio.abc
 import httpx
 
 from ._compat import running_library
+from ._tls import create_ssl_context
 
 __all__ = ["ChunkedDecoder", "Transport", "TransportStats", "default_transport"]
 
@@ -1005,7 +1006,7 @@ class Transport(httpx.AsyncBaseTransport):
             if isinstance(self._verify, ssl.SSLContext):
                 ctx = self._verify
             else:
-                ctx = httpx.create_ssl_context(
+                ctx = create_ssl_context(  # verify=True: the system's trust store
                     verify=self._verify, cert=self._cert, trust_env=self._trust_env
                 )
             ctx.set_alpn_protocols(["http/1.1"])

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
+from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
 from ._version import __version__
 from .batches import Batches
@@ -24,7 +25,11 @@ from .retry import RetryPolicy
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
-DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
+#: The official SDK's: an LLM call may take minutes (a long generation, a relay
+#: holding the request in its own rate window), and a read timeout under that
+#: re-sends a request the server is still running, which bills twice. Streams
+#: are bounded by ``stream_idle_timeout`` (silence between data events) instead.
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
 USER_AGENT = f"holysheep-async/{__version__} python/{platform.python_version()}"
 
 
@@ -82,16 +87,26 @@ class AsyncClient:
     ``HOLYSHEEP_BASE_URL``, else ``https://api.holysheep.ai/v1``. A missing key
     is reported at the first request, not here. ``http_client``: your own
     ``httpx.AsyncClient`` (its timeouts, proxies, TLS settings are used, and
-    it is not closed by ``aclose()``). ``retry`` replaces the whole retry
-    policy (``max_retries`` sets only its count).
+    it is not closed by ``aclose()``). HTTPS is verified against the system's
+    trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` first); for a CA of your
+    own, pass ``http_client=httpx.AsyncClient(verify=ssl_context)``. ``retry``
+    replaces the whole retry policy (``max_retries`` sets only its count).
 
     ``rpm`` / ``tpm`` / ``max_concurrency``: client-side limits (see
     :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
     once under ``rpm`` (default: one second's worth, at least 1).
 
+    ``timeout``: seconds, or an ``httpx.Timeout``; default
+    ``httpx.Timeout(600, connect=10)``, as the official SDK. The read timeout
+    bounds the wait for each read (a non-streamed answer, a stream's headers,
+    each read of a stream; pings count as reads). ``client.timeout`` is the
+    effective ``httpx.Timeout``.
+
     ``stream_idle_timeout``: the longest silence allowed between SSE data
     events, counted from the response headers. Models that think silently for
-    a long time before the first token need a larger value, or ``None``.
+    a long time before the first token need a larger value, or ``None``. A
+    stream's read timeout is raised to it when it is the larger, so that it is
+    the idle timeout that bounds a stream's silence (docs/proxies.md).
     """
 
     def __init__(
@@ -161,13 +176,19 @@ class AsyncClient:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None
-        http = http_client or _HTTPClient(
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-            follow_redirects=True,
+        if http_client is None:
             # Our pool and codec (DESIGN.md, Performance); None -> httpx's own (proxies, opt-out).
-            transport=default_transport(),
-        )
+            transport = default_transport()
+            http_client = _HTTPClient(
+                timeout=timeout,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                follow_redirects=True,
+                transport=transport,
+                # The system's trust store (_tls). Ours makes its context at its first
+                # HTTPS connection; httpx's transport (and its proxies') needs it now.
+                verify=create_ssl_context() if transport is None else True,
+            )
+        http = http_client
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         headers.update(default_headers or {})
         self._requester = Requester(

@@ -3,7 +3,8 @@
 The policy follows the official SDKs: connection errors and timeouts, 408,
 409, 429 and every status >= 500 are retried, other 4xx never. A server that
 says how long to wait is obeyed (``retry-after-ms``, then ``retry-after`` in
-seconds or as an HTTP date); ``x-should-retry: true|false`` overrides the
+seconds or as an HTTP date; LiteLLM-based relays' ``llm_provider-`` copies of
+both when the standard ones are absent); ``x-should-retry: true|false`` overrides the
 status rule. Otherwise the wait is an exponential backoff with jitter, capped.
 
 A server asking for more than ``max_server_wait`` seconds (an exhausted daily
@@ -24,9 +25,26 @@ __all__ = ["RetryPolicy", "parse_retry_after"]
 RETRY_STATUSES = frozenset({408, 409, 429})
 
 
+# Relays built on LiteLLM pass the provider's headers on renamed with this prefix.
+_RELAY_PREFIX = "llm_provider-"
+
+
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds the server asked us to wait, or None when it did not say (or said nonsense)."""
-    ms = headers.get("retry-after-ms")
+    """Seconds the server asked us to wait, or None when it did not say (or said nonsense).
+
+    ``retry-after-ms`` wins over ``retry-after`` (seconds or an HTTP date). A
+    relay built on LiteLLM renames them ``llm_provider-retry-after-ms`` and
+    ``llm_provider-retry-after``: those are read with the same rules when the
+    standard headers say nothing usable (the standard ones win when both do).
+    """
+    asked = _asked(headers, "", now)
+    if asked is None:
+        asked = _asked(headers, _RELAY_PREFIX, now)
+    return asked
+
+
+def _asked(headers: Mapping[str, str], prefix: str, now: float | None) -> float | None:
+    ms = headers.get(prefix + "retry-after-ms")
     if ms is not None:
         try:
             value = float(ms) / 1000.0
@@ -34,7 +52,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             value = -1.0
         if value >= 0 and value == value:  # not NaN
             return value
-    ra = headers.get("retry-after")
+    ra = headers.get(prefix + "retry-after")
     if ra is None:
         return None
     ra = ra.strip()

@@ -25,7 +25,11 @@ What it guarantees:
 - A stream that ends with neither ``[DONE]`` nor a finish reason raises
   :class:`IncompleteStreamError`: never a silently shorter answer. One that
   has the finish reason but no ``[DONE]`` is complete: ``stream.done`` stays
-  False and a warning is logged.
+  False and a warning is logged. So is one whose connection breaks after the
+  finish reason, inside the usage event: that unfinished last event is
+  discarded (the SSE standard's rule) and ``usage`` stays None. Broken inside
+  an event before the finish reason, the stream raises
+  :class:`APIConnectionError` (with ``partial_text``).
 - Leaving ``async with``, breaking out of the loop, or cancelling the
   enclosing scope closes the HTTP response. (Without ``async with``, a loop
   left early is closed when the iterator is garbage collected: at once on
@@ -203,6 +207,19 @@ def _retryable(error: HolySheepError) -> bool:
     return isinstance(error, APIConnectionError)
 
 
+def _stream_timeout(timeout: httpx.Timeout, idle: float | None) -> httpx.Timeout | None:
+    """The timeouts of a stream's request: the client's, with the read timeout raised to
+    the idle timeout when that is longer (None: the client's as they are).
+
+    The read timeout bounds each read, pings included; the idle timeout bounds the
+    silence between data events. A user who allows a stream 900 s of silence
+    (a model that thinks long) must not be cut at the 600 s read timeout.
+    """
+    if idle is None or timeout.read is None or timeout.read >= idle:
+        return None
+    return httpx.Timeout(timeout.connect, read=idle, write=timeout.write, pool=timeout.pool)
+
+
 def _drop_none(obj: dict[str, Any]) -> dict[str, Any]:
     # Relays send null where OpenAI sends a value ("id": null, "choices": null).
     return {k: v for k, v in obj.items() if v is not None}
@@ -232,6 +249,7 @@ class ChatStream:
         self._next_body = body
         self._tokens = tokens
         self._idle = idle_timeout
+        self._timeout = _stream_timeout(requester.timeout, idle_timeout)
         self._resume = resume
         self._headers = dict(headers) if headers else None
         self._usage_by_default = usage_by_default
@@ -474,6 +492,7 @@ class ChatStream:
                 stream=True,
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,
+                timeout=self._timeout,
             )
         except BadRequestError as exc:
             if self._drop_stream_options(exc):
@@ -608,7 +627,10 @@ class ChatStream:
             try:
                 if chunk is None:
                     self._eof = True
-                    events = decoder.flush_raw()
+                    # A body that ends is ended by the server: a last event missing only
+                    # its blank line is whole. One whose connection broke is unfinished,
+                    # and discarded (the SSE standard's rule).
+                    events = [] if self._broke_after_finish else decoder.flush_raw()
                 else:
                     if len(self._head) < _HEAD:
                         self._head += chunk[: _HEAD - len(self._head)]
@@ -617,13 +639,35 @@ class ChatStream:
                 raise StreamError(f"Not an event stream: {exc}{self._rid()}", code=MALFORMED)
             if events:
                 self._events += len(events)
-                out = self._parse(events)
+                out = self._parse_tail(events) if self._eof else self._parse(events)
                 if out:
                     if self._idle is not None:
                         self._deadline = self._now() + self._idle
                     return out
             if self._eof:
                 return []
+
+    def _parse_tail(self, events: list[RawEvent]) -> list[_Item]:
+        """The last event of a body that ended without the blank line after it.
+
+        A whole one is used (servers that close right after ``data: [DONE]``
+        with no blank line); one that cannot be read was cut off, and is
+        discarded as the SSE standard says of an unfinished event. What the
+        stream then is depends on what came before it (``_end_of_response``):
+        complete with a warning after the finish reason, else an error. (After
+        a broken connection the unfinished event is not even looked at.)
+        """
+        try:
+            return self._parse(events)
+        except StreamError as exc:
+            if exc.code != MALFORMED:
+                raise
+            log.warning(
+                "discarding an unfinished last event (%s bytes, no blank line after it)%s",
+                sum(len(e[1]) for e in events),
+                self._rid(),
+            )
+            return []
 
     def _parse(self, events: list[RawEvent]) -> list[_Item]:
         out: list[_Item] = []

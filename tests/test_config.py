@@ -25,7 +25,7 @@ def test_defaults_without_env() -> None:
     client = AsyncClient()
     assert client.base_url == DEFAULT_BASE_URL == "https://api.holysheep.ai/v1"
     assert client.has_api_key is False
-    assert client.timeout == httpx.Timeout(60, connect=10)
+    assert client.timeout == httpx.Timeout(600, connect=10)
     assert client.max_retries == 3
     assert client.stream_idle_timeout == 30.0
 

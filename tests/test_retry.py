@@ -6,6 +6,7 @@ import email.utils
 import socket
 import time
 
+import httpx
 import pytest
 
 from holysheep_async import (
@@ -180,6 +181,62 @@ def test_jitter_stays_within_bounds() -> None:
 )
 def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(headers) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        # LiteLLM-based relays rename the provider's headers (llm_provider-...).
+        ({"llm_provider-retry-after": "3"}, 3.0),
+        ({"llm_provider-retry-after-ms": "250"}, 0.25),
+        ({"llm_provider-retry-after-ms": "250", "llm_provider-retry-after": "9"}, 0.25),
+        ({"llm_provider-retry-after-ms": "soon", "llm_provider-retry-after": "9"}, 9.0),
+        ({"llm_provider-retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}, 0.0),
+        ({"llm_provider-retry-after": "-1"}, None),
+        # The standard headers win when both are there and usable.
+        ({"retry-after": "2", "llm_provider-retry-after": "9"}, 2.0),
+        ({"retry-after": "2", "llm_provider-retry-after-ms": "9000"}, 2.0),
+        ({"retry-after-ms": "100", "llm_provider-retry-after-ms": "9000"}, 0.1),
+        # A standard header that says nothing usable does not hide the relay's.
+        ({"retry-after": "soon", "llm_provider-retry-after": "5"}, 5.0),
+    ],
+)
+def test_parse_relay_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(headers) == expected
+    # HTTP header names are case-insensitive.
+    assert parse_retry_after(httpx.Headers({k.upper(): v for k, v in headers.items()})) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"llm_provider-retry-after": "2"}, 2.0),
+        ({"llm_provider-retry-after-ms": "1500"}, 1.5),
+        ({"retry-after": "1", "llm_provider-retry-after": "7"}, 1.0),
+    ],
+)
+async def test_429_from_a_litellm_relay_waits_what_it_asks(
+    client: AsyncClient,
+    server: MockServer,
+    fake_sleep: FakeSleep,
+    headers: dict[str, str],
+    expected: float,
+) -> None:
+    before = len(server.requests)
+    server.inject("status", status=429, headers=headers)
+    completion = await client.chat.create(model="m", messages=MESSAGES)
+    assert completion.text
+    assert fake_sleep.calls == [expected]
+    assert sent_since(server, before) == 2
+
+
+async def test_relay_asking_too_long_a_wait_fails_fast(
+    client: AsyncClient, server: MockServer, fake_sleep: FakeSleep
+) -> None:
+    server.inject("status", status=429, headers={"llm_provider-retry-after": "3600"})
+    with pytest.raises(RateLimitError, match="3600"):
+        await client.chat.create(model="m", messages=MESSAGES)
+    assert fake_sleep.calls == []
 
 
 def test_policy_rejects_nonsense() -> None:
