@@ -557,7 +557,9 @@ async def _traced_create(
         if trace.span is None:
             completion = await fn(*args, **kwargs)
         else:
-            with live.otel_trace.use_span(trace.span, end_on_exit=False):
+            with live.otel_trace.use_span(
+                trace.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
+            ):
                 completion = await fn(*args, **kwargs)
     except BaseException as exc:
         trace.closed(exc)
