@@ -17,7 +17,8 @@ lives in open-telemetry/semantic-conventions-genai, unchanged so far):
 - span ``chat {model}``, kind CLIENT, child of the caller's current span, with
   ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.*``,
   ``gen_ai.response.{id,model,finish_reasons}``, ``gen_ai.usage.*``,
-  ``gen_ai.response.time_to_first_chunk`` (streams), ``error.type``,
+  ``gen_ai.response.time_to_first_chunk`` (streams: the first chunk, which may
+  carry no text; the first text is ``holysheep.time_to_first_token``), ``error.type``,
   ``server.address`` / ``server.port``; retries, 429 cooldowns and waits behind
   the client's limits are span events (``holysheep.retry`` ...);
 - histograms ``gen_ai.client.operation.duration``, ``gen_ai.client.token.usage``
@@ -245,13 +246,15 @@ def _is_failure(exc: BaseException | None) -> bool:
 class ChatTrace:
     """The span and the measurements of one chat call (``create``, or a stream until its end)."""
 
-    __slots__ = ("_attrs", "_ended", "_live", "_started", "_ttfc", "span")
+    __slots__ = ("_attrs", "_ended", "_live", "_queued", "_started", "_ttfc", "_ttft", "span")
 
     def __init__(self, live: _Live, requester: Requester, body: Mapping[str, Any], stream: bool):
         self._live = live
         self._started = time.perf_counter()
         self._ended = False
+        self._queued = 0.0  # seconds behind the client's limits (not part of the TTFC)
         self._ttfc: float | None = None
+        self._ttft: float | None = None
         model = body.get("model")
         provider, server = server_attributes(requester.base_url)
         attrs: dict[str, Any] = {
@@ -282,12 +285,21 @@ class ChatTrace:
         if self.span is not None:
             self.span.add_event(name, attributes)
 
+    def waited(self, seconds: float) -> None:
+        self._queued += seconds
+        self.event("holysheep.limiter.wait", {"holysheep.limiter.waited": seconds})
+
+    def first_chunk(self) -> None:
+        """A chunk arrived: the first one sets the time to first chunk (request sent -> chunk)."""
+        if self._ttfc is None:
+            self._ttfc = time.perf_counter() - self._started - self._queued
+
     def first_token(self, ttft: float | None) -> None:
         """The first text arrived ``ttft`` seconds after the request was sent."""
-        if ttft is None or self._ttfc is not None:
+        if ttft is None or self._ttft is not None:
             return
-        self._ttfc = ttft
-        self.event("holysheep.first_token", {"gen_ai.response.time_to_first_chunk": ttft})
+        self._ttft = ttft
+        self.event("holysheep.first_token", {"holysheep.time_to_first_token": ttft})
 
     # -- the end --
 
@@ -359,6 +371,8 @@ class ChatTrace:
             attrs["gen_ai.response.finish_reasons"] = reasons
         if self._ttfc is not None:
             attrs["gen_ai.response.time_to_first_chunk"] = self._ttfc
+        if self._ttft is not None:
+            attrs["holysheep.time_to_first_token"] = self._ttft
         if usage is not None:
             attrs.update(_usage_attributes(usage))
         if output is not None:
@@ -527,7 +541,10 @@ def cooldown(trace: ChatTrace | None, seconds: float) -> None:
 
 def waited(trace: ChatTrace | None, seconds: float) -> None:
     """The request waited ``seconds`` behind the client's rpm / tpm / concurrency limits."""
-    _span_event(trace, "holysheep.limiter.wait", {"holysheep.limiter.waited": seconds})
+    if trace is not None:
+        trace.waited(seconds)
+    else:
+        _span_event(None, "holysheep.limiter.wait", {"holysheep.limiter.waited": seconds})
 
 
 def chat_create(

@@ -627,6 +627,8 @@ class ChatStream:
                 self._events += len(events)
                 out = self._parse(events)
                 if out:
+                    if self._trace is not None:
+                        self._trace.first_chunk()
                     if self._idle is not None:
                         self._deadline = self._now() + self._idle
                     return out
