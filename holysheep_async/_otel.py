@@ -4,15 +4,16 @@ Nothing here imports OpenTelemetry until the application has: every hook first
 asks :func:`_live`, which looks for the API in ``sys.modules`` and, if it is
 there, at the tracer and meter providers the application set. Neither imported
 nor set (the API's default proxy providers, or ``NoOp*Provider``): the hooks do
-nothing, at the cost of two dictionary lookups (DESIGN: nothing slower without
+nothing, at the cost of two dictionary lookups (API.md: nothing slower without
 OpenTelemetry). The providers are read from the API's module globals, because
 ``get_tracer_provider()`` costs about 2 us a call (an environment lookup);
 where those globals are missing (another API version) the public getters are used.
 
-What is recorded follows the GenAI semantic conventions as released with the
-OpenTelemetry semantic conventions 1.37 to 1.40 (the names in
-``opentelemetry-semantic-conventions`` 0.58b0 to 0.66b0; the GenAI part now
-lives in open-telemetry/semantic-conventions-genai, unchanged so far):
+What is recorded follows the GenAI semantic conventions as last released with the
+OpenTelemetry semantic conventions (schema 1.44; the names in
+``opentelemetry-semantic-conventions`` 0.66b2). They now live in
+open-telemetry/semantic-conventions-genai, with no release yet; its unreleased
+``gen_ai.client.inference.*`` metrics are not followed. See docs/observability.md.
 
 - span ``chat {model}``, kind CLIENT, child of the caller's current span, with
   ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.*``,
