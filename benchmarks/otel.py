@@ -12,7 +12,7 @@ runs in a child process of its own, since what is imported is the difference:
 Two kinds of figures:
 
 - micro, timeit-style (best of ``repeats``, sequential calls, one process):
-  the hook's check ``_otel._live()`` alone; what the hook around ``chat.create``
+  the hook's check ``_otel.current()`` alone; what the hook around ``chat.create``
   adds to making the call (``create_hook_ns``); whole ``chat.create`` and
   ``chat.stream`` (20 chunks) calls against ``httpx.MockTransport`` (no network,
   so the client's own CPU is what is timed);
@@ -113,7 +113,7 @@ async def _micro(n: int, repeats: int) -> dict[str, float]:
     from holysheep_async.chat import Chat
 
     out: dict[str, float] = {}
-    timer = timeit.Timer(_otel._live)
+    timer = timeit.Timer(_otel.current)
     out["check_ns"] = min(timer.repeat(repeats, 100_000)) / 100_000 * 1e9
     http = httpx.AsyncClient(transport=_mock_transport())
     async with AsyncClient(api_key="k", base_url="https://bench.local/v1", http_client=http) as c:

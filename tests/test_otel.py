@@ -349,6 +349,27 @@ def test_provider_and_server_from_the_base_url() -> None:
     )
 
 
+def test_an_api_without_the_provider_globals_falls_back_to_the_public_getters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    from holysheep_async._otel import _providers
+
+    # An API version that keeps its providers elsewhere.
+    monkeypatch.setattr(_providers, "_TRACER_GLOBAL", "_elsewhere")
+    monkeypatch.setattr(_providers, "_METER_GLOBAL", "_elsewhere")
+    try:
+        assert _otel.current() is None  # nothing set: the getters return the proxies
+        t = Telemetry()
+        monkeypatch.setattr(trace, "get_tracer_provider", lambda: t.tracer_provider)
+        first = _otel.current()
+        assert first is not None and first.tracer is not None and first.duration is None
+        assert _otel.current() is first  # made once, not per call
+    finally:
+        _otel.use_providers()
+
+
 # -- without OpenTelemetry ------------------------------------------------------------------
 
 
@@ -414,7 +435,7 @@ def test_with_the_api_but_no_provider_nothing_is_recorded() -> None:
 from opentelemetry import metrics, trace
 from holysheep_async import _otel
 print(anyio.run(main)[2])
-print(_otel._live(), type(trace.get_tracer_provider()).__name__)
+print(_otel.current(), type(trace.get_tracer_provider()).__name__)
 """
     )
     assert out.split("\n")[:2] == ["['a']", "None ProxyTracerProvider"]
