@@ -50,9 +50,6 @@ _PARAMS = (
     ("max_tokens", "gen_ai.request.max_tokens", int),
 )
 
-# Hosts with a well-known gen_ai.provider.name; any other server speaks OpenAI's API
-# (HolySheep, relays, vLLM, the emulator): "openai", as OpenAI's own instrumentation does.
-
 
 class ChatTrace:
     """The span and the measurements of one chat call (``create``, or a stream until its end)."""
@@ -324,9 +321,7 @@ async def _traced_create(
     live: Live, fn: Callable[..., Coroutine[Any, Any, Any]], args: Any, kwargs: Any
 ) -> Any:
     requester = args[0]._requester
-    body = {k: v for k, v in kwargs.items() if k != "messages"}
-    body["messages"] = kwargs.get("messages")
-    trace = ChatTrace(live, requester, body, stream=False)
+    trace = ChatTrace(live, requester, kwargs, stream=False)  # create's keywords: the body
     try:
         if trace.span is None:
             completion = await fn(*args, **kwargs)

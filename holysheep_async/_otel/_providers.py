@@ -36,7 +36,8 @@ TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
 
-
+# Hosts with a well-known gen_ai.provider.name; any other server speaks OpenAI's API
+# (HolySheep, relays, vLLM, the emulator): "openai", as OpenAI's own instrumentation does.
 _PROVIDERS = (
     ("api.openai.com", "openai"),
     (".openai.azure.com", "azure.ai.openai"),
