@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,9 +23,14 @@ def batch_op(
     ``first``: the attribute the first argument goes into (a batch or a batch id:
     ``"holysheep.batch.id"``; a file id: ``"holysheep.batch.input_file_id"``).
     ``progress``: the method's ``on_progress`` callback also adds a span event.
+    Only ``async def`` methods are wrapped; anything else (an async generator) is
+    returned as it is, untraced, rather than broken.
     """
 
     def decorate(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        if not inspect.iscoroutinefunction(fn):
+            return fn
+
         @functools.wraps(fn)
         def call(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
             live = current()
