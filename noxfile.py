@@ -49,6 +49,13 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+@nox.session(name="bench-otel")
+def bench_otel(session: nox.Session) -> None:
+    """What OpenTelemetry costs: absent, API without a provider, SDK recording (RESULTS.md)."""
+    session.install("-e", ".[otel]", "opentelemetry-sdk>=1.26")
+    session.run("python", "-m", "benchmarks.otel", *session.posargs)
+
+
 # The property tests, run by soak with twenty times CI's examples (HYPOTHESIS_PROFILE=soak).
 PROPERTY_TESTS = [
     "tests/test_jsonl_props.py",

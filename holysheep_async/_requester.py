@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import httpx
 
+from . import _otel
 from ._transport import NO_RESEND, Transport
 from .errors import (
     APIConnectionError,
@@ -190,6 +191,7 @@ class Requester:
         max_retries: int | None = None,
         timeout: httpx.Timeout | None = None,
         resend: bool = True,
+        trace: _otel.ChatTrace | None = None,
     ) -> Reply:
         """Send with limits and retries; return the first 2xx/3xx reply or raise a typed error.
 
@@ -197,7 +199,8 @@ class Requester:
         before returning; with ``stream=True`` the caller owns the open
         response and must ``await reply.aclose()``. ``resend=False``: a request the
         server may have acted on is never sent again by the transport (the
-        caller passes ``max_retries=0`` too and decides what to do).
+        caller passes ``max_retries=0`` too and decides what to do). ``trace``: the
+        span of a stream, for the retry / cooldown / wait events (else the current span).
         """
         auth = self._auth_headers()
         all_headers = {**self.headers, **auth, **(headers or {})}
@@ -218,6 +221,8 @@ class Requester:
         while True:
             attempt += 1
             permit = await self.limiter.acquire(tokens)
+            if permit.waited:
+                _otel.waited(trace, permit.waited)
             started = time.perf_counter()
             try:
                 if (
@@ -324,6 +329,7 @@ class Requester:
                 wait = asked if asked is not None else self.retry.backoff(attempt)
                 if status == 429:
                     self.limiter.cooldown(wait, caller_waits=attempt <= retries)
+                    _otel.cooldown(trace, wait)
                     log.info(
                         "%s %s -> 429: every request of this client pauses %.3f s (cooldown)",
                         method,
@@ -341,6 +347,7 @@ class Requester:
                 retries + 1,
                 error,
             )
+            _otel.retrying(trace, attempt + 1, wait, error)
             await self.sleep(wait)
 
     def _build(

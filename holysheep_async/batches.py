@@ -31,6 +31,7 @@ import anyio
 import httpx
 from pydantic import BaseModel, ValidationError
 
+from . import _otel
 from ._batch_cost import usage_cost
 from .errors import (
     APIConnectionError,
@@ -221,6 +222,7 @@ class Batches:
 
     # -- files ----------------------------------------------------------------
 
+    @_otel.batch_op("upload")
     async def upload(self, path: str | os.PathLike[str]) -> FileObject:
         """Upload a JSONL file to ``/files`` with ``purpose=batch`` (multipart)."""
         path = Path(path)
@@ -325,6 +327,7 @@ class Batches:
         )
         return self._parse(reply.response, Batch, "a batch object")
 
+    @_otel.batch_op("create", first="holysheep.batch.input_file_id")
     async def _create_once(
         self,
         input_file_id: str,
@@ -419,6 +422,7 @@ class Batches:
         reply = await self._requester.request("POST", f"/batches/{_check_id(batch_id)}/cancel")
         return self._parse(reply.response, Batch, "a batch object")
 
+    @_otel.batch_op("wait", first="holysheep.batch.id", progress=True)
     async def wait(
         self,
         batch: str | Batch,
@@ -514,6 +518,7 @@ class Batches:
             finally:
                 await reply.aclose()
 
+    @_otel.batch_op("download", first="holysheep.batch.id")
     async def download(
         self, batch: Batch | str, path: str | os.PathLike[str], *, include_errors: bool = True
     ) -> Path:
@@ -546,6 +551,7 @@ class Batches:
 
     # -- the pipeline ---------------------------------------------------------
 
+    @_otel.batch_op("run", progress=True, kind="INTERNAL")
     async def run(
         self,
         requests: Requests,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
+from . import _otel
 from .errors import invalid_response
 from .limits import estimate_tokens
 from .models import ChatCompletion
@@ -46,6 +47,7 @@ class Chat:
         """The request's estimated tokens, for a tokens-per-minute limit (0 without one)."""
         return estimate_tokens(body) if self._requester.limiter.tpm else 0
 
+    @_otel.chat_create
     async def create(
         self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
     ) -> ChatCompletion:

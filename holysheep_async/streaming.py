@@ -56,6 +56,7 @@ import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from . import _otel
 from ._compat import loop_clock
 from .errors import (
     _QUOTA_WORDS,
@@ -283,6 +284,7 @@ class ChatStream:
         self._resuming_from: HolySheepError | None = None
         self._deltas_before = 0
         self._t0: float | None = None
+        self._trace: _otel.ChatTrace | None = None  # the span, when OpenTelemetry listens
         self._last_text = 0.0
         # What the stream said.
         self._parts: list[str] = []
@@ -412,6 +414,7 @@ class ChatStream:
                         if self._closed:  # aclose() from inside the loop body
                             return
         finally:
+            _otel.stream_closed(self._trace)
             await self._close_reply()
 
     async def _typed_chunks(self) -> AsyncGenerator[ChatCompletionChunk, None]:
@@ -449,11 +452,14 @@ class ChatStream:
                     if self._closed:
                         return
         finally:
+            _otel.stream_closed(self._trace)
             await self._close_reply()
 
     def _first_text(self, now: float) -> None:
         assert self._t0 is not None
         self.metrics.ttft = now - self._t0 - self.metrics.queued
+        if self._trace is not None:
+            self._trace.first_token(self.metrics.ttft)
 
     async def _next_batch(self) -> list[_Item]:
         """The next chunks (with their first-choice text), [] at the end; retries and resumes."""
@@ -483,6 +489,7 @@ class ChatStream:
         requester = self._requester
         if self._t0 is None:
             self._t0 = time.perf_counter()
+            self._trace = _otel.stream_started(requester, self._body)
         try:
             reply = await requester.request(
                 "POST",
@@ -493,6 +500,7 @@ class ChatStream:
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,
                 timeout=self._timeout,
+                trace=self._trace,
             )
         except BadRequestError as exc:
             if self._drop_stream_options(exc):
@@ -641,6 +649,8 @@ class ChatStream:
                 self._events += len(events)
                 out = self._parse_tail(events) if self._eof else self._parse(events)
                 if out:
+                    if self._trace is not None:
+                        self._trace.first_chunk()
                     if self._idle is not None:
                         self._deadline = self._now() + self._idle
                     return out
@@ -836,6 +846,8 @@ class ChatStream:
         else:
             metrics.tokens = metrics.deltas
         self._complete = True
+        if self._trace is not None:
+            self._trace.stream_ended(self)
         await self._close_reply()
 
     async def _drain(self) -> None:
@@ -901,6 +913,7 @@ class ChatStream:
         if _is_rate_limit(error):
             # Like a 429 status: every request of this client pauses, not just this stream.
             self._requester.limiter.cooldown(wait)
+            _otel.cooldown(self._trace, wait)
         log.info(
             "%s the stream in %.3f s (retry %d of %d): %s",
             "resuming" if resume else "retrying",
@@ -909,6 +922,7 @@ class ChatStream:
             policy.max_retries,
             error,
         )
+        _otel.retrying(self._trace, self.metrics.attempts + 1, wait, error, resume=resume)
         await self._requester.sleep(wait)
         if resume:
             assert self._resume is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -74,3 +75,50 @@ async def client(server: MockServer, fake_sleep: FakeSleep) -> AsyncIterator[Asy
     async with AsyncClient(api_key="test-key", base_url=server.base_url) as c:
         c._requester.sleep = fake_sleep
         yield c
+
+
+class Telemetry:
+    """OpenTelemetry SDK providers with in-memory exporters, which the client records to."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+
+    def spans(self) -> list[Any]:
+        return list(self.exporter.get_finished_spans())
+
+    def points(self, name: str) -> list[Any]:
+        """The data points of the metric ``name`` (histograms: one per attribute set)."""
+        data = self.reader.get_metrics_data()
+        return [
+            point
+            for rm in (data.resource_metrics if data else ())
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            if metric.name == name
+            for point in metric.data.data_points
+        ]
+
+
+@pytest.fixture
+def telemetry() -> Iterator[Telemetry]:
+    """Spans and metrics of the client go to in-memory exporters for this test."""
+    from holysheep_async import _otel
+
+    t = Telemetry()
+    _otel.use_providers(t.tracer_provider, t.meter_provider)
+    try:
+        yield t
+    finally:
+        _otel.use_providers()
+        t.tracer_provider.shutdown()
+        t.meter_provider.shutdown()

@@ -53,3 +53,16 @@ def test_quick_mode_rejects_unknown_client() -> None:
 def test_cli_has_bench_command() -> None:
     args = build_parser().parse_args(["bench", "--quick", "--backend", "trio"])
     assert args.quick and args.backend == ["trio"] and callable(args.func)
+
+
+def test_the_opentelemetry_benchmark_runs_every_mode(tmp_path: Path) -> None:
+    from benchmarks import otel
+
+    out = tmp_path / "otel.json"
+    assert otel.main(["--quick", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert set(data["table"]) == {"absent", "noop", "sdk"}
+    assert data["micro"]["absent"][0]["otel_modules"] == []  # really absent
+    assert data["micro"]["noop"][0]["otel_modules"]
+    assert data["runs"]["sdk"][0]["durations_recorded"] > 0  # really recording
+    assert all(row["req_per_s"] > 0 for row in data["table"].values())

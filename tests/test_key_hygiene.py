@@ -42,6 +42,8 @@ from holysheep_async.cli import main as cli_main
 from holysheep_async.jsonl import write_requests
 from holysheep_async.testing import MockServer
 
+from .conftest import Telemetry
+
 pytestmark = pytest.mark.anyio
 
 CANARY = "sk-canary-" + secrets.token_hex(16)
@@ -331,6 +333,40 @@ async def test_unknown_batch_errors(client: AsyncClient, records: Records) -> No
         await client.batches.wait("batch_nope")
     assert_clean(exception_texts(info.value), "a batch error")
     assert_clean(records.texts, "a log record")
+
+
+async def test_opentelemetry_spans_events_and_metrics(
+    client: AsyncClient,
+    canary_server: MockServer,
+    telemetry: Telemetry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Message content on too: what is recorded then is the messages, never the key.
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    await client.chat.create(model="gpt-4o", messages=MSGS)
+    async with client.chat.stream(model="gpt-4o", messages=MSGS) as stream:
+        async for _ in stream:
+            pass
+    echo = {"error": {"message": f"bad request with key {CANARY}", "code": CANARY}}
+    canary_server.inject("status", status=500, body=echo, times=3, headers={"x-echo": CANARY})
+    with pytest.raises(InternalServerError):
+        await client.chat.create(model="gpt-4o", messages=MSGS)
+    with pytest.raises(HolySheepError):
+        fault = f"error; after=1; message={CANARY}"
+        async with client.chat.stream(
+            model="gpt-4o", messages=MSGS, extra_headers={"x-mock-fault": fault}
+        ) as stream:
+            async for _ in stream:
+                pass
+    await client.batches.run(task_lines(2))
+    with pytest.raises(APIStatusError):
+        await client.batches.wait("batch_nope")
+    spans = telemetry.spans()
+    assert len(spans) >= 9 and any(s.events for s in spans)
+    assert_clean([s.to_json() for s in spans], "a span")
+    metrics = telemetry.reader.get_metrics_data()
+    assert metrics is not None
+    assert_clean([metrics.to_json()], "a metric")
 
 
 # -- the command line --------------------------------------------------------------
