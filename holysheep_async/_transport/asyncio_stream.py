@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import anyio.abc
 
-from .http11 import READ_SIZE
+from .http11 import READ_SIZE, NothingSent
 
 
 async def _asyncio_connect_ip(
@@ -166,6 +166,13 @@ class _AsyncioStream(anyio.abc.ByteStream):
             self._transport.resume_reading()
         return data
 
+    def quiet(self) -> bool:
+        """Nothing received and not closed: what an idle connection must be."""
+        proto = self._protocol
+        return not (
+            proto.chunks or proto.eof or proto.exc is not None or self._transport.is_closing()
+        )
+
     async def send(self, item: bytes) -> None:
         # A checkpoint first, as anyio's streams do: a task cancelled before it
         # sends must not have sent (nothing may reach the server unknown to the caller).
@@ -173,8 +180,8 @@ class _AsyncioStream(anyio.abc.ByteStream):
         proto = self._protocol
         if self._closed:
             raise anyio.ClosedResourceError
-        if proto.exc is not None or self._transport.is_closing():
-            raise anyio.BrokenResourceError from proto.exc
+        if proto.eof or proto.exc is not None or self._transport.is_closing():
+            raise NothingSent from proto.exc  # the server closed it: nothing of this went out
         self._transport.write(item)
         while proto.write_paused and not self._transport.is_closing():
             drain = proto.drain = asyncio.get_running_loop().create_future()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import select
 import socket
 from typing import Any
 
@@ -14,7 +15,7 @@ import httpx
 
 from .._compat import running_library
 from .asyncio_stream import _AsyncioStream
-from .http11 import READ_SIZE
+from .http11 import READ_SIZE, NothingSent, _NothingWritten
 from .trio_stream import _TrioStream, _TrioWatchdog
 
 
@@ -22,6 +23,29 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
     value = request.extensions.get("timeout", {}).get(which)
     return None if value is None else float(value)
 
+
+if hasattr(select, "poll"):
+
+    def _readable(sock: Any) -> bool:
+        """Whether ``sock`` has bytes or an end of stream to read now (never waits; ~1 us).
+
+        A poll object of its own each time: registering the socket object (not
+        a kept descriptor number) cannot look at a descriptor reused since.
+        """
+        poll = select.poll()
+        try:
+            poll.register(sock, select.POLLIN)
+        except (OSError, ValueError):  # closed already
+            return True
+        return bool(poll.poll(0))
+
+else:  # pragma: no cover - Windows
+
+    def _readable(sock: Any) -> bool:
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
 
 
 class _Connection:
@@ -75,6 +99,22 @@ class _Connection:
             if self._sock is not None:
                 self._dog = _TrioWatchdog.current(trio)
 
+    def idle_ok(self) -> bool:
+        """No sign that the server closed this idle connection or spoke unasked.
+
+        An idle HTTP/1.1 connection has nothing to read: a readable one was
+        closed by the server (a keep-alive timeout, a load balancer) or carries
+        bytes nobody asked for (a ``408``). On asyncio the protocol has already
+        read what the loop saw; the socket itself has what arrived since.
+        """
+        if self.buf:
+            return False
+        stream = self.stream
+        if type(stream) is _AsyncioStream and not stream.quiet():
+            return False
+        sock = self._sock
+        return sock is None or not _readable(sock)
+
     def now(self) -> float:
         """The running loop's clock (the one deadlines are given in)."""
         if self._loop is not None:
@@ -122,6 +162,8 @@ class _Connection:
                     await self.stream.send(data)
         except TimeoutError:
             raise httpx.WriteTimeout("timed out sending the request") from None
+        except NothingSent as exc:
+            raise _NothingWritten(f"sending failed: {exc.__cause__!r}") from exc
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise httpx.WriteError(f"sending failed: {exc!r}") from exc
 
@@ -186,4 +228,13 @@ NO_RESEND = "holysheep_no_resend"
 
 
 class _StaleConnection(Exception):
-    """A reused connection failed before any response byte: safe to send again."""
+    """A reused connection failed before any response byte.
+
+    ``sent``: whether any of the request may have reached the server (False:
+    it was found closed before a byte went out, so sending it again is safe
+    even for a request that must not be sent twice).
+    """
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent

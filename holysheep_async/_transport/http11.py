@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
+import anyio
 import httpx
 
 if TYPE_CHECKING:
@@ -20,6 +21,14 @@ READ_SIZE = 64 * 1024
 SMALL_WRITE = 16 * 1024
 _NO_BODY_STATUS = frozenset({204, 304})
 _HEX = b"0123456789abcdefABCDEF"
+
+
+class NothingSent(anyio.BrokenResourceError):
+    """A socket adapter's send found the connection closed before writing a byte of it."""
+
+
+class _NothingWritten(httpx.WriteError):
+    """Sending failed with not a byte of this send written (see :class:`NothingSent`)."""
 
 
 class ChunkedDecoder:
@@ -90,13 +99,14 @@ class ChunkedDecoder:
                 if not remaining:
                     state = self._DATA_END
             elif state == self._SIZE:
-                eol = buf.find(b"\r\n", pos)
+                # Lines end in CRLF, or a bare LF (RFC 9112 section 2.2 lets a recipient take it).
+                eol = buf.find(b"\n", pos)
                 if eol < 0:
                     if n - pos > MAX_LINE:
                         raise httpx.RemoteProtocolError("chunk size line too long")
                     break
-                line = buf[pos:eol]
-                size_text = line.split(b";", 1)[0].strip()
+                line = buf[pos : eol - 1 if eol > pos and buf[eol - 1] == 13 else eol]
+                size_text = line.split(b";", 1)[0].strip(b" \t")
                 try:
                     if not size_text or len(size_text) > 16 or size_text.strip(_HEX):
                         raise ValueError
@@ -105,23 +115,26 @@ class ChunkedDecoder:
                     raise httpx.RemoteProtocolError(
                         f"bad chunk size line {bytes(line[:40])!r}"
                     ) from None
-                pos = eol + 2
+                pos = eol + 1
                 state = self._DATA if remaining else self._TRAILER
             elif state == self._DATA_END:
-                if n - pos < 2:
+                if buf[pos] == 10:  # a bare LF
+                    pos += 1
+                elif n - pos < 2:
                     break
-                if buf[pos : pos + 2] != b"\r\n":
+                elif buf[pos : pos + 2] == b"\r\n":
+                    pos += 2
+                else:
                     raise httpx.RemoteProtocolError("chunk not followed by CRLF")
-                pos += 2
                 state = self._SIZE
             else:  # trailers: header lines up to an empty line
-                eol = buf.find(b"\r\n", pos)
+                eol = buf.find(b"\n", pos)
                 if eol < 0:
                     if n - pos > MAX_HEAD:
                         raise httpx.RemoteProtocolError("chunked trailers too long")
                     break
-                empty = eol == pos
-                pos = eol + 2
+                empty = eol == pos or (eol == pos + 1 and buf[pos] == 13)
+                pos = eol + 1
                 if empty:
                     self.done = True
                     self.extra = buf[pos:]
@@ -135,21 +148,56 @@ class ChunkedDecoder:
         return out[0] if len(out) == 1 else b"".join(out)
 
 
+def find_head_end(buf: bytes) -> tuple[int, int]:
+    """Where the response head in ``buf`` ends and its body starts; (-1, -1) if not yet.
+
+    The blank line ends the head. Lines end in CRLF, or in a bare LF: RFC 9112
+    (section 2.2) lets a recipient take a bare LF as the line terminator, and
+    some servers send one. A head not starting like a status line fails at
+    once (rather than waiting for a blank line that may never come).
+    """
+    end = buf.find(b"\r\n\r\n")
+    if end >= 0:
+        return end, end + 4
+    lf = buf.find(b"\n\n")
+    crlf = buf.find(b"\n\r\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf, lf + 2
+    if crlf >= 0:
+        return crlf, crlf + 3
+    if buf[:5] != b"HTTP/"[: len(buf)]:
+        raise httpx.RemoteProtocolError(f"bad status line {buf[:80]!r} (not an HTTP response)")
+    eol = buf.find(b"\n")
+    if eol >= 0:
+        _status_line(buf[:eol].removesuffix(b"\r"))
+    return -1, -1
+
+
+def _status_line(line: bytes) -> tuple[bytes, int, bytes]:
+    version, _, rest = line.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if version[:7] != b"HTTP/1." or len(code) != 3 or not code.isdigit():
+        raise httpx.RemoteProtocolError(f"bad status line {line[:80]!r}")
+    return version, int(code), reason
+
+
 def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
     """Status line and header lines (no final blank line) -> version, status, reason, headers."""
     lines = head.split(b"\r\n")
-    status_line = lines[0]
-    version, _, rest = status_line.partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if version[:7] != b"HTTP/1." or len(code) != 3 or not code.isdigit():
-        raise httpx.RemoteProtocolError(f"bad status line {status_line[:80]!r}")
+    if not head.count(b"\n") == head.count(b"\r") == len(lines) - 1:
+        # Not every line ends in CRLF: bare LFs (allowed), or a bare CR (not).
+        lines = [line.removesuffix(b"\r") for line in head.split(b"\n")]
+        for line in lines:
+            if b"\r" in line:
+                raise httpx.RemoteProtocolError(f"bare CR in the response head: {line[:80]!r}")
+    version, code, reason = _status_line(lines[0])
     headers: list[tuple[bytes, bytes]] = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name[-1:] in b" \t" or line[:1] in b" \t":
             raise httpx.RemoteProtocolError(f"bad header line {line[:80]!r}")
         headers.append((name, value.strip(b" \t")))
-    return version, int(code), reason, headers
+    return version, code, reason, headers
 
 
 def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
@@ -158,7 +206,6 @@ def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[byte
         if k.lower() == name:
             out += [t.strip().lower() for t in v.split(b",") if t.strip()]
     return out
-
 
 
 class _Body(httpx.AsyncByteStream):

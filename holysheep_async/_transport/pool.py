@@ -27,7 +27,9 @@ from .http11 import (
     SMALL_WRITE,
     _Body,
     _header_tokens,
+    _NothingWritten,
     _parse_head,
+    find_head_end,
 )
 from .trio_stream import _TrioStream
 
@@ -205,9 +207,9 @@ class Transport(httpx.AsyncBaseTransport):
         now = time.monotonic()
         while stack:
             conn = stack.pop()
-            if now - conn.idle_since < self._expiry:
+            if now - conn.idle_since < self._expiry and conn.idle_ok():
                 return conn
-            # Expired: close in the background of the next await (no await here).
+            # Expired, or closed by the server: closed at the next await (none here).
             self._expired.append(conn)
         return None
 
@@ -255,7 +257,7 @@ class Transport(httpx.AsyncBaseTransport):
             try:
                 return await self._exchange(self._lease(conn), request, head, body)
             except _StaleConnection as exc:
-                if request.extensions.get(NO_RESEND):
+                if exc.sent and request.extensions.get(NO_RESEND):
                     raise httpx.RemoteProtocolError(
                         "server disconnected without sending a response (on a reused"
                         " connection; not sent again: the server may have acted on it)"
@@ -306,22 +308,35 @@ class Transport(httpx.AsyncBaseTransport):
         write_timeout = _timeout(request, "write")
         read_timeout = _timeout(request, "read")
         got_bytes = False
+        # Set when sending failed: the server may have answered early and closed
+        # (413, 401 before the whole body): its answer is read and returned.
+        unsent: httpx.WriteError | None = None
         try:
             try:
-                if body is None:
-                    await conn.send(head, write_timeout)
-                    await self._send_body(conn, request, write_timeout)
-                else:
-                    data = head + body
-                    # An idle connection's send buffer (16 KiB at least) takes a small
-                    # request without blocking: no write timeout to arm (~10 us saved).
-                    await conn.send(data, write_timeout if len(data) > SMALL_WRITE else None)
+                wrote = False
+                try:
+                    if body is None:
+                        await conn.send(head, write_timeout)
+                        wrote = True
+                        await self._send_body(conn, request, write_timeout)
+                    else:
+                        data = head + body
+                        # An idle connection's send buffer (16 KiB at least) takes a small
+                        # request without blocking: no write timeout to arm (~10 us saved).
+                        await conn.send(data, write_timeout if len(data) > SMALL_WRITE else None)
+                except _NothingWritten as exc:
+                    if not wrote and conn.reused:
+                        # Found closed before a byte of this request went out.
+                        raise _StaleConnection(sent=False) from exc
+                    unsent = exc
+                except httpx.WriteError as exc:
+                    unsent = exc  # as httpcore does: read what the server said first
                 buf = conn.buf
                 while True:
-                    end = buf.find(b"\r\n\r\n")
+                    end, start = find_head_end(buf)
                     if end >= 0:
                         version, status, reason, headers = _parse_head(buf[:end])
-                        buf = buf[end + 4 :]
+                        buf = buf[start:]
                         if 100 <= status < 200:
                             if status == 101:
                                 raise httpx.RemoteProtocolError(
@@ -333,8 +348,10 @@ class Transport(httpx.AsyncBaseTransport):
                         raise httpx.RemoteProtocolError("response head larger than 64 KiB")
                     data = await conn.receive(read_timeout)
                     if not data:
+                        if unsent is not None and not got_bytes:
+                            raise unsent
                         if not got_bytes and conn.reused:
-                            raise _StaleConnection
+                            raise _StaleConnection(sent=True)
                         raise httpx.RemoteProtocolError(
                             "server disconnected without sending a complete response"
                             if got_bytes
@@ -344,11 +361,14 @@ class Transport(httpx.AsyncBaseTransport):
                     buf += data
             except (httpx.WriteError, httpx.ReadError) as exc:
                 if not got_bytes and conn.reused:
-                    raise _StaleConnection from exc
+                    raise _StaleConnection(sent=True) from exc
+                if unsent is not None and not got_bytes and exc is not unsent:
+                    raise unsent from exc  # the write failed first: that is the error
                 raise
             conn.buf = buf
             response, reuse = self._response(
-                conn, request, version, status, reason, headers, read_timeout, started
+                conn, request, version, status, reason, headers, read_timeout, started,
+                sent=unsent is None,
             )
         except BaseException:
             self._unlease(conn)
@@ -374,10 +394,17 @@ class Transport(httpx.AsyncBaseTransport):
         headers: list[tuple[bytes, bytes]],
         read_timeout: float | None,
         started: float,
+        *,
+        sent: bool = True,
     ) -> tuple[httpx.Response, bool | None]:
-        """The response, and whether to reuse the connection now (None: once its body is read)."""
+        """The response, and whether to reuse the connection now (None: once its body is read).
+
+        ``sent``: False when the request could not be sent whole (an early answer):
+        the connection is not reused then.
+        """
         connection = _header_tokens(headers, b"connection")
         keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
+        keep = keep and sent
         if keep and b"close" in request.headers.get("connection", "").lower().encode():
             keep = False
         length: int | None = None

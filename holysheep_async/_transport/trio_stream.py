@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
-from .http11 import READ_SIZE
+from .http11 import READ_SIZE, NothingSent
 
 if TYPE_CHECKING:
     from .connection import _Connection
@@ -111,6 +111,8 @@ class _TrioStream(anyio.abc.ByteStream):
                 except trio.ClosedResourceError:
                     raise anyio.ClosedResourceError from None
             except OSError as exc:
+                if len(view) == len(item):
+                    raise NothingSent from exc  # refused before a byte of it went out
                 raise anyio.BrokenResourceError from exc
         await trio.lowlevel.cancel_shielded_checkpoint()
 
