@@ -103,6 +103,7 @@ class BatchServer:
         finally:
             with self.lock:
                 self.open.discard(conn.sock)
+            conn.file.close()  # the socket closes (FIN) only once its file is closed too
             conn.sock.close()
             self.closes.release()
 

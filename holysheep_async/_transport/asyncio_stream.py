@@ -101,10 +101,32 @@ class _Protocol(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.transport is not None:
+            self._salvage(self.transport)
         self.eof = True
         self.exc = exc
         self._wake()
         self.resume_writing()
+
+    def _salvage(self, transport: asyncio.Transport) -> None:
+        """Take in what the server sent before the connection broke (its socket still open).
+
+        A write that fails (the server answered 413 and reset the connection)
+        makes asyncio drop the socket without reading what arrived before the
+        reset: the answer the caller should get. Read through a duplicate of the
+        descriptor (asyncio's socket wrapper does not read), never waiting.
+        """
+        sock = transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            with socket.socket(fileno=os.dup(sock.fileno())) as dup:
+                dup.setblocking(False)  # it is already (one open file): never wait here
+                while data := dup.recv(READ_SIZE):
+                    self.chunks.append(data)
+                    self.size += len(data)
+        except OSError:  # nothing more (BlockingIOError) or the reset itself
+            pass
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -199,3 +221,27 @@ class _AsyncioStream(anyio.abc.ByteStream):
         self._closed = True
         self._transport.abort()
         self._protocol._wake()
+
+    def abandon(self) -> None:
+        """Close it when its event loop is gone (see :func:`abandon_transport`)."""
+        self._closed = True
+        abandon_transport(self._transport)
+
+
+def abandon_transport(transport: asyncio.Transport) -> None:
+    """Close an asyncio transport whose event loop no longer runs, without that loop.
+
+    ``abort()`` unregisters the socket and leaves closing it to a callback on the
+    loop; a closed loop refuses the callback, so it is run here (asyncio's
+    selector transports name it ``_call_connection_lost``; a transport without it
+    is left to the garbage collector).
+    """
+    loop = getattr(transport, "_loop", None)
+    try:
+        transport.abort()
+    except RuntimeError:  # "Event loop is closed"
+        pass
+    if loop is not None and loop.is_closed() and getattr(transport, "_sock", None) is not None:
+        lost = getattr(transport, "_call_connection_lost", None)
+        if lost is not None:
+            lost(None)

@@ -13,8 +13,8 @@ import anyio
 import anyio.abc
 import httpx
 
-from .._compat import running_library
-from .asyncio_stream import _AsyncioStream
+from .._compat import current_loop, running_library
+from .asyncio_stream import _AsyncioStream, abandon_transport
 from .http11 import READ_SIZE, NothingSent, _NothingWritten
 from .trio_stream import _TrioStream, _TrioWatchdog
 
@@ -61,6 +61,7 @@ class _Connection:
         "idle_since",
         "key",
         "leased",
+        "loop",
         "reused",
         "stream",
         "timed_out",
@@ -74,6 +75,8 @@ class _Connection:
         self.leased = False  # counted in the transport's in-use connections
         self.idle_since = 0.0
         self.timed_out = False
+        #: The event loop it was opened on: it works on no other.
+        self.loop = current_loop()
         # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
         # each (most of a chunk's budget). Instead one timer per connection that
         # is re-armed only when it fires (a read just moves ``_deadline``) and
@@ -204,7 +207,38 @@ class _Connection:
                 raise httpx.ReadTimeout("timed out waiting for the server") from None
             raise httpx.ReadError(f"reading failed: {exc!r}") from exc
 
+    def abandon(self) -> None:
+        """Close it without awaiting anything: its event loop is gone.
+
+        Nothing of that loop is used (its timers, its transport's callbacks): the
+        socket is closed directly.
+        """
+        self._timer = None
+        self._timer_at = math.inf
+        self._dog = None
+        stream = self.stream
+        if isinstance(stream, _AsyncioStream) or (
+            isinstance(stream, _TrioStream) and stream._owner is None
+        ):
+            stream.abandon()
+            return
+        if isinstance(stream, _TrioStream):
+            stream._closed = True
+            stream = stream._owner  # type: ignore[assignment]
+        # anyio's streams: TLS over a socket stream; an asyncio transport underneath.
+        inner = getattr(stream, "transport_stream", stream)
+        transport = getattr(inner, "_transport", None)
+        if isinstance(transport, asyncio.Transport):
+            abandon_transport(transport)
+            return
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if isinstance(sock, socket.socket):
+            sock.close()
+
     async def close(self) -> None:
+        if self.loop is not current_loop():
+            self.abandon()  # a body left open when its loop ended, closed from another
+            return
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

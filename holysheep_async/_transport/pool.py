@@ -18,7 +18,7 @@ import anyio
 import anyio.abc
 import httpx
 
-from .._compat import running_library
+from .._compat import cross_loop_error, current_loop, loop_alive, running_library
 from .asyncio_stream import _asyncio_connect_ip, _AsyncioStream, _Protocol
 from .connection import NO_RESEND, _Connection, _StaleConnection, _timeout
 from .http11 import (
@@ -107,6 +107,7 @@ class Transport(httpx.AsyncBaseTransport):
         self._expiry = keepalive_expiry
         self._expired: list[_Connection] = []
         self._closed = False
+        self._loop: object | None = None  # the event loop the pooled connections belong to
         #: Connections opened so far (for tests and benchmarks).
         self.connections_opened = 0
         self._in_use = 0
@@ -214,7 +215,7 @@ class Transport(httpx.AsyncBaseTransport):
         return None
 
     async def _release(self, conn: _Connection) -> None:
-        if self._closed or conn.timed_out:
+        if self._closed or conn.timed_out or conn.loop is not self._loop:
             await conn.close()
             return
         stack = self._idle.setdefault(conn.key, [])
@@ -227,11 +228,39 @@ class Transport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         self._closed = True
+        if current_loop() is not self._loop:
+            self._adopt(current_loop(), closing=True)
         idle, self._idle = self._idle, {}
         for stack in idle.values():
             for conn in stack:
                 await conn.close()
         await self._close_expired()
+
+    def _adopt(self, loop: object | None, *, closing: bool = False) -> None:
+        """Serve ``loop`` from now on; the connections of the loop before are dropped.
+
+        A connection belongs to the event loop that opened it: its socket is
+        registered there, its read timer runs there. When that loop has ended
+        (``asyncio.run`` or ``anyio.run`` called again, asyncio then trio, a loop
+        per thread one after another), its idle connections are closed without
+        it. While it still runs in another thread, sharing the pool is not
+        possible: a clear error at once, rather than a request waiting forever
+        on a loop that is not looking.
+        """
+        old = self._loop
+        if old is not None and loop_alive(old):
+            if closing:
+                self._idle, self._expired = {}, []  # its own loop may still close them
+                return
+            raise cross_loop_error("connections")
+        idle, self._idle = self._idle, {}
+        expired, self._expired = self._expired, []
+        for conn in expired:
+            conn.abandon()
+        for stack in idle.values():
+            for conn in stack:
+                conn.abandon()
+        self._loop = loop
 
     async def _close_expired(self) -> None:
         expired, self._expired = self._expired, []
@@ -249,6 +278,8 @@ class Transport(httpx.AsyncBaseTransport):
             raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
         port = url.port or (443 if scheme == b"https" else 80)
         key = (scheme, url.raw_host, port)
+        if current_loop() is not self._loop:
+            self._adopt(current_loop())
         head, body = await self._encode(request)
         if self._expired:
             await self._close_expired()

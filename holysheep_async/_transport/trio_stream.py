@@ -131,6 +131,11 @@ class _TrioStream(anyio.abc.ByteStream):
             self._trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
 
+    def abandon(self) -> None:
+        """Close the socket when the trio run it was used in is over (no trio call)."""
+        self._closed = True
+        self._sock.close()
+
 
 class _TrioWatchdog:
     """One system task per trio run that expires reads past their deadline.
