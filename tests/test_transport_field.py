@@ -375,3 +375,49 @@ async def test_malformed_head_is_a_typed_error_through_the_client(raw) -> None:
 async def test_crlf_chunks_still_decode(raw, http) -> None:
     srv = raw(serve_all([], chunked(b"a" * 5, b"b" * 70000)))
     assert (await http.get(srv.url)).content == b"a" * 5 + b"b" * 70000
+
+
+async def test_a_reused_connection_dying_after_the_request_went_out_sends_it_again(
+    raw, http
+) -> None:
+    # Looked alive, took the request, closed without a word (the server's keep-alive
+    # ran out as it arrived): sent again on a new connection, unless NO_RESEND.
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+
+    def handler(conn: Conn) -> None:  # answers the first request of a connection only
+        while (req := conn.read_request()) is not None:
+            reqs.append(req)
+            if len(reqs) == 2:
+                return
+            conn.send(ok(b"answer"))
+
+    srv = raw(handler)
+    assert (await http.post(srv.url, json={"n": 1})).content == b"answer"
+    assert (await http.post(srv.url, json={"n": 2})).content == b"answer"
+    assert [r[2] for r in reqs] == [b'{"n":1}', b'{"n":2}', b'{"n":2}']
+    assert srv.accepted == 2
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_request_that_found_its_connection_closed_before_writing_goes_again(
+    raw, http, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pool's check passed (here: skipped) but by the time of the write the loop had
+    # seen the server's close: not a byte went out, so even a NO_RESEND request is sent
+    # on a new connection. (asyncio: its protocol sees the close before the write.)
+    from holysheep_async._transport.connection import _Connection
+
+    monkeypatch.setattr(_Connection, "idle_ok", lambda self: True)
+    reqs: list[tuple[str, dict[str, str], bytes]] = []
+
+    def handler(conn: Conn) -> None:  # one answer per connection, then close (no header)
+        if (req := conn.read_request()) is not None:
+            reqs.append(req)
+            conn.send(ok(b"done"))
+
+    srv = raw(handler)
+    assert (await http.post(srv.url, json={"n": 1})).content == b"done"
+    await anyio.to_thread.run_sync(srv.closed.wait)
+    r = await http.post(srv.url, json={"n": 2}, extensions={NO_RESEND: True})
+    assert r.content == b"done"
+    assert [r[2] for r in reqs] == [b'{"n":1}', b'{"n":2}']
