@@ -12,10 +12,17 @@ What it does, and why:
   is where concurrency is limited), and keeps idle connections in a per-host
   LIFO stack: taking and returning one is O(1), and the most recently used
   connection is the least likely to have been closed by the server.
+- Before an idle connection is reused it is checked, as httpcore does: one
+  with anything to read (the server closed it: a keep-alive timeout, a load
+  balancer; or it spoke unasked, a ``408``) is closed instead. On asyncio the
+  protocol's state, then a zero-timeout poll of the socket (~1 us).
 - A lean HTTP/1.1 codec: one buffer, ``Content-Length``, chunked and
   read-until-close bodies, 1xx responses skipped, no body for HEAD, 204 and
   304. Parsing chunked bodies joins every chunk in one read into one piece,
-  so an SSE stream costs one Python iteration per socket read.
+  so an SSE stream costs one Python iteration per socket read. Lines may end
+  in a bare LF (RFC 9112, section 2.2); a head that is not HTTP fails at once.
+- An early answer (a ``413`` or ``401`` sent before the request body was
+  taken, then a close) is read and returned, not lost to the write error.
 - Timeouts from ``request.extensions["timeout"]`` (connect, read, write;
   ``pool`` never applies since nothing waits for a connection).
 - A request sent on a reused connection that fails before a single response
@@ -23,7 +30,12 @@ What it does, and why:
   idle connection (keep-alive timeout) as we sent on it. A request that must
   never reach the server twice (creating a batch) opts out with
   ``extensions={NO_RESEND: True}``: the server may have acted on it before
-  the connection died, and the caller finds out rather than sending it again.
+  the connection died, and the caller finds out rather than sending it again
+  (found closed before a byte was written, it is sent again all the same).
+- Connections belong to the event loop that opened them. On another loop,
+  once that one has ended (``asyncio.run`` twice, asyncio then trio), the
+  pool's connections are closed without it; while it still runs in another
+  thread, a request fails at once with a ``RuntimeError`` (never a hang).
 - A connection goes back to the pool only when its response body was read
   to the end and neither side asked to close; anything else (errors,
   cancellation, a response closed early) closes it.
