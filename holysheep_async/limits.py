@@ -35,6 +35,7 @@ become a storm.
 from __future__ import annotations
 
 import math
+import time
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from functools import partial
 
 import anyio
 
-from ._compat import running_library
+from ._compat import cross_loop_error, current_loop, loop_alive, running_library
 
 __all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Permit", "estimate_tokens"]
 
@@ -67,10 +68,11 @@ class Permit:
     (idempotent).
     """
 
-    __slots__ = ("_limiter", "_mark", "_released", "_withheld", "tokens", "waited")
+    __slots__ = ("_gen", "_limiter", "_mark", "_released", "_withheld", "tokens", "waited")
 
     def __init__(self, limiter: Limiter, tokens: int, waited: float, mark: int = -1) -> None:
         self._limiter = limiter
+        self._gen = limiter._gen  # the event loop it was taken on (see Limiter._bind)
         self._released = False
         self.tokens = tokens
         self.waited = waited
@@ -83,7 +85,7 @@ class Permit:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._limiter._release()
+            self._limiter._release(self._gen)
 
     def __repr__(self) -> str:
         state = "released" if self._released else "held"
@@ -139,6 +141,16 @@ class LeakyBucket:
         # the lowest the level has been since (``refund``).
         self._lows: list[tuple[int, float]] = []
         self._seq = 0
+
+    def rebind(self, shift: float) -> None:
+        """Carry on in another event loop whose clock reads ``shift`` more (same level).
+
+        A new lock (the old one may belong to the old loop's library); no waiter
+        survives its loop.
+        """
+        self._last += shift
+        self._lock = _lock()
+        self._waker = None
 
     def _leak(self) -> None:
         now = self._clock()
@@ -276,6 +288,24 @@ class _AioBucket:
     async def acquire(self, amount: float = 1) -> None:
         await self._limiter.acquire(amount)
 
+    # aiolimiter keeps its level and last check (asyncio loop time, i.e. time.monotonic)
+    # in private attributes; without them a carried-over bucket starts full (the safe side).
+    def level(self) -> float:
+        """The level now, read outside any loop (to carry it to the next loop's bucket)."""
+        lim = self._limiter
+        level = getattr(lim, "_level", None)
+        last = getattr(lim, "_last_check", None)
+        if level is None or last is None:
+            return float(lim.max_rate)
+        rate = lim.max_rate / lim.time_period
+        return max(0.0, float(level) - (time.monotonic() - float(last)) * rate)
+
+    def preset(self, level: float) -> None:
+        lim = self._limiter
+        if hasattr(lim, "_level") and hasattr(lim, "_last_check"):
+            lim._level = level
+            lim._last_check = time.monotonic()
+
 
 @dataclass(frozen=True)
 class LimiterStats:
@@ -390,6 +420,12 @@ class Limiter:
         # The request bucket is built on first use, for the backend running then.
         self._requests: _AioBucket | LeakyBucket | None = None
         self._requests_backend = ""
+        self._carried = 0.0  # the level the next request bucket starts at (see _bind)
+        # The event loop the semaphore, lock and buckets work on, a count of the loops
+        # so far (permits carry theirs) and the default clock's offset from monotonic.
+        self._loop: object | None = None
+        self._gen = 0
+        self._offset = 0.0
         self._plain = rpm is None and tpm is None and max_concurrency is None
         self._buckets = rpm is not None or tpm is not None
         self._paused_until = 0.0
@@ -433,7 +469,52 @@ class Limiter:
             return Permit(self, tokens, 0.0)
         return await self._acquire(tokens)
 
+    def _bind(self) -> None:
+        """Work on the running event loop: on a new one, rebuild what was bound to the last.
+
+        The semaphore and locks belong to the loop (and library) they were first
+        used on; deadlines are in that loop's clock (trio's has an offset of its
+        own per run). On a new loop, once the last one has ended, the buckets
+        keep their levels (the rates hold across ``asyncio.run`` calls) with
+        their times moved to the new clock, a cooldown keeps its end, and the
+        concurrency slots start afresh (permits of the ended loop no longer
+        count). A last loop still running in another thread: a clear error.
+        """
+        loop = current_loop()
+        if loop is self._loop or loop is None:
+            return
+        old, self._loop = self._loop, loop
+        now = time.monotonic()
+        if old is None:
+            if not self._injected and loop is not None:
+                self._offset = self.clock() - now
+            return
+        if loop_alive(old):
+            self._loop = old
+            raise cross_loop_error("rate and concurrency limits")
+        shift = 0.0
+        if not self._injected and loop is not None:
+            offset = self.clock() - now
+            shift, self._offset = offset - self._offset, offset
+        self._gen += 1
+        self.in_flight = 0
+        if self._slots is not None:
+            self._slots = _semaphore(self.max_concurrency or 1)
+        self._waiting = set()
+        self._self_waiting.clear()
+        if self._paused_until:
+            self._paused_until += shift
+        if self._tokens is not None:
+            self._tokens.rebind(shift)
+        bucket, self._requests = self._requests, None
+        if isinstance(bucket, _AioBucket):
+            self._carried = bucket.level()
+        elif bucket is not None:
+            bucket.rebind(shift)
+            self._carried = bucket.level
+
     async def _acquire(self, tokens: int) -> Permit:
+        self._bind()
         clock = self.clock
         start = clock()
         slots = self._slots
@@ -494,11 +575,18 @@ class Limiter:
         if backend != self._requests_backend or self._requests is None:
             assert self.burst is not None
             capacity, rate = float(self.burst), self.rpm / 60.0
-            self._requests = (
+            bucket = (
                 _AioBucket(capacity, rate)
                 if backend == "asyncio"
                 else LeakyBucket(capacity, rate, clock=self.clock, sleep=self.sleep)
             )
+            if self._carried:
+                if isinstance(bucket, _AioBucket):
+                    bucket.preset(self._carried)
+                else:
+                    bucket.adjust(self._carried)
+                self._carried = 0.0
+            self._requests = bucket
             self._requests_backend = backend
         return self._requests
 
@@ -517,6 +605,7 @@ class Limiter:
         """
         if not (isinstance(seconds, (int, float)) and math.isfinite(seconds)) or seconds <= 0:
             return
+        self._bind()
         until = self.clock() + seconds
         self.cooldowns += 1
         if until > self._paused_until:
@@ -534,6 +623,7 @@ class Limiter:
         if not self._paused_until:
             return False
         try:
+            self._bind()  # the cooldown's end in this loop's clock
             return self.clock() < self._paused_until
         except RuntimeError:  # the default clock needs a running event loop
             return False
@@ -577,7 +667,9 @@ class Limiter:
             self._charged_late += charge
             self.tokens_charged = self._charged_early + round(self._charged_late)
 
-    def _release(self) -> None:
+    def _release(self, gen: int) -> None:
+        if gen != self._gen:
+            return  # taken on an event loop that is gone: its slot went with it
         self.in_flight -= 1
         if self._slots is not None:
             self._slots.release()

@@ -1,0 +1,274 @@
+"""One HTTP/1.1 connection: reads with their deadlines (one timer per connection), writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import select
+import socket
+from typing import Any
+
+import anyio
+import anyio.abc
+import httpx
+
+from .._compat import current_loop, running_library
+from .asyncio_stream import _AsyncioStream, abandon_transport
+from .http11 import READ_SIZE, NothingSent, _NothingWritten
+from .trio_stream import _TrioStream, _TrioWatchdog
+
+
+def _timeout(request: httpx.Request, which: str) -> float | None:
+    value = request.extensions.get("timeout", {}).get(which)
+    return None if value is None else float(value)
+
+
+if hasattr(select, "poll"):
+
+    def _readable(sock: Any) -> bool:
+        """Whether ``sock`` has bytes or an end of stream to read now (never waits; ~1 us).
+
+        A poll object of its own each time: registering the socket object (not
+        a kept descriptor number) cannot look at a descriptor reused since.
+        """
+        poll = select.poll()
+        try:
+            poll.register(sock, select.POLLIN)
+        except (OSError, ValueError):  # closed already
+            return True
+        return bool(poll.poll(0))
+
+else:  # pragma: no cover - Windows
+
+    def _readable(sock: Any) -> bool:
+        try:
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return True
+
+
+class _Connection:
+    __slots__ = (
+        "_deadline",
+        "_dog",
+        "_loop",
+        "_sock",
+        "_timer",
+        "_timer_at",
+        "_trio",
+        "buf",
+        "idle_since",
+        "key",
+        "leased",
+        "loop",
+        "reused",
+        "stream",
+        "timed_out",
+    )
+
+    def __init__(self, key: tuple[bytes, bytes, int], stream: anyio.abc.ByteStream) -> None:
+        self.key = key
+        self.stream = stream
+        self.buf = b""
+        self.reused = False
+        self.leased = False  # counted in the transport's in-use connections
+        self.idle_since = 0.0
+        self.timed_out = False
+        #: The event loop it was opened on: it works on no other.
+        self.loop = current_loop()
+        # Read timeouts are armed on every read; anyio's fail_after costs 10-15 us
+        # each (most of a chunk's budget). Instead one timer per connection that
+        # is re-armed only when it fires (a read just moves ``_deadline``) and
+        # shuts the socket down when a read outlives its deadline: a loop timer
+        # on asyncio, the per-run watchdog task on trio.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._trio: Any = None
+        self._dog: _TrioWatchdog | None = None
+        self._sock: socket.socket | None = None
+        self._deadline = math.inf  # of the read in progress (inf: none, or not reading)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf  # when the armed timer fires (inf: not armed)
+        library = running_library()
+        if library == "asyncio":
+            self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if self._sock is not None:
+                self._loop = asyncio.get_running_loop()
+        elif library == "trio":
+            import trio
+
+            self._trio = trio
+            self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+            if self._sock is not None:
+                self._dog = _TrioWatchdog.current(trio)
+
+    def idle_ok(self) -> bool:
+        """No sign that the server closed this idle connection or spoke unasked.
+
+        An idle HTTP/1.1 connection has nothing to read: a readable one was
+        closed by the server (a keep-alive timeout, a load balancer) or carries
+        bytes nobody asked for (a ``408``). On asyncio the protocol has already
+        read what the loop saw; the socket itself has what arrived since.
+        """
+        if self.buf:
+            return False
+        stream = self.stream
+        if type(stream) is _AsyncioStream and not stream.quiet():
+            return False
+        sock = self._sock
+        return sock is None or not _readable(sock)
+
+    def now(self) -> float:
+        """The running loop's clock (the one deadlines are given in)."""
+        if self._loop is not None:
+            return self._loop.time()
+        if self._trio is not None:
+            return float(self._trio.current_time())
+        return anyio.current_time()
+
+    def _arm(self, when: float) -> None:
+        superseded = self._timer_at != math.inf
+        self._timer_at = when
+        if self._loop is not None:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(when, self._on_timer, when)
+        else:
+            assert self._dog is not None
+            if superseded:
+                self._dog.discard()
+            self._dog.arm(self, when)
+
+    def _on_timer(self, when: float) -> None:
+        """The timer fired: expire the read in progress if it is past its deadline."""
+        if when != self._timer_at:
+            return  # superseded by an earlier timer (trio's heap keeps old entries)
+        self._timer = None
+        self._timer_at = math.inf
+        deadline = self._deadline
+        if deadline == math.inf:
+            return  # no read waiting: stay disarmed until the next read arms it
+        if self.now() < deadline:  # a later read moved the deadline on: follow it
+            self._arm(deadline)
+            return
+        self.timed_out = True
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        try:
+            if timeout is None:
+                await self.stream.send(data)
+            else:
+                with anyio.fail_after(timeout):
+                    await self.stream.send(data)
+        except TimeoutError:
+            raise httpx.WriteTimeout("timed out sending the request") from None
+        except NothingSent as exc:
+            raise _NothingWritten(f"sending failed: {exc.__cause__!r}") from exc
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            raise httpx.WriteError(f"sending failed: {exc!r}") from exc
+
+    async def receive(self, timeout: float | None) -> bytes:
+        """Some bytes, or b"" at end of stream."""
+        return await self.receive_until(math.inf if timeout is None else self.now() + timeout)
+
+    async def receive_until(self, deadline: float) -> bytes:
+        """Some bytes, or b"" at end of stream; ``ReadTimeout`` once ``deadline`` passes."""
+        if self.timed_out:
+            raise httpx.ReadTimeout("timed out waiting for the server")
+        try:
+            if deadline == math.inf:
+                return await self.stream.receive(READ_SIZE)
+            if self._loop is not None or self._dog is not None:
+                self._deadline = deadline
+                if deadline < self._timer_at:
+                    self._arm(deadline)
+                try:
+                    return await self.stream.receive(READ_SIZE)
+                finally:
+                    self._deadline = math.inf
+            if self._trio is not None:
+                with self._trio.CancelScope(deadline=deadline):
+                    return await self.stream.receive(READ_SIZE)
+                raise TimeoutError
+            with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                return await self.stream.receive(READ_SIZE)
+        except anyio.EndOfStream:
+            if self.timed_out:
+                raise httpx.ReadTimeout("timed out waiting for the server") from None
+            return b""
+        except TimeoutError:
+            self.timed_out = True
+            raise httpx.ReadTimeout("timed out waiting for the server") from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            if self.timed_out:
+                raise httpx.ReadTimeout("timed out waiting for the server") from None
+            raise httpx.ReadError(f"reading failed: {exc!r}") from exc
+
+    def abandon(self) -> None:
+        """Close it without awaiting anything: its event loop is gone.
+
+        Nothing of that loop is used (its timers, its transport's callbacks): the
+        socket is closed directly.
+        """
+        self._timer = None
+        self._timer_at = math.inf
+        self._dog = None
+        stream = self.stream
+        if isinstance(stream, _AsyncioStream) or (
+            isinstance(stream, _TrioStream) and stream._owner is None
+        ):
+            stream.abandon()
+            return
+        if isinstance(stream, _TrioStream):
+            stream._closed = True
+            stream = stream._owner  # type: ignore[assignment]
+        # anyio's streams: TLS over a socket stream; an asyncio transport underneath.
+        inner = getattr(stream, "transport_stream", stream)
+        transport = getattr(inner, "_transport", None)
+        if isinstance(transport, asyncio.Transport):
+            abandon_transport(transport)
+            return
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if isinstance(sock, socket.socket):
+            sock.close()
+
+    async def close(self) -> None:
+        if self.loop is not current_loop():
+            self.abandon()  # a body left open when its loop ended, closed from another
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._timer_at != math.inf:
+            self._timer_at = math.inf
+            if self._dog is not None:
+                self._dog.discard()  # its entry in the watchdog's heap is stale now
+        stream = self.stream
+        if isinstance(stream, _AsyncioStream) or (
+            isinstance(stream, _TrioStream) and stream._owner is None
+        ):
+            await stream.aclose()  # nothing to wait for, nothing to cancel
+            return
+        with anyio.CancelScope(shield=True):
+            await anyio.aclose_forcefully(self.stream)
+
+
+#: Request extension: do not send this request again on a new connection when a
+#: reused one dies before answering (see the module docstring).
+NO_RESEND = "holysheep_no_resend"
+
+
+class _StaleConnection(Exception):
+    """A reused connection failed before any response byte.
+
+    ``sent``: whether any of the request may have reached the server (False:
+    it was found closed before a byte went out, so sending it again is safe
+    even for a request that must not be sent twice).
+    """
+
+    def __init__(self, *, sent: bool) -> None:
+        super().__init__()
+        self.sent = sent
