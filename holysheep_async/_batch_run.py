@@ -4,19 +4,25 @@ It keeps a journal of every step (atomically rewritten), so a run killed at
 any point and started again with the same journal picks up the same batches
 instead of submitting again; where the server has no Batch API it answers
 every request with direct calls instead.
+
+Memory stays flat at any size: requests stream into work files
+(:mod:`._batch_input`), results stay in the files they came in, and an
+on-disk index (:mod:`._batch_index`) says where each ``custom_id`` stands.
+The batches of a run are polled together by one loop, and each one's
+results are downloaded and merged as soon as it is final.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import hashlib
 import inspect
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,10 +30,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from ._batch_cost import usage_cost
+from ._batch_index import FAILED, OK, RETRYABLE, IdList, ResultsFile, RunIndex
+from ._batch_input import Requests, part_ids, prepare, request_lines, write_parts
 from .errors import (
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
-    BatchValidationError,
+    BatchTimeoutError,
     HolySheepError,
     InvalidResponseError,
     PermissionDeniedError,
@@ -38,29 +47,36 @@ from .jsonl import (
     MAX_REQUESTS,
     BatchRequest,
     BatchResult,
+    _dumps,
     atomic_write,
-    read_results,
+    parse_result_line,
     to_request,
-    validate_requests,
-    write_requests,
     write_results,
 )
-from .models import Batch
+from .models import Batch, Usage
 
 if TYPE_CHECKING:
     from .batches import Batches
 
-__all__ = ["BatchReport", "RunProgress", "run", "split_requests"]
+__all__ = [
+    "BatchReport",
+    "Requests",
+    "RunProgress",
+    "adaptive_poll_interval",
+    "run",
+    "split_requests",
+]
 
 log = logging.getLogger("holysheep_async")
 
-Requests = Iterable[BatchRequest | Mapping[str, Any]] | str | os.PathLike[str]
 RetryMode = Literal["direct", "batch", "none"]
 #: Statuses of /files or /batches that mean "this server has no Batch API".
 NO_BATCH_API = frozenset({404, 405, 501})
 #: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
 _RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
 _JOURNAL_VERSION = 1
+#: Tries of one results download (a GET: safe to send again) before the run gives up.
+_DOWNLOAD_TRIES = 3
 
 
 @dataclass
@@ -68,19 +84,27 @@ class BatchReport:
     """What ``run`` got: every input ``custom_id`` is in exactly one of
     ``succeeded``, ``failed`` and ``missing`` (each in input order).
 
+    With ``output=``, nothing is held in memory: ``results`` reads each
+    result from the output file when asked, and the three id lists are read
+    from the run's index (an :class:`~holysheep_async._batch_index.IdList`:
+    a sequence that compares equal to a list; ``list(report.failed)`` makes
+    one). Without ``output=`` they are a plain dict and lists.
+
     ``cost_usd`` is ``None`` when a price is unknown (see ``holysheep_async.pricing``).
     """
 
-    results: dict[str, BatchResult]
-    succeeded: list[str]
-    failed: list[str]
-    missing: list[str]
+    results: Mapping[str, BatchResult]
+    succeeded: Sequence[str]
+    failed: Sequence[str]
+    missing: Sequence[str]
     total_tokens: int = 0
     cost_usd: float | None = None
     #: Batches the run used (resumed ones included), in order.
     batch_ids: list[str] = field(default_factory=list)
-    #: "batch", or "direct" when the server had no Batch API.
+    #: "batch", or "direct" when the server had no (working) Batch API.
     mode: str = "batch"
+    #: Why the run answered with direct calls instead of batches (``None`` in batch mode).
+    fallback_reason: str | None = None
 
     def __str__(self) -> str:
         cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
@@ -93,12 +117,14 @@ class BatchReport:
 @dataclass
 class RunProgress:
     """Where ``run`` is: ``phase`` ("submitting", "submitted", "waiting", "direct", "done"),
-    requests answered so far (``done``) out of ``total``, and the batch being polled."""
+    requests answered so far (``done``) out of ``total`` (the whole run), the batch
+    just polled, and the last state of every batch being polled (``in_flight``)."""
 
     phase: str
     done: int
     total: int
     batch: Batch | None = None
+    in_flight: tuple[Batch, ...] = ()
 
     @property
     def percent(self) -> float:
@@ -113,7 +139,20 @@ async def _notify(callback: ProgressCallback | None, value: object) -> None:
         result = callback(value)
         if inspect.isawaitable(result):
             await result
+def adaptive_poll_interval(batch: Batch, polls: int) -> float:
+    """Seconds to wait before the next poll of ``batch`` after ``polls`` polls.
 
+    Small batches start at 1 s, big ones (>= 1,000 requests) at 2 s; each poll
+    waits 25% longer, up to 30 s (60 s for big batches). A batch that is
+    already old when we start (a resumed run) is polled less often from the
+    start: at least a 30th of its age.
+    """
+    total = batch.request_counts.total if batch.request_counts else 0
+    big = total >= 1_000
+    interval = (2.0 if big else 1.0) * 1.25**polls
+    if batch.created_at:
+        interval = max(interval, (time.time() - batch.created_at) / 30)
+    return min(interval, 60.0 if big else 30.0)
 
 
 def split_requests(
@@ -152,10 +191,17 @@ def _retryable(result: BatchResult) -> bool:
     return status is None or status in (408, 409, 429) or status >= 500 or code in _RETRY_CODES
 
 
+def _state(result: BatchResult) -> int:
+    if result.ok:
+        return OK
+    return RETRYABLE if _retryable(result) else FAILED
+
+
 class _NoBatchAPI(Exception):
-    def __init__(self, error: HolySheepError) -> None:
-        super().__init__(str(error))
+    def __init__(self, error: HolySheepError, reason: str) -> None:
+        super().__init__(reason)
         self.error = error
+        self.reason = reason
 
 
 class _Journal:
@@ -176,7 +222,6 @@ class _Journal:
         return parts
 
 
-
 async def run(
     batches: Batches,
     requests: Requests,
@@ -195,109 +240,45 @@ async def run(
     timeout: float | None = None,
     concurrency: int = 16,
 ) -> BatchReport:
-    """Everything: validate, split, submit, wait, download, retry, account.
-
-    - Input over ``max_requests_per_batch`` / ``max_bytes_per_batch`` (the
-      API's limits by default), or with several models, goes into several
-      batches whose results are merged.
-    - ``journal``: a file recording each step (atomically), with the work
-      files in ``<journal>.d/``. Running again with the same journal and
-      input resumes the same batches (nothing is submitted twice), and a
-      finished journal just gives the report again.
-    - Requests that expired, were cancelled, failed with 408/409/429/5xx or
-      got no answer are retried up to ``max_retry_rounds`` times:
-      ``retry="direct"`` through ``chat.create``, ``"batch"`` in a new batch,
-      ``"none"`` not at all.
-    - When ``/files`` or ``/batches`` answers 404, 405 or 501, or a 200 web
-      page (no Batch API),
-      every request goes through ``chat.create`` instead, ``concurrency`` at a
-      time and under the client's limits; the report has the same form.
-    - Killed at any point (even SIGKILL) and run again with the same
-      journal, it goes on where it was: every ``custom_id`` ends with
-      exactly one result, and in batch mode no request goes into two
-      batches (a create whose answer never came is looked up on the server
-      by its input file, not sent again; an upload whose answer never came
-      leaves an unused file on the server, nothing more). In direct mode,
-      the calls in flight at the moment of the kill (at most
-      ``concurrency``) have no answer on disk yet and are sent again.
-      A second run on a journal in use fails with ``HolySheepError``.
-    - ``output``: write all results there (Batch API line format).
-    - ``on_progress(RunProgress)`` after each step and poll.
-
-    >>> report = await client.batches.run(  # doctest: +SKIP
-    ...     [{"custom_id": "q1", "model": "gpt-4o-mini",
-    ...       "messages": [{"role": "user", "content": "Hi"}]}], journal="q.journal")
-    >>> report.succeeded
-    ['q1']
-    """
+    """``client.batches.run`` (its docstring says what it does)."""
     if retry not in ("direct", "batch", "none"):
         raise ValueError(f"retry must be 'direct', 'batch' or 'none', got {retry!r}")
-    with _workdir(journal) as workdir:
-        reqs, fingerprint = _prepare(requests, workdir, endpoint)
-        state = _open_journal(
-            journal,
-            fingerprint,
-            reqs,
-            workdir,
-            endpoint,
-            max_requests_per_batch,
-            max_bytes_per_batch,
-        )
-        run = _Run(
-            batches,
-            state,
-            workdir,
-            reqs,
-            on_progress,
-            endpoint=endpoint,
-            window=completion_window,
-            metadata=metadata,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            concurrency=concurrency,
-            max_requests=max_requests_per_batch,
-            max_bytes=max_bytes_per_batch,
-        )
-        await run.go(retry, max_retry_rounds)
-        report = run.report()
-        if output is not None:
-            write_results(output, (report.results[i] for i in run.ids if i in report.results))
-        await _notify(on_progress, RunProgress("done", len(report.results), len(run.ids)))
-        return report
-
-
-def _prepare(
-    requests: Requests, workdir: Path, endpoint: str
-) -> tuple[builtins.list[BatchRequest], str]:
-    """Normalise and validate the whole input (no size limits: run splits)."""
-    path = workdir / "input.jsonl"
-    source = "requests"
-    if isinstance(requests, (str, os.PathLike)):
-        source = os.fspath(requests)
-        requests = _read_tasks(requests)
-    write_requests(path, requests, endpoint=endpoint)
-    report = validate_requests(
-        path, endpoint=endpoint, max_requests=None, max_bytes=None, single_model=False
-    )
-    if not report.ok:
-        raise BatchValidationError(report.problems, source=source)
-    digest = hashlib.sha256()
-    reqs: builtins.list[BatchRequest] = []
-    with path.open("rb") as fh:
-        for index, raw in enumerate(fh, 1):
-            digest.update(raw)
-            reqs.append(to_request(json.loads(raw), index))
-    return reqs, digest.hexdigest()
+    if max_requests_per_batch < 1 or max_bytes_per_batch < 1:
+        raise ValueError("max_requests_per_batch and max_bytes_per_batch must be >= 1")
+    index = RunIndex()
+    try:
+        with _workdir(journal) as workdir:
+            fingerprint = await prepare(requests, workdir, endpoint, index)
+            state = _open_journal(journal, fingerprint, endpoint)
+            r = _Run(
+                batches,
+                state,
+                workdir,
+                index,
+                on_progress,
+                endpoint=endpoint,
+                window=completion_window,
+                metadata=metadata,
+                poll_interval=poll_interval,
+                timeout=timeout,
+                concurrency=concurrency,
+                max_requests=max_requests_per_batch,
+                max_bytes=max_bytes_per_batch,
+            )
+            r.rebuild()
+            await r.go(retry, max_retry_rounds)
+            report = r.report(output)
+        await _notify(on_progress, RunProgress("done", len(report.results), r.total))
+    except BaseException:
+        index.close()
+        raise
+    if output is None:
+        index.close()
+    return report
 
 
 def _open_journal(
-    journal: str | os.PathLike[str] | None,
-    fingerprint: str,
-    reqs: builtins.list[BatchRequest],
-    workdir: Path,
-    endpoint: str,
-    max_requests: int,
-    max_bytes: int,
+    journal: str | os.PathLike[str] | None, fingerprint: str, endpoint: str
 ) -> _Journal:
     path = Path(journal) if journal is not None else None
     if path is not None and path.exists():
@@ -323,9 +304,505 @@ def _open_journal(
             "parts": [],
         },
     )
-    _add_parts(state, workdir, reqs, 0, max_requests, max_bytes)
     state.save()
     return state
+
+
+class _Run:
+    """One ``run``: the steps between journal saves."""
+
+    def __init__(
+        self,
+        batches: Batches,
+        state: _Journal,
+        workdir: Path,
+        index: RunIndex,
+        on_progress: ProgressCallback | None,
+        *,
+        endpoint: str,
+        window: str,
+        metadata: dict[str, str] | None,
+        poll_interval: float | None,
+        timeout: float | None,
+        concurrency: int,
+        max_requests: int,
+        max_bytes: int,
+    ) -> None:
+        self.b = batches
+        self.state = state
+        self.workdir = workdir
+        self.index = index
+        self.total = index.count()
+        self.on_progress = on_progress
+        self.endpoint = endpoint
+        self.window = window
+        self.metadata = metadata
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.concurrency = max(1, concurrency)
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.answered = 0
+
+    # -- the journal's files into the index ---------------------------------------
+
+    def rebuild(self) -> None:
+        """What earlier runs on this journal did: each id's part, then every result so far
+        (in the order they came: a round's batches, then its direct calls)."""
+        index = self.index
+        for part in self.state.parts:
+            path = self.workdir / part["file"]
+            if not path.exists():
+                continue
+            updates = [(part["index"], cid) for cid in part_ids(path)]
+            index.set_many("UPDATE ids SET part = ? WHERE cid = ?", updates)
+        index.commit()
+        for round_ in range(int(self.state.data["round"]) + 1):
+            for part in self.state.parts:
+                if part["round"] == round_ and part["results"]:
+                    self.merge_file(self.workdir / part["results"])
+            name = f"direct-{round_}.jsonl"
+            if name in self.state.data.get("direct", []) and (self.workdir / name).exists():
+                self.merge_file(self.workdir / name)
+
+    def merge_file(
+        self, path: Path, *, part: int | None = None, batch: Batch | None = None
+    ) -> None:
+        """Merge a results file into the index; an answer that succeeded is never replaced.
+
+        With ``part`` (a fresh download), every result must belong to that part,
+        and a file of which no line is a result is refused: nothing is merged then.
+        """
+        index = self.index
+        src = index.file_id(path)
+        problems: builtins.list[tuple[int, str]] = []
+        foreign: builtins.list[str] = []
+        n_foreign = 0
+        good = 0
+        with path.open("rb") as fh:
+            offset = 0
+            for lineno, raw in enumerate(fh, 1):
+                here = offset
+                offset += len(raw)
+                if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                    raw = raw[3:]
+                if not raw.strip():
+                    message = "blank line"
+                else:
+                    try:
+                        result = parse_result_line(raw)
+                    except ValueError as exc:
+                        message = f"not a batch result: {exc}"
+                    else:
+                        good += 1
+                        if index.merge(result, _state(result), src, here, part=part) == "foreign":
+                            if part is None:
+                                log.warning(
+                                    "result for unknown custom_id %r in %s ignored",
+                                    result.custom_id,
+                                    path,
+                                )
+                            else:
+                                n_foreign += 1
+                                if len(foreign) < 3:
+                                    foreign.append(result.custom_id)
+                        continue
+                log.warning("%s line %d: %s", os.fspath(path), lineno, message)
+                if len(problems) < 1_000:
+                    problems.append((lineno, message))
+        if batch is not None and (n_foreign or (problems and not good)):
+            index.db.rollback()
+            files = " and ".join(f for f in (batch.output_file_id, batch.error_file_id) if f)
+            if n_foreign:
+                raise InvalidResponseError(
+                    f"batch {batch.id}: its results (file {files}) hold {n_foreign} result(s)"
+                    f" whose custom_id is not in this batch (e.g. {foreign}): a results file"
+                    f" from another batch? Nothing was merged; the file is kept in {path}",
+                    status_code=200,
+                    request_id=None,
+                    body=foreign[0],
+                )
+            line, message = problems[0]
+            raise InvalidResponseError(
+                f"batch {batch.id}: its results (file {files}) are not JSONL batch results:"
+                f" line {line}: {message} ({len(problems)} bad line(s), no result);"
+                f" the file is kept in {path}",
+                status_code=200,
+                request_id=None,
+                body=message,
+            )
+        index.commit()
+
+    # -- rounds --------------------------------------------------------------------
+
+    async def go(self, retry: RetryMode, max_rounds: int) -> None:
+        state = self.state
+        index = self.index
+        for round_ in range(int(state.data["round"]), max_rounds + 1):
+            if state.data["round"] != round_:
+                state.data["round"] = round_
+                state.save()
+            todo = "state IS NULL" if round_ == 0 else "state IS NULL OR state = 2"
+            index.db.execute(f"UPDATE ids SET todo = ? WHERE {todo}", (round_,))
+            index.commit()
+            self.answered = index.count("state IS NOT NULL")
+            if not index.count("todo = ?", round_) or (round_ > 0 and retry == "none"):
+                return
+            if state.data["mode"] == "batch" and (round_ == 0 or retry == "batch"):
+                parts = [p for p in state.parts if p["round"] == round_]
+                if not parts:
+                    write_parts(
+                        self.workdir,
+                        index,
+                        state.parts,
+                        round_,
+                        self.max_requests,
+                        self.max_bytes,
+                    )
+                    state.save()
+                    parts = [p for p in state.parts if p["round"] == round_]
+                await self.batch_round(parts)
+                if state.data["mode"] == "batch":
+                    continue
+                self.answered = index.count("state IS NOT NULL")
+            await self.direct(round_)
+
+    # -- batch steps ------------------------------------------------------------
+
+    async def batch_round(self, parts: builtins.list[dict[str, Any]]) -> None:
+        state = self.state
+        try:
+            for part in parts:
+                if part["batch_id"] is None:
+                    await _notify(
+                        self.on_progress, RunProgress("submitting", self.answered, self.total)
+                    )
+                    await self.submit(part)
+        except _NoBatchAPI as exc:
+            log.warning("%s: answering with direct calls", exc.reason)
+            state.data["mode"] = "direct"
+            state.data["fallback_reason"] = exc.reason
+            state.save()
+        pending = [p for p in parts if p["batch_id"] is not None and p["results"] is None]
+        await self.poll(pending)
+
+    async def poll(self, pending: builtins.list[dict[str, Any]]) -> None:
+        """Poll every pending batch in one loop, each at its own adaptive interval;
+        download and merge each one's results as soon as it is final."""
+        clock = _Clock(self.b._requester.sleep)
+        base = self.answered
+        counts: dict[int, int] = {}
+        latest: dict[int, Batch] = {}
+        due = {p["index"]: 0.0 for p in pending}
+        polls = dict.fromkeys(due, 0)
+        parts = {p["index"]: p for p in pending}
+        while due:
+            now = clock.now()
+            for key in [k for k, t in due.items() if t <= now]:
+                part = parts[key]
+                batch = await self.b.retrieve(part["batch_id"])
+                latest[key] = batch
+                c = batch.request_counts
+                counts[key] = (c.completed + c.failed) if c else 0
+                await _notify(
+                    self.on_progress,
+                    RunProgress(
+                        "waiting",
+                        base + sum(counts.values()),
+                        self.total,
+                        batch,
+                        tuple(latest.values()),
+                    ),
+                )
+                if batch.is_final:
+                    del due[key], latest[key]
+                    await self.collect(part, batch)
+                    counts[key] = part["count"]
+                    continue
+                waited = clock.now()
+                if self.timeout is not None and waited >= self.timeout:
+                    raise BatchTimeoutError(
+                        f"batch {batch.id} is still {batch.status} ({batch.progress:.0f}% done)"
+                        f" after {waited:.1f} s (timeout={self.timeout} s); it keeps running"
+                        " on the server: run again with the same journal to pick it up",
+                        batch=batch,
+                    )
+                interval = (
+                    self.poll_interval
+                    if self.poll_interval is not None
+                    else adaptive_poll_interval(batch, polls[key])
+                )
+                if self.timeout is not None:
+                    interval = min(interval, self.timeout - waited)
+                polls[key] += 1
+                due[key] = waited + interval
+            if due:
+                delay = min(due.values()) - clock.now()
+                if delay > 0:
+                    await clock.sleep(delay)
+
+    async def collect(self, part: dict[str, Any], batch: Batch) -> None:
+        """Download a final batch's results and merge them (or say why there are none)."""
+        part["status"] = batch.status
+        name = f"part-{part['index']:03d}.results.jsonl"
+        path = self.workdir / name
+        if batch.output_file_id or batch.error_file_id:
+            for attempt in range(1, _DOWNLOAD_TRIES + 1):
+                try:
+                    await self.b.download(batch, path)
+                    break
+                except APIConnectionError as exc:
+                    if attempt == _DOWNLOAD_TRIES:
+                        raise
+                    log.warning("results of batch %s: %s; downloading again", batch.id, exc)
+            self.merge_file(path, part=part["index"], batch=batch)
+        else:
+            # Nothing came back (e.g. failed at validation): say why for each request.
+            message = _batch_error_text(batch)
+            write_results(
+                path,
+                (
+                    BatchResult(
+                        cid,
+                        error={"code": f"batch_{batch.status}", "message": message},
+                        id=batch.id,
+                    )
+                    for cid in part_ids(self.workdir / part["file"])
+                ),
+            )
+            self.merge_file(path)
+        part["results"] = name
+        self.state.save()
+
+    async def submit(self, part: dict[str, Any]) -> None:
+        state = self.state
+        try:
+            if part["input_file_id"] is None:
+                try:
+                    file = await self.b._upload_valid(
+                        self.workdir / part["file"],
+                        self.endpoint,
+                        self.max_requests,
+                        self.max_bytes,
+                    )
+                except APIStatusError as exc:
+                    if exc.status_code >= 500 and not any(p["batch_id"] for p in state.parts):
+                        raise _NoBatchAPI(
+                            exc,
+                            f"the file upload (/files) kept failing with {exc.status_code}"
+                            f" ({exc.message}) after every retry, before any batch of this run"
+                            " existed (so no request can be sent twice)",
+                        ) from exc
+                    raise
+                part["input_file_id"] = file.id
+                state.save()
+            else:
+                # A crash may have come between creating the batch and saving its id.
+                found = await self.b._find_batch(part["input_file_id"])
+                if found is not None:
+                    part["batch_id"] = found.id
+                    state.save()
+                    return
+            batch = await self.b._create_once(
+                part["input_file_id"], self.endpoint, self.window, self.metadata
+            )
+        except APIStatusError as exc:
+            if exc.status_code in NO_BATCH_API:
+                raise _NoBatchAPI(
+                    exc, f"no Batch API on this server ({exc.status_code}: {exc.message})"
+                ) from exc
+            raise
+        except InvalidResponseError as exc:
+            # Relays that lack the route may answer 200 with their web page instead of 404.
+            if exc.status_code == 200 and exc.body.lstrip()[:1] == "<":
+                raise _NoBatchAPI(
+                    exc, "no Batch API on this server (it answered a web page)"
+                ) from exc
+            raise
+        part["batch_id"] = batch.id
+        state.save()
+        log.info("submitted batch %s (%d requests)", batch.id, part["count"])
+        await _notify(self.on_progress, RunProgress("submitted", self.answered, self.total, batch))
+
+    # -- direct calls -------------------------------------------------------------
+
+    async def direct(self, round_: int) -> None:
+        """Answer the round's requests still to do with ``chat.create``, ``concurrency``
+        at a time, appending each result to a log (and the index) as it comes."""
+        name = f"direct-{round_}.jsonl"
+        path = self.workdir / name
+        if name not in self.state.data.setdefault("direct", []):
+            self.state.data["direct"].append(name)
+            self.state.save()
+        index = self.index
+        src = index.file_id(path)
+        todo = (
+            (line, raw)
+            for line, _, raw in request_lines(
+                self.workdir,
+                index,
+                "todo = ? AND (state IS NULL OR (state <> 1 AND src <> ?))",
+                round_,
+                src,
+            )
+        )
+        count = 0
+        cut = _ends_without_newline(path)
+        with path.open("ab") as log_file:
+            if cut:
+                log_file.write(b"\n")  # a kill cut the last line: end it, the reader skips it
+            failure: Exception | None = None
+
+            async def worker() -> None:
+                nonlocal count, failure
+                try:
+                    for line, raw in todo:
+                        result = await self.call(to_request(json.loads(raw), line))
+                        here = log_file.tell()
+                        log_file.write(_result_line(result))
+                        log_file.flush()
+                        index.merge(result, _state(result), src, here)
+                        count += 1
+                        if count % 500 == 0:
+                            index.commit()
+                        await _notify(
+                            self.on_progress,
+                            RunProgress("direct", self.answered + count, self.total),
+                        )
+                except Exception as exc:
+                    # Stop the others and raise this one as it is, not in an exception group.
+                    failure = failure or exc
+                    tg.cancel_scope.cancel()
+
+            try:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(self.concurrency):
+                        tg.start_soon(worker)
+            finally:
+                index.commit()
+            if failure is not None:
+                raise failure
+
+    async def call(self, request: BatchRequest) -> BatchResult:
+        body = dict(request.body)
+        model = body.pop("model", None)
+        messages = body.pop("messages", None)
+        cid = request.custom_id
+        try:
+            completion = await self.b._chat.create(model=model, messages=messages, **body)
+        except (AuthenticationError, PermissionDeniedError):
+            raise  # every other request would fail the same way: stop, resume later
+        except APIStatusError as exc:
+            error = {"code": exc.code, "message": exc.message}
+            return BatchResult(
+                cid, exc.status_code, exc.body, error, request_id=exc.request_id, direct=True
+            )
+        except HolySheepError as exc:
+            return BatchResult(
+                cid, None, None, {"code": type(exc).__name__, "message": str(exc)}, direct=True
+            )
+        except (TypeError, ValueError) as exc:
+            return BatchResult(
+                cid, None, None, {"code": "invalid_request", "message": str(exc)}, direct=True
+            )
+        return BatchResult(
+            cid,
+            200,
+            completion.model_dump(mode="json"),
+            None,
+            id=f"direct-{completion.id}",
+            direct=True,
+        )
+
+    # -- accounting -----------------------------------------------------------------
+
+    def report(self, output: str | os.PathLike[str] | None) -> BatchReport:
+        index = self.index
+        tokens = 0
+        cost: float | None = 0.0
+        requester = self.b._requester
+        for _, model, usage_json, direct in index.rows(
+            "coalesce(amodel, model), usage, direct", "state IS NOT NULL AND usage IS NOT NULL"
+        ):
+            usage = Usage.model_validate_json(usage_json)
+            tokens += usage.total_tokens
+            if not direct:
+                # direct answers were recorded by chat.create already
+                requester.record_usage(model or "", usage, batch=True)
+            if cost is not None:
+                one = usage_cost(model or "", usage, batch=not direct)
+                cost = None if one is None else cost + one
+        common: dict[str, Any] = {
+            "total_tokens": tokens,
+            "cost_usd": cost,
+            "batch_ids": [p["batch_id"] for p in self.state.parts if p["batch_id"]],
+            "mode": str(self.state.data["mode"]),
+            "fallback_reason": self.state.data.get("fallback_reason"),
+        }
+        if output is not None:
+            out = self._write_output(Path(output))
+            return BatchReport(
+                results=ResultsFile(index, out),
+                succeeded=IdList(index, "succeeded"),
+                failed=IdList(index, "failed"),
+                missing=IdList(index, "missing"),
+                **common,
+            )
+        results: dict[str, BatchResult] = {}
+        succeeded: builtins.list[str] = []
+        failed: builtins.list[str] = []
+        missing: builtins.list[str] = []
+        for _, cid, state, src, off in index.rows("cid, state, src, off"):
+            if state is None:
+                missing.append(cid)
+                continue
+            results[cid] = index.result(src, off)
+            (succeeded if state == OK else failed).append(cid)
+        return BatchReport(
+            results=results, succeeded=succeeded, failed=failed, missing=missing, **common
+        )
+
+    def _write_output(self, path: Path) -> int:
+        """Every result, in input order, into ``path`` (atomically); the index then points
+        there (so the report reads from it once the work folder is gone)."""
+        index = self.index
+        out = index.file_id(path.resolve())
+        updates: builtins.list[tuple[int, int, int]] = []
+        with atomic_write(path, "wb") as fh:
+            for line, src, off in index.rows("src, off", "state IS NOT NULL"):
+                updates.append((out, fh.tell(), line))
+                fh.write(index.read_line(src, off) + b"\n")
+                if len(updates) >= 5_000:
+                    index.set_many("UPDATE ids SET src = ?, off = ? WHERE line = ?", updates)
+                    updates.clear()
+        index.set_many("UPDATE ids SET src = ?, off = ? WHERE line = ?", updates)
+        index.commit()
+        index.close_readers()
+        return out
+
+
+class _Clock:
+    """Seconds since the loop began: the clock, or the sleeps asked for where they are
+    faster (a test's fake sleep), so intervals work either way."""
+
+    def __init__(self, sleep: Callable[[float], Any]) -> None:
+        self._sleep = sleep
+        self._start = anyio.current_time()
+        self._slept = 0.0
+
+    def now(self) -> float:
+        return max(self._slept, anyio.current_time() - self._start)
+
+    async def sleep(self, seconds: float) -> None:
+        self._slept = self.now() + seconds
+        await self._sleep(seconds)
+
+
+def _result_line(result: BatchResult) -> bytes:
+    try:
+        return (_dumps(result.to_line()) + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate in an answer: escape it
+        return (json.dumps(result.to_line()) + "\n").encode("ascii")
 
 
 @contextlib.contextmanager
@@ -370,412 +847,6 @@ def _locked(path: Path, journal: str | os.PathLike[str]) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _add_parts(
-    state: _Journal,
-    workdir: Path,
-    reqs: builtins.list[BatchRequest],
-    round_: int,
-    max_requests: int,
-    max_bytes: int,
-) -> None:
-    for chunk in split_requests(reqs, max_requests=max_requests, max_bytes=max_bytes):
-        index = len(state.parts)
-        name = f"part-{index:03d}.jsonl"
-        write_requests(workdir / name, chunk)
-        state.parts.append(
-            {
-                "index": index,
-                "round": round_,
-                "file": name,
-                "count": len(chunk),
-                "model": chunk[0].model,
-                "input_file_id": None,
-                "batch_id": None,
-                "status": None,
-                "results": None,
-            }
-        )
-
-
-class _Run:
-    """One ``run``: the steps between journal saves."""
-
-    def __init__(
-        self,
-        batches: Batches,
-        state: _Journal,
-        workdir: Path,
-        reqs: builtins.list[BatchRequest],
-        on_progress: ProgressCallback | None,
-        *,
-        endpoint: str,
-        window: str,
-        metadata: dict[str, str] | None,
-        poll_interval: float | None,
-        timeout: float | None,
-        concurrency: int,
-        max_requests: int,
-        max_bytes: int,
-    ) -> None:
-        self.b = batches
-        self.state = state
-        self.workdir = workdir
-        self.reqs = {r.custom_id: r for r in reqs}
-        self.ids = [r.custom_id for r in reqs]
-        self.on_progress = on_progress
-        self.endpoint = endpoint
-        self.window = window
-        self.metadata = metadata
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.concurrency = max(1, concurrency)
-        self.max_requests = max_requests
-        self.max_bytes = max_bytes
-        self.answered = 0
-        #: Parsed results files by name, with the size they had (part files never change,
-        #: direct logs only grow).
-        self._parsed: dict[str, tuple[int, builtins.list[BatchResult]]] = {}
-
-    async def go(self, retry: RetryMode, max_rounds: int) -> None:
-        state = self.state
-        for round_ in range(int(state.data["round"]), max_rounds + 1):
-            if state.data["round"] != round_:
-                state.data["round"] = round_
-                state.save()
-            results = self.merged()
-            self.answered = sum(1 for i in self.ids if i in results)
-            if round_ == 0:
-                todo = [i for i in self.ids if i not in results]
-            else:
-                todo = [i for i in self.ids if i not in results or _retryable(results[i])]
-            if not todo or (round_ > 0 and retry == "none"):
-                return
-            if state.data["mode"] == "batch" and (round_ == 0 or retry == "batch"):
-                parts = [p for p in state.parts if p["round"] == round_]
-                if not parts:
-                    _add_parts(
-                        state,
-                        self.workdir,
-                        [self.reqs[i] for i in todo],
-                        round_,
-                        self.max_requests,
-                        self.max_bytes,
-                    )
-                    state.save()
-                    parts = [p for p in state.parts if p["round"] == round_]
-                await self.batch_round(parts)
-                if state.data["mode"] == "batch":
-                    continue
-                results = self.merged()
-                todo = [i for i in todo if i not in results or not results[i].ok]
-            await self.direct(todo, round_)
-
-    # -- batch steps ------------------------------------------------------------
-
-    async def batch_round(self, parts: builtins.list[dict[str, Any]]) -> None:
-        state = self.state
-        try:
-            for part in parts:
-                if part["batch_id"] is None:
-                    await _notify(
-                        self.on_progress, RunProgress("submitting", self.answered, len(self.ids))
-                    )
-                    await self.submit(part)
-        except _NoBatchAPI as exc:
-            log.warning("no Batch API on this server (%s): answering with direct calls", exc)
-            state.data["mode"] = "direct"
-            state.save()
-        pending = [p for p in parts if p["batch_id"] is not None and p["results"] is None]
-        base = self.answered
-        counts: dict[int, int] = {}
-
-        async def progress(batch: Batch) -> None:
-            c = batch.request_counts
-            counts[current] = (c.completed + c.failed) if c else 0
-            await _notify(
-                self.on_progress,
-                RunProgress("waiting", base + sum(counts.values()), len(self.ids), batch),
-            )
-
-        for part in pending:
-            current = part["index"]
-            batch = await self.b.wait(
-                part["batch_id"],
-                poll_interval=self.poll_interval,
-                timeout=self.timeout,
-                on_progress=progress,
-            )
-            part["status"] = batch.status
-            name = f"part-{part['index']:03d}.results.jsonl"
-            if batch.output_file_id or batch.error_file_id:
-                await self.b.download(batch, self.workdir / name)
-                self._check_results(part, batch, name)
-            else:
-                # Nothing came back (e.g. failed at validation): say why for each request.
-                message = _batch_error_text(batch)
-                write_results(
-                    self.workdir / name,
-                    (
-                        BatchResult(
-                            cid,
-                            error={"code": f"batch_{batch.status}", "message": message},
-                            id=batch.id,
-                        )
-                        for cid in self.part_ids(part)
-                    ),
-                )
-            part["results"] = name
-            state.save()
-
-    def _check_results(self, part: dict[str, Any], batch: Batch, name: str) -> None:
-        """The downloaded results of ``part`` must be its own: never merge another batch's."""
-        path = self.workdir / name
-        ids = set(self.part_ids(part))
-        problems: builtins.list[tuple[int, str]] = []
-        results = list(read_results(path, problems=problems))
-        files = " and ".join(f for f in (batch.output_file_id, batch.error_file_id) if f)
-        foreign = [r.custom_id for r in results if r.custom_id not in ids]
-        if foreign:
-            raise InvalidResponseError(
-                f"batch {batch.id}: its results (file {files}) hold {len(foreign)} result(s)"
-                f" whose custom_id is not in this batch (e.g. {foreign[:3]}): a results file"
-                f" from another batch? Nothing was merged; the file is kept in {path}",
-                status_code=200,
-                request_id=None,
-                body=foreign[0],
-            )
-        if problems and not results:
-            line, message = problems[0]
-            raise InvalidResponseError(
-                f"batch {batch.id}: its results (file {files}) are not JSONL batch results:"
-                f" line {line}: {message} ({len(problems)} bad line(s), no result);"
-                f" the file is kept in {path}",
-                status_code=200,
-                request_id=None,
-                body=message,
-            )
-        self._parsed[name] = (path.stat().st_size, results)
-
-    def part_ids(self, part: dict[str, Any]) -> builtins.list[str]:
-        with (self.workdir / part["file"]).open("rb") as fh:
-            return [json.loads(line)["custom_id"] for line in fh if line.strip()]
-
-    async def submit(self, part: dict[str, Any]) -> None:
-        state = self.state
-        try:
-            if part["input_file_id"] is None:
-                file = await self.b._upload_valid(
-                    self.workdir / part["file"], self.endpoint, self.max_requests, self.max_bytes
-                )
-                part["input_file_id"] = file.id
-                state.save()
-            else:
-                # A crash may have come between creating the batch and saving its id.
-                found = await self.find_batch(part["input_file_id"])
-                if found is not None:
-                    part["batch_id"] = found.id
-                    state.save()
-                    return
-            batch = await self.create_once(part["input_file_id"])
-        except APIStatusError as exc:
-            if exc.status_code in NO_BATCH_API:
-                raise _NoBatchAPI(exc) from exc
-            raise
-        except InvalidResponseError as exc:
-            # Relays that lack the route may answer 200 with their web page instead of 404.
-            if exc.status_code == 200 and exc.body.lstrip()[:1] == "<":
-                raise _NoBatchAPI(exc) from exc
-            raise
-        part["batch_id"] = batch.id
-        state.save()
-        log.info("submitted batch %s (%d requests)", batch.id, part["count"])
-        await _notify(
-            self.on_progress, RunProgress("submitted", self.answered, len(self.ids), batch)
-        )
-
-    async def create_once(self, input_file_id: str) -> Batch:
-        return await self.b._create_once(input_file_id, self.endpoint, self.window, self.metadata)
-
-    async def find_batch(self, input_file_id: str) -> Batch | None:
-        return await self.b._find_batch(input_file_id)
-
-    # -- direct calls -------------------------------------------------------------
-
-    async def direct(self, todo: builtins.list[str], round_: int) -> None:
-        """Answer ``todo`` with ``chat.create``, appending each result to a log as it comes."""
-        name = f"direct-{round_}.jsonl"
-        path = self.workdir / name
-        done = {r.custom_id for r in read_results(path)} if path.exists() else set()
-        todo = [i for i in todo if i not in done]
-        if name not in self.state.data.setdefault("direct", []):
-            self.state.data["direct"].append(name)
-            self.state.save()
-        if not todo:
-            return
-        limiter = anyio.CapacityLimiter(self.concurrency)
-        total = len(self.ids)
-        count = 0
-        cut = _ends_without_newline(path)
-        with path.open("a", encoding="utf-8") as log_file:
-            if cut:
-                log_file.write("\n")  # a kill cut the last line: end it, read_results skips it
-
-            failure: Exception | None = None
-
-            async def one(cid: str) -> None:
-                nonlocal count, failure
-                try:
-                    async with limiter:
-                        result = await self.call(self.reqs[cid])
-                    log_file.write(json.dumps(result.to_line(), ensure_ascii=False) + "\n")
-                    log_file.flush()
-                    count += 1
-                    progress = RunProgress("direct", self.answered + count, total)
-                    await _notify(self.on_progress, progress)
-                except Exception as exc:
-                    # Stop the others and raise this one as it is, not in an exception group.
-                    failure = failure or exc
-                    tg.cancel_scope.cancel()
-
-            async with anyio.create_task_group() as tg:
-                for cid in todo:
-                    tg.start_soon(one, cid)
-            if failure is not None:
-                raise failure
-
-    async def call(self, request: BatchRequest) -> BatchResult:
-        body = dict(request.body)
-        model = body.pop("model", None)
-        messages = body.pop("messages", None)
-        cid = request.custom_id
-        try:
-            completion = await self.b._chat.create(model=model, messages=messages, **body)
-        except (AuthenticationError, PermissionDeniedError):
-            raise  # every other request would fail the same way: stop, resume later
-        except APIStatusError as exc:
-            error = {"code": exc.code, "message": exc.message}
-            return BatchResult(
-                cid, exc.status_code, exc.body, error, request_id=exc.request_id, direct=True
-            )
-        except HolySheepError as exc:
-            return BatchResult(
-                cid, None, None, {"code": type(exc).__name__, "message": str(exc)}, direct=True
-            )
-        except (TypeError, ValueError) as exc:
-            return BatchResult(
-                cid, None, None, {"code": "invalid_request", "message": str(exc)}, direct=True
-            )
-        return BatchResult(
-            cid,
-            200,
-            completion.model_dump(mode="json"),
-            None,
-            id=f"direct-{completion.id}",
-            direct=True,
-        )
-
-    # -- accounting -----------------------------------------------------------------
-
-    def merged(self) -> dict[str, BatchResult]:
-        """Every result on disk so far; an answer that succeeded is never replaced."""
-        results: dict[str, BatchResult] = {}
-        files = []
-        for round_ in range(int(self.state.data["round"]) + 1):
-            files += [
-                p["results"] for p in self.state.parts if p["round"] == round_ and p["results"]
-            ]
-            name = f"direct-{round_}.jsonl"
-            if name in self.state.data.get("direct", []):
-                files.append(name)
-        for name in files:
-            for result in self._read(self.workdir / name):
-                old = results.get(result.custom_id)
-                if old is None or not old.ok:
-                    results[result.custom_id] = result
-        return results
-
-    def _read(self, path: Path) -> builtins.list[BatchResult]:
-        """A results file's results for our custom_ids, parsed once per file size."""
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            return []
-        cached = self._parsed.get(path.name)
-        if cached is not None and cached[0] == size:
-            return cached[1]
-        results = []
-        for result in read_results(path):
-            if result.custom_id in self.reqs:
-                results.append(result)
-            else:
-                log.warning("result for unknown custom_id %r in %s ignored", result.custom_id, path)
-        self._parsed[path.name] = (size, results)
-        return results
-
-    def report(self) -> BatchReport:
-        results = self.merged()
-        succeeded: builtins.list[str] = []
-        failed: builtins.list[str] = []
-        missing: builtins.list[str] = []
-        tokens = 0
-        cost: float | None = 0.0
-        for cid in self.ids:
-            result = results.get(cid)
-            if result is None:
-                missing.append(cid)
-                continue
-            (succeeded if result.ok else failed).append(cid)
-            usage = result.usage
-            if usage is None:
-                continue
-            tokens += usage.total_tokens
-            model = result.model or self.reqs[cid].model or ""
-            if not result.direct:
-                # direct answers were recorded by chat.create already
-                self.b._requester.record_usage(model, usage, batch=True)
-            if cost is not None:
-                one = usage_cost(model, usage, batch=not result.direct)
-                cost = None if one is None else cost + one
-        return BatchReport(
-            results={cid: results[cid] for cid in self.ids if cid in results},
-            succeeded=succeeded,
-            failed=failed,
-            missing=missing,
-            total_tokens=tokens,
-            cost_usd=cost,
-            batch_ids=[p["batch_id"] for p in self.state.parts if p["batch_id"]],
-            mode=str(self.state.data["mode"]),
-        )
-
-
-def _read_tasks(path: str | os.PathLike[str]) -> builtins.list[dict[str, Any]]:
-    """The lines of a JSONL file of batch lines or seed-style tasks, as dicts.
-
-    Lines that are not JSON objects are reported with their numbers here:
-    the rest is checked once normalised (one line per line, so numbers match).
-    """
-    items: builtins.list[dict[str, Any]] = []
-    problems: builtins.list[tuple[int, str]] = []
-    try:
-        with open(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                try:
-                    item = json.loads(raw) if raw.strip() else None
-                except ValueError as exc:
-                    problems.append((lineno, f"invalid JSON: {exc}"))
-                    continue
-                if not isinstance(item, dict):
-                    what = "blank line" if item is None else "expected a JSON object"
-                    problems.append((lineno, what))
-                    continue
-                items.append(item)
-    except OSError as exc:
-        problems.append((0, f"cannot read {os.fspath(path)}: {exc.strerror or exc}"))
-    if problems:
-        raise BatchValidationError(problems, source=os.fspath(path))
-    return items
 
 
 def _ends_without_newline(path: Path) -> bool:

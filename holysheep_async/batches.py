@@ -18,7 +18,7 @@ import re
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +34,7 @@ from ._batch_run import (
     RetryMode,
     RunProgress,
     _notify,
+    adaptive_poll_interval,
     split_requests,
 )
 from .errors import (
@@ -49,6 +50,7 @@ from .jsonl import (
     DEFAULT_ENDPOINT,
     MAX_FILE_BYTES,
     MAX_REQUESTS,
+    BatchRequest,
     BatchResult,
     atomic_write,
     parse_result_line,
@@ -71,22 +73,6 @@ _CLOCK_LEEWAY = 60
 CREATE_ID_KEY = "holysheep_create_id"
 _MAX_METADATA_KEYS = 16
 M = TypeVar("M", bound=BaseModel)
-
-
-def adaptive_poll_interval(batch: Batch, polls: int) -> float:
-    """Seconds to wait before the next poll of ``batch`` after ``polls`` polls.
-
-    Small batches start at 1 s, big ones (>= 1,000 requests) at 2 s; each poll
-    waits 25% longer, up to 30 s (60 s for big batches). A batch that is
-    already old when we start (a resumed run) is polled less often from the
-    start: at least a 30th of its age.
-    """
-    total = batch.request_counts.total if batch.request_counts else 0
-    big = total >= 1_000
-    interval = (2.0 if big else 1.0) * 1.25**polls
-    if batch.created_at:
-        interval = max(interval, (time.time() - batch.created_at) / 30)
-    return min(interval, 60.0 if big else 30.0)
 
 
 class Batches:
@@ -116,7 +102,7 @@ class Batches:
 
     async def submit(
         self,
-        requests: Requests,
+        requests: Iterable[BatchRequest | Mapping[str, Any]] | str | os.PathLike[str],
         *,
         endpoint: str = DEFAULT_ENDPOINT,
         completion_window: str = "24h",
