@@ -26,6 +26,11 @@ Settings, read from ``server.options`` at each step (change them any time):
 ======================  ==========================================================
 
 Output and error files use the OpenAI line format, in shuffled order.
+
+Files live on disk, in a temporary folder of the server's (removed when the
+server is collected or the process exits): uploads, outputs, and a batch's
+answers while it runs, so a run of a million requests costs the emulator
+disk, not memory. A batch reads its input file one step at a time.
 """
 
 from __future__ import annotations
@@ -33,11 +38,16 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from ._chat import _answer_length, _usage, answer_text
 from ._http import Request, Responder, route
@@ -51,19 +61,37 @@ ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/r
 _STATE_KEY = "batches"
 
 
-@dataclass
 class _File:
-    id: str
-    filename: str
-    purpose: str
-    data: bytes
-    created_at: int
+    """A file of the Files API, its bytes on disk (``data`` reads and writes them whole)."""
+
+    def __init__(self, id: str, filename: str, purpose: str, path: Path, created_at: int) -> None:
+        self.id = id
+        self.filename = filename
+        self.purpose = purpose
+        self.path = path
+        self.created_at = created_at
+
+    @property
+    def data(self) -> bytes:
+        return self.path.read_bytes()
+
+    @data.setter
+    def data(self, value: bytes) -> None:
+        self.path.write_bytes(value)
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def lines(self) -> Iterator[bytes]:
+        with self.path.open("rb") as fh:
+            yield from fh
 
     def obj(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "object": "file",
-            "bytes": len(self.data),
+            "bytes": self.size,
             "created_at": self.created_at,
             "filename": self.filename,
             "purpose": self.purpose,
@@ -71,11 +99,77 @@ class _File:
         }
 
 
+class _Lines:
+    """A batch's valid input lines, read from its input file as the batch moves on
+    (``lines[a:b]`` with ``a`` where the last read stopped costs one read of ``b - a`` lines)."""
+
+    def __init__(self) -> None:
+        self.path: Path | None = None
+        self.count = 0
+        self._next = 0
+        self._offset = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, cut: slice) -> list[dict[str, Any]]:
+        start, stop, _ = cut.indices(self.count)
+        if self.path is None or start >= stop:
+            return []
+        if start != self._next:
+            self._next, self._offset = 0, 0
+        out: list[dict[str, Any]] = []
+        with self.path.open("rb") as fh:
+            fh.seek(self._offset)
+            while self._next < stop:
+                raw = fh.readline()
+                if not raw:
+                    break
+                self._next += 1
+                if self._next > start:
+                    out.append(json.loads(raw))
+            self._offset = fh.tell()
+        return out
+
+
+class _Done:
+    """A running batch's answers, appended to a file as they come (``len`` counts them)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._fh: IO[bytes] | None = None
+
+    def __len__(self) -> int:
+        return self.count
+
+    def append(self, answer: dict[str, Any]) -> None:
+        if self._fh is None:
+            self._fh = self.path.open("ab")
+        self._fh.write(json.dumps(answer, separators=(",", ":")).encode() + b"\n")
+        self.count += 1
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self._fh is not None:
+            self._fh.flush()
+        if not self.path.exists():
+            return
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                yield json.loads(raw)
+
+    def close(self) -> None:
+        """Done writing (the file stays: tests read what a batch answered)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
 @dataclass
 class _Batch:
     obj: dict[str, Any]
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    done: list[dict[str, Any]] = field(default_factory=list)
+    done: _Done
+    lines: _Lines = field(default_factory=_Lines)
     steps_in_progress: int = 0
 
     @property
@@ -90,6 +184,14 @@ class _Store:
         self.batches: dict[str, _Batch] = {}
         self.order: list[str] = []
         self.seen_failures: set[str] = set()
+        self.folder = Path(tempfile.mkdtemp(prefix="holysheep-emulator-"))
+        weakref.finalize(self, shutil.rmtree, self.folder, True)
+
+    def new_file(self, file_id: str, filename: str, purpose: str) -> _File:
+        """A file of the store (empty on disk until written)."""
+        file = _File(file_id, filename, purpose, self.folder / file_id, _now())
+        file.path.touch()
+        return file
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
@@ -184,7 +286,8 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
     models: set[str] = set()
     tokens = 0
     endpoint = batch.obj["endpoint"]
-    for n, raw in enumerate(file.data.splitlines(), 1):
+    batch.lines.path = file.path
+    for n, raw in enumerate(file.lines(), 1):
         try:
             line = json.loads(raw)
             if not isinstance(line, dict):
@@ -232,7 +335,7 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
             seen.add(cid)
             models.add(str(body.get("model")))
             tokens += _answer_length(server, body) + len(json.dumps(body.get("messages"))) // 4
-            batch.lines.append(line)
+            batch.lines.count += 1
     if len(models) > 1:
         errors.append(
             {
@@ -331,29 +434,29 @@ def _finish(
     server: MockServer, store: _Store, batch: _Batch, status: str, code: str, message: str
 ) -> None:
     obj = batch.obj
-    outputs = [d for d in batch.done if d["response"]["status_code"] == 200]
-    errors = [d for d in batch.done if d["response"]["status_code"] != 200]
+    outputs: list[bytes] = []
+    errors: list[bytes] = []
+    for d in batch.done:
+        raw = json.dumps(d, separators=(",", ":")).encode() + b"\n"
+        (outputs if d["response"]["status_code"] == 200 else errors).append(raw)
     for line in batch.lines[len(batch.done) :]:
-        errors.append(
-            {
-                "id": server.next_id("batch_req_"),
-                "custom_id": line["custom_id"],
-                "response": None,
-                "error": {"code": code, "message": message},
-            }
-        )
+        error = {
+            "id": server.next_id("batch_req_"),
+            "custom_id": line["custom_id"],
+            "response": None,
+            "error": {"code": code, "message": message},
+        }
+        errors.append(json.dumps(error, separators=(",", ":")).encode() + b"\n")
+    batch.done.close()
     rng = random.Random(obj["id"])
     for name, lines in (("output_file_id", outputs), ("error_file_id", errors)):
         if lines:
             rng.shuffle(lines)
-            data = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines).encode()
-            file = _File(
-                server.next_id("file-"),
-                f"{obj['id']}_{name[:-8]}.jsonl",
-                "batch_output",
-                data,
-                _now(),
+            file = store.new_file(
+                server.next_id("file-"), f"{obj['id']}_{name[:-8]}.jsonl", "batch_output"
             )
+            with file.path.open("wb") as fh:
+                fh.writelines(lines)
             store.files[file.id] = file
             obj[name] = file.id
     counts = obj["request_counts"]
@@ -424,7 +527,8 @@ async def upload_file(
         return
     filename, data = parts["file"]
     store = batch_store(server)
-    file = _File(server.next_id("file-"), filename or "upload.jsonl", purpose, data, _now())
+    file = store.new_file(server.next_id("file-"), filename or "upload.jsonl", purpose)
+    file.data = data
     with store.lock:
         store.files[file.id] = file
     await responder.send_json(200, file.obj())
@@ -455,6 +559,7 @@ async def delete_file(
     file = await _file(server, responder, match.group(1))
     if file is not None:
         batch_store(server).files.pop(file.id, None)
+        file.path.unlink(missing_ok=True)
         await responder.send_json(200, {"id": file.id, "object": "file", "deleted": True})
 
 
@@ -463,8 +568,14 @@ async def file_content(
     server: MockServer, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
     file = await _file(server, responder, match.group(1))
-    if file is not None:
-        await responder.send(200, file.data, {"content-type": "application/octet-stream"})
+    if file is None:
+        return
+    # Streamed from disk, a megabyte at a time: output files of 50,000 answers are big.
+    await responder.start(200, {"content-type": "application/octet-stream"})
+    with file.path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            await responder.write(chunk)
+    await responder.end()
 
 
 @route("POST", "/v1/batches")
@@ -527,7 +638,7 @@ async def create_batch(
         "metadata": metadata,
     }
     with store.lock:
-        store.batches[obj["id"]] = _Batch(obj)
+        store.batches[obj["id"]] = _Batch(obj, _Done(store.folder / f"{obj['id']}.done"))
         store.order.append(obj["id"])
     await responder.send_json(200, _public(obj))
 
