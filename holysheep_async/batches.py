@@ -40,6 +40,7 @@ from ._batch_run import (
 from .errors import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     BatchTimeoutError,
     BatchValidationError,
     InvalidResponseError,
@@ -356,7 +357,7 @@ class Batches:
                 lineno = 0
                 good = 0
                 first_bad: tuple[int, str] | None = None
-                async for line in _jsonl_lines(reply.response.aiter_bytes()):
+                async for line in _jsonl_lines(_body(reply.response, file_id)):
                     lineno += 1
                     if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                         line = line[3:]
@@ -398,7 +399,7 @@ class Batches:
                 last = b"\n"
                 try:
                     await _refuse_html(reply.response, file_id)
-                    async for chunk in reply.response.aiter_bytes():
+                    async for chunk in _body(reply.response, file_id):
                         if chunk:
                             fh.write(chunk)
                             last = chunk[-1:]
@@ -513,6 +514,27 @@ class Batches:
             return model.model_validate_json(response.content)
         except ValidationError:
             raise invalid_response(response, expected) from None
+
+
+async def _body(response: httpx.Response, file_id: str) -> AsyncIterator[bytes]:
+    """A file's content, chunk by chunk; a body that breaks is a typed error naming the file.
+
+    (A download is a GET: whoever catches this may simply ask again.)
+    """
+    received = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            yield chunk
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(
+            f"file {file_id}: the download stalled after {received:,} bytes ({exc})"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise APIConnectionError(
+            f"file {file_id}: the connection broke after {received:,} bytes of the download"
+            f" ({type(exc).__name__}: {exc})"
+        ) from exc
 
 
 async def _refuse_html(response: httpx.Response, file_id: str) -> None:
