@@ -112,13 +112,17 @@ class _Lines:
     def __len__(self) -> int:
         return self.count
 
-    def __getitem__(self, cut: slice) -> list[dict[str, Any]]:
+    def __getitem__(self, cut: slice) -> Iterator[dict[str, Any]]:
+        """The lines of ``cut``, read lazily (a step of 50,000 answers holds one at a time)."""
         start, stop, _ = cut.indices(self.count)
         if self.path is None or start >= stop:
-            return []
+            return iter(())
+        return self._read(start, stop)
+
+    def _read(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        assert self.path is not None
         if start != self._next:
             self._next, self._offset = 0, 0
-        out: list[dict[str, Any]] = []
         with self.path.open("rb") as fh:
             fh.seek(self._offset)
             while self._next < stop:
@@ -126,10 +130,9 @@ class _Lines:
                 if not raw:
                     break
                 self._next += 1
+                self._offset += len(raw)
                 if self._next > start:
-                    out.append(json.loads(raw))
-            self._offset = fh.tell()
-        return out
+                    yield json.loads(raw)
 
 
 class _Done:
