@@ -586,7 +586,10 @@ class _Run:
                         self.max_bytes,
                     )
                 except APIStatusError as exc:
-                    if exc.status_code >= 500 and not any(p["batch_id"] for p in state.parts):
+                    # Only while no upload of this run ever got through: a part with a
+                    # file may have a batch whose create answer was lost.
+                    unused = not any(p["input_file_id"] or p["batch_id"] for p in state.parts)
+                    if exc.status_code >= 500 and unused:
                         raise _NoBatchAPI(
                             exc,
                             f"the file upload (/files) kept failing with {exc.status_code}"
