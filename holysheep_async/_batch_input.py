@@ -23,6 +23,8 @@ import anyio
 from ._batch_index import RunIndex
 from .errors import BatchValidationError
 from .jsonl import (
+    MAX_FILE_BYTES,
+    MAX_REQUESTS,
     BatchRequest,
     LineChecker,
     ValidationReport,
@@ -32,7 +34,14 @@ from .jsonl import (
     to_request,
 )
 
-__all__ = ["Requests", "part_ids", "prepare", "request_lines", "write_parts"]
+__all__ = [
+    "Requests",
+    "part_ids",
+    "prepare",
+    "request_lines",
+    "split_requests",
+    "write_parts",
+]
 
 Requests = (
     Iterable[BatchRequest | Mapping[str, Any]]
@@ -114,6 +123,34 @@ async def prepare(requests: Requests, workdir: Path, endpoint: str, index: RunIn
             report.problems.sort(key=lambda p: p[0])
             raise BatchValidationError(report.problems, source=source)
     return digest.hexdigest()
+
+
+def split_requests(
+    requests: list[BatchRequest],
+    *,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> list[list[BatchRequest]]:
+    """Group by model (one batch takes one model), then cut at ``max_requests`` / ``max_bytes``."""
+    if max_requests < 1 or max_bytes < 1:
+        raise ValueError("max_requests and max_bytes must be >= 1")
+    by_model: dict[str | None, list[BatchRequest]] = {}
+    for request in requests:
+        by_model.setdefault(request.model, []).append(request)
+    chunks: list[list[BatchRequest]] = []
+    for group in by_model.values():
+        chunk: list[BatchRequest] = []
+        size = 0
+        for request in group:
+            line = len(json.dumps(request.to_line(), ensure_ascii=False).encode()) + 1
+            if chunk and (len(chunk) >= max_requests or size + line > max_bytes):
+                chunks.append(chunk)
+                chunk, size = [], 0
+            chunk.append(request)
+            size += line
+        if chunk:
+            chunks.append(chunk)
+    return chunks
 
 
 def _never_seen(cid: str, line: int) -> int | None:

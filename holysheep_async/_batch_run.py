@@ -15,23 +15,22 @@ results are downloaded and merged as soon as it is final.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import inspect
 import json
 import logging
 import os
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ._batch_cost import usage_cost
-from ._batch_index import FAILED, OK, RETRYABLE, IdList, ResultsFile, RunIndex
-from ._batch_input import Requests, part_ids, prepare, request_lines, write_parts
+from ._batch_index import FAILED, OK, RETRYABLE, RunIndex
+from ._batch_input import Requests, part_ids, prepare, request_lines, split_requests, write_parts
+from ._batch_journal import Journal, open_journal, workdir
+from ._batch_report import BatchReport, build_report
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -48,12 +47,11 @@ from .jsonl import (
     BatchRequest,
     BatchResult,
     _dumps,
-    atomic_write,
     parse_result_line,
     to_request,
     write_results,
 )
-from .models import Batch, Usage
+from .models import Batch
 
 if TYPE_CHECKING:
     from .batches import Batches
@@ -74,44 +72,8 @@ RetryMode = Literal["direct", "batch", "none"]
 NO_BATCH_API = frozenset({404, 405, 501})
 #: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
 _RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
-_JOURNAL_VERSION = 1
 #: Tries of one results download (a GET: safe to send again) before the run gives up.
 _DOWNLOAD_TRIES = 3
-
-
-@dataclass
-class BatchReport:
-    """What ``run`` got: every input ``custom_id`` is in exactly one of
-    ``succeeded``, ``failed`` and ``missing`` (each in input order).
-
-    With ``output=``, nothing is held in memory: ``results`` reads each
-    result from the output file when asked, and the three id lists are read
-    from the run's index (an :class:`~holysheep_async._batch_index.IdList`:
-    a sequence that compares equal to a list; ``list(report.failed)`` makes
-    one). Without ``output=`` they are a plain dict and lists.
-
-    ``cost_usd`` is ``None`` when a price is unknown (see ``holysheep_async.pricing``).
-    """
-
-    results: Mapping[str, BatchResult]
-    succeeded: Sequence[str]
-    failed: Sequence[str]
-    missing: Sequence[str]
-    total_tokens: int = 0
-    cost_usd: float | None = None
-    #: Batches the run used (resumed ones included), in order.
-    batch_ids: list[str] = field(default_factory=list)
-    #: "batch", or "direct" when the server had no (working) Batch API.
-    mode: str = "batch"
-    #: Why the run answered with direct calls instead of batches (``None`` in batch mode).
-    fallback_reason: str | None = None
-
-    def __str__(self) -> str:
-        cost = "unknown" if self.cost_usd is None else f"${self.cost_usd:.4f}"
-        return (
-            f"succeeded {len(self.succeeded)}, failed {len(self.failed)},"
-            f" missing {len(self.missing)}, total tokens {self.total_tokens:,}, cost {cost}"
-        )
 
 
 @dataclass
@@ -155,34 +117,6 @@ def adaptive_poll_interval(batch: Batch, polls: int) -> float:
     return min(interval, 60.0 if big else 30.0)
 
 
-def split_requests(
-    requests: builtins.list[BatchRequest],
-    *,
-    max_requests: int = MAX_REQUESTS,
-    max_bytes: int = MAX_FILE_BYTES,
-) -> builtins.list[builtins.list[BatchRequest]]:
-    """Group by model (one batch takes one model), then cut at ``max_requests`` / ``max_bytes``."""
-    if max_requests < 1 or max_bytes < 1:
-        raise ValueError("max_requests and max_bytes must be >= 1")
-    by_model: dict[str | None, builtins.list[BatchRequest]] = {}
-    for request in requests:
-        by_model.setdefault(request.model, []).append(request)
-    chunks: builtins.list[builtins.list[BatchRequest]] = []
-    for group in by_model.values():
-        chunk: builtins.list[BatchRequest] = []
-        size = 0
-        for request in group:
-            line = len(json.dumps(request.to_line(), ensure_ascii=False).encode()) + 1
-            if chunk and (len(chunk) >= max_requests or size + line > max_bytes):
-                chunks.append(chunk)
-                chunk, size = [], 0
-            chunk.append(request)
-            size += line
-        if chunk:
-            chunks.append(chunk)
-    return chunks
-
-
 def _retryable(result: BatchResult) -> bool:
     if result.ok:
         return False
@@ -202,24 +136,6 @@ class _NoBatchAPI(Exception):
         super().__init__(reason)
         self.error = error
         self.reason = reason
-
-
-class _Journal:
-    """The run's state on disk, rewritten atomically after every step (no-op without a path)."""
-
-    def __init__(self, path: Path | None, data: dict[str, Any]) -> None:
-        self.path = path
-        self.data = data
-
-    def save(self) -> None:
-        if self.path is not None:
-            with atomic_write(self.path) as fh:
-                json.dump(self.data, fh, indent=1)
-
-    @property
-    def parts(self) -> builtins.list[dict[str, Any]]:
-        parts: builtins.list[dict[str, Any]] = self.data["parts"]
-        return parts
 
 
 async def run(
@@ -247,13 +163,13 @@ async def run(
         raise ValueError("max_requests_per_batch and max_bytes_per_batch must be >= 1")
     index = RunIndex()
     try:
-        with _workdir(journal) as workdir:
-            fingerprint = await prepare(requests, workdir, endpoint, index)
-            state = _open_journal(journal, fingerprint, endpoint)
+        with workdir(journal) as work:
+            fingerprint = await prepare(requests, work, endpoint, index)
+            state = open_journal(journal, fingerprint, endpoint)
             r = _Run(
                 batches,
                 state,
-                workdir,
+                work,
                 index,
                 on_progress,
                 endpoint=endpoint,
@@ -277,44 +193,13 @@ async def run(
     return report
 
 
-def _open_journal(
-    journal: str | os.PathLike[str] | None, fingerprint: str, endpoint: str
-) -> _Journal:
-    path = Path(journal) if journal is not None else None
-    if path is not None and path.exists():
-        try:
-            data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError) as exc:
-            raise HolySheepError(f"cannot read the batch journal {path}: {exc}") from exc
-        if data.get("version") != _JOURNAL_VERSION or data.get("fingerprint") != fingerprint:
-            raise HolySheepError(
-                f"the batch journal {path} belongs to a different input: use another"
-                " journal path, or delete it (and its .d folder) to start over"
-            )
-        log.info("resuming batch run from %s", path)
-        return _Journal(path, data)
-    state = _Journal(
-        path,
-        {
-            "version": _JOURNAL_VERSION,
-            "fingerprint": fingerprint,
-            "endpoint": endpoint,
-            "mode": "batch",
-            "round": 0,
-            "parts": [],
-        },
-    )
-    state.save()
-    return state
-
-
 class _Run:
     """One ``run``: the steps between journal saves."""
 
     def __init__(
         self,
         batches: Batches,
-        state: _Journal,
+        state: Journal,
         workdir: Path,
         index: RunIndex,
         on_progress: ProgressCallback | None,
@@ -720,68 +605,14 @@ class _Run:
     # -- accounting -----------------------------------------------------------------
 
     def report(self, output: str | os.PathLike[str] | None) -> BatchReport:
-        index = self.index
-        tokens = 0
-        cost: float | None = 0.0
-        requester = self.b._requester
-        for _, model, usage_json, direct in index.rows(
-            "coalesce(amodel, model), usage, direct", "state IS NOT NULL AND usage IS NOT NULL"
-        ):
-            usage = Usage.model_validate_json(usage_json)
-            tokens += usage.total_tokens
-            if not direct:
-                # direct answers were recorded by chat.create already
-                requester.record_usage(model or "", usage, batch=True)
-            if cost is not None:
-                one = usage_cost(model or "", usage, batch=not direct)
-                cost = None if one is None else cost + one
-        common: dict[str, Any] = {
-            "total_tokens": tokens,
-            "cost_usd": cost,
-            "batch_ids": [p["batch_id"] for p in self.state.parts if p["batch_id"]],
-            "mode": str(self.state.data["mode"]),
-            "fallback_reason": self.state.data.get("fallback_reason"),
-        }
-        if output is not None:
-            out = self._write_output(Path(output))
-            return BatchReport(
-                results=ResultsFile(index, out),
-                succeeded=IdList(index, "succeeded"),
-                failed=IdList(index, "failed"),
-                missing=IdList(index, "missing"),
-                **common,
-            )
-        results: dict[str, BatchResult] = {}
-        succeeded: builtins.list[str] = []
-        failed: builtins.list[str] = []
-        missing: builtins.list[str] = []
-        for _, cid, state, src, off in index.rows("cid, state, src, off"):
-            if state is None:
-                missing.append(cid)
-                continue
-            results[cid] = index.result(src, off)
-            (succeeded if state == OK else failed).append(cid)
-        return BatchReport(
-            results=results, succeeded=succeeded, failed=failed, missing=missing, **common
+        return build_report(
+            self.index,
+            self.b._requester,
+            output,
+            batch_ids=[p["batch_id"] for p in self.state.parts if p["batch_id"]],
+            mode=str(self.state.data["mode"]),
+            fallback_reason=self.state.data.get("fallback_reason"),
         )
-
-    def _write_output(self, path: Path) -> int:
-        """Every result, in input order, into ``path`` (atomically); the index then points
-        there (so the report reads from it once the work folder is gone)."""
-        index = self.index
-        out = index.file_id(path.resolve())
-        updates: builtins.list[tuple[int, int, int]] = []
-        with atomic_write(path, "wb") as fh:
-            for line, src, off in index.rows("src, off", "state IS NOT NULL"):
-                updates.append((out, fh.tell(), line))
-                fh.write(index.read_line(src, off) + b"\n")
-                if len(updates) >= 5_000:
-                    index.set_many("UPDATE ids SET src = ?, off = ? WHERE line = ?", updates)
-                    updates.clear()
-        index.set_many("UPDATE ids SET src = ?, off = ? WHERE line = ?", updates)
-        index.commit()
-        index.close_readers()
-        return out
 
 
 class _Clock:
@@ -806,50 +637,6 @@ def _result_line(result: BatchResult) -> bytes:
         return (_dumps(result.to_line()) + "\n").encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate in an answer: escape it
         return (json.dumps(result.to_line()) + "\n").encode("ascii")
-
-
-@contextlib.contextmanager
-def _workdir(journal: str | os.PathLike[str] | None) -> Iterator[Path]:
-    """The run's work folder: ``<journal>.d`` (kept for resuming), or a temporary one."""
-    if journal is not None:
-        path = Path(f"{os.fspath(journal)}.d")
-        path.mkdir(parents=True, exist_ok=True)
-        with _locked(path / "lock", journal):
-            # Temporary files of writes a killed run left half done (atomic_write's names).
-            name = Path(journal).name
-            for left in [*path.glob(".*.tmp"), *Path(journal).parent.glob(f".{name}.*.tmp")]:
-                with contextlib.suppress(OSError):
-                    left.unlink()
-            yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="holysheep-run-") as tmp:
-        yield Path(tmp)
-
-
-@contextlib.contextmanager
-def _locked(path: Path, journal: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (released by the OS if the process dies).
-
-    Two runs on one journal would submit the same parts twice. Where there
-    is no ``fcntl`` (Windows) nothing is locked.
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    with path.open("a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise HolySheepError(
-                f"the batch journal {os.fspath(journal)} is in use by another run"
-                " (two runs on one journal would submit the same requests twice)"
-            ) from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def _ends_without_newline(path: Path) -> bool:
