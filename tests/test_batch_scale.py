@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,3 +59,56 @@ async def test_run_memory_stays_flat_from_500_to_5000_requests(tmp_path: Path) -
                 assert sum(1 for _ in fh) == n
             del report
     assert peaks[BIG] < 1.5 * peaks[SMALL], peaks
+
+
+async def test_run_takes_an_async_generator_and_numbers_bad_items(
+    client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from holysheep_async import BatchValidationError
+
+    async def items(n: int, bad: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        for i in range(n):
+            task: dict[str, Any] = {
+                "custom_id": f"a{i}",
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": f"q{i}"}],
+            }
+            if i == bad:
+                task["messages"] = "not a list"
+            yield task
+
+    report = await client.batches.run(items(5), output=tmp_path / "out.jsonl")
+    assert report.succeeded == [f"a{i}" for i in range(5)]
+    with pytest.raises(BatchValidationError) as info:
+        await client.batches.run(items(5, bad=3))
+    assert [n for n, _ in info.value.problems] == [4]  # the 4th item
+    dup = [*[t async for t in items(3)], {"custom_id": "a1", "model": "m", "messages": []}]
+    with pytest.raises(BatchValidationError, match="line 4: duplicate custom_id 'a1'"):
+        await client.batches.run(dup)
+
+
+async def test_a_report_read_from_the_output_file_acts_like_lists_and_a_dict(
+    client: AsyncClient, server: MockServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(server.options, "batch_speed", 100)
+    monkeypatch.setitem(server.options, "batch_fail", r"^s[14]$")
+    tasks = [
+        {"custom_id": f"s{i}", "model": "m", "messages": [{"role": "user", "content": f"x{i}"}]}
+        for i in range(6)
+    ]
+    report = await client.batches.run(tasks, output=tmp_path / "out.jsonl", retry="none")
+    ok = ["s0", "s2", "s3", "s5"]
+    assert report.succeeded == ok and report.failed == ["s1", "s4"] and report.missing == []
+    assert len(report.succeeded) == 4 and report.succeeded[1] == "s2"
+    assert report.succeeded[-1] == "s5"
+    assert report.succeeded[1:3] == ["s2", "s3"] and "s3" in report.succeeded
+    assert "s1" not in report.succeeded and list(report.failed) == ["s1", "s4"]
+    assert report.succeeded + report.failed == [*ok, "s1", "s4"]
+    assert "s2" in repr(report.succeeded)
+    assert len(report.results) == 6 and list(report.results) == [f"s{i}" for i in range(6)]
+    assert report.results["s1"].status_code == 500 and report.results["s0"].ok
+    assert "nope" not in report.results
+    with pytest.raises(KeyError):
+        report.results["nope"]
+    with pytest.raises(IndexError):
+        report.succeeded[4]
