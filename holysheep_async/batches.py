@@ -431,9 +431,14 @@ class Batches:
     ) -> BatchReport:
         """Everything: validate, split, submit, wait, download, retry, account.
 
+        - ``requests``: a list, a JSONL path, or any iterable or async iterable,
+          streamed to a work file and validated as it is read (problems with
+          their line or item numbers); memory stays flat at any size.
         - Input over ``max_requests_per_batch`` / ``max_bytes_per_batch`` (the
           API's limits by default), or with several models, goes into several
-          batches whose results are merged.
+          batches, polled together in one loop (each at its adaptive interval;
+          ``timeout`` counts from the first poll); each batch's results are
+          downloaded and merged as soon as it is final.
         - ``journal``: a file recording each step (atomically), with the work
           files in ``<journal>.d/``. Running again with the same journal and
           input resumes the same batches (nothing is submitted twice), and a
@@ -443,9 +448,11 @@ class Batches:
           ``retry="direct"`` through ``chat.create``, ``"batch"`` in a new batch,
           ``"none"`` not at all.
         - When ``/files`` or ``/batches`` answers 404, 405 or 501, or a 200 web
-          page (no Batch API),
-          every request goes through ``chat.create`` instead, ``concurrency`` at a
-          time and under the client's limits; the report has the same form.
+          page (no Batch API), or the upload keeps answering 5xx after every
+          retry before any upload of the run got through (nothing can be sent
+          twice then), every request goes through ``chat.create`` instead,
+          ``concurrency`` at a time and under the client's limits; the report
+          has the same form, and ``report.fallback_reason`` says why.
         - Killed at any point (even SIGKILL) and run again with the same
           journal, it goes on where it was: every ``custom_id`` ends with
           exactly one result, and in batch mode no request goes into two
@@ -455,7 +462,9 @@ class Batches:
           the calls in flight at the moment of the kill (at most
           ``concurrency``) have no answer on disk yet and are sent again.
           A second run on a journal in use fails with ``HolySheepError``.
-        - ``output``: write all results there (Batch API line format).
+        - ``output``: write all results there (Batch API line format, input
+          order); the report then reads ``results`` from that file and its id
+          lists from an on-disk index, holding nothing in memory.
         - ``on_progress(RunProgress)`` after each step and poll.
 
         >>> report = await client.batches.run(  # doctest: +SKIP
