@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +35,8 @@ def serve() -> None:
     """The emulator, in this process, until stdin closes."""
     from holysheep_async.testing import MockServer
 
+    # Killed, it still exits through Python, so the emulator's temporary folder goes too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server = MockServer(api_keys=["bench-key"], record=False)
     # Batches answer everything in one step: the client's own work is what is measured.
     server.options["batch_speed"] = 10_000_000
@@ -75,7 +78,10 @@ def client(base_url: str, path: str, output: str) -> None:
             }
 
     result = anyio.run(go)
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024
+    # CPU seconds of the client: steadier than wall time on a shared machine.
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(result), flush=True)
 
 
@@ -147,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print(
                     f"{n:>10,} requests  {row['wall_s']:8.1f} s  {row['req_per_s']:8,.0f} req/s"
-                    f"  peak RSS {row['peak_rss_mb']:6.1f} MB  ({row['batches']} batches)",
+                    f"  client CPU {row['cpu_s']:7.1f} s  peak RSS {row['peak_rss_mb']:6.1f} MB"
+                    f"  ({row['batches']} batches)",
                     flush=True,
                 )
     finally:

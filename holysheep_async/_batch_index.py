@@ -25,6 +25,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import uuid
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -58,21 +59,31 @@ CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
 
 
 class RunIndex:
-    """The index of one run, in a SQLite file of a temporary folder of its own.
+    """The index of one run, in a SQLite file: in ``folder`` (a journal's work folder,
+    where a killed run's leftovers are swept by the next run), or else in a temporary
+    folder of its own.
 
-    Closed (and the folder removed) by :meth:`close`, or when nothing refers
-    to it any more.
+    Closed (and its file removed) by :meth:`close`, or when nothing refers to it any more.
     """
 
-    def __init__(self) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="holysheep-index-"))
-        self.db = sqlite3.connect(self.folder / "index.sqlite", check_same_thread=False)
+    def __init__(self, folder: Path | None = None) -> None:
+        if folder is None:
+            own = Path(tempfile.mkdtemp(prefix="holysheep-index-"))
+            path = own / "index.sqlite"
+        else:
+            for stale in folder.glob("index-*.sqlite"):
+                # A killed run's (or a report's still in use: its open file lives on).
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            own = None
+            path = folder / f"index-{uuid.uuid4().hex[:12]}.sqlite"
+        self.db = sqlite3.connect(path, check_same_thread=False)
         self.db.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=FILE;" + _SCHEMA
         )
         self._files: dict[str, int] = {}
         self._readers: dict[int, Any] = {}
-        self._finalizer = weakref.finalize(self, _cleanup, self.db, self.folder, self._readers)
+        self._finalizer = weakref.finalize(self, _cleanup, self.db, path, own, self._readers)
 
     def close(self) -> None:
         self._finalizer()
@@ -167,14 +178,20 @@ class RunIndex:
         return parse_result_line(self.read_line(src, off))
 
 
-def _cleanup(db: sqlite3.Connection, folder: Path, readers: dict[int, Any]) -> None:
+def _cleanup(
+    db: sqlite3.Connection, path: Path, own: Path | None, readers: dict[int, Any]
+) -> None:
     for fh in readers.values():
         with contextlib.suppress(OSError):
             fh.close()
     readers.clear()
     with contextlib.suppress(sqlite3.Error):
         db.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 _STATES = {"succeeded": "state = 1", "failed": "state IN (2, 3)", "missing": "state IS NULL"}

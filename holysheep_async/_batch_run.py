@@ -161,9 +161,10 @@ async def run(
         raise ValueError(f"retry must be 'direct', 'batch' or 'none', got {retry!r}")
     if max_requests_per_batch < 1 or max_bytes_per_batch < 1:
         raise ValueError("max_requests_per_batch and max_bytes_per_batch must be >= 1")
-    index = RunIndex()
+    index: RunIndex | None = None
     try:
         with workdir(journal) as work:
+            index = RunIndex(work if journal is not None else None)
             fingerprint = await prepare(requests, work, endpoint, index)
             state = open_journal(journal, fingerprint, endpoint)
             r = _Run(
@@ -186,7 +187,8 @@ async def run(
             report = r.report(output)
         await _notify(on_progress, RunProgress("done", len(report.results), r.total))
     except BaseException:
-        index.close()
+        if index is not None:
+            index.close()
         raise
     if output is None:
         index.close()

@@ -112,3 +112,36 @@ async def test_a_report_read_from_the_output_file_acts_like_lists_and_a_dict(
         report.results["nope"]
     with pytest.raises(IndexError):
         report.succeeded[4]
+
+
+async def test_the_run_index_lives_as_long_as_its_report_and_leftovers_are_swept(
+    client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import os
+    import tempfile
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", os.fspath(temp))
+    tasks = [
+        {"custom_id": f"i{i}", "model": "m", "messages": [{"role": "user", "content": "x"}]}
+        for i in range(3)
+    ]
+    def ours() -> list[str]:  # the emulator keeps its files in the temporary folder too
+        return [p.name[:16] for p in temp.iterdir() if not p.name.startswith("holysheep-emu")]
+
+    report = await client.batches.run(tasks, output=tmp_path / "out.jsonl")
+    assert ours() == ["holysheep-index-"]
+    assert report.results["i1"].ok
+    del report
+    gc.collect()
+    assert ours() == []
+    # With a journal the index lives in its work folder; a killed run's is swept next time.
+    journal = tmp_path / "run.journal"
+    (tmp_path / "run.journal.d").mkdir()
+    (tmp_path / "run.journal.d" / "index-killed.sqlite").write_bytes(b"left by a SIGKILL")
+    report = await client.batches.run(tasks, journal=journal)
+    assert report.succeeded == ["i0", "i1", "i2"]
+    assert list((tmp_path / "run.journal.d").glob("index-*")) == []
+    assert ours() == []
