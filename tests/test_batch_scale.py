@@ -145,3 +145,60 @@ async def test_the_run_index_lives_as_long_as_its_report_and_leftovers_are_swept
     assert report.succeeded == ["i0", "i1", "i2"]
     assert list((tmp_path / "run.journal.d").glob("index-*")) == []
     assert ours() == []
+
+
+async def test_batches_of_a_run_are_polled_together_and_progress_covers_the_run(
+    client: AsyncClient, server: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from holysheep_async import RunProgress
+
+    monkeypatch.setitem(server.options, "batch_speed", 1)
+    tasks = [
+        {"custom_id": f"p{i}", "model": "m", "messages": [{"role": "user", "content": "x"}]}
+        for i in range(9)
+    ]
+    start = len(server.requests)
+    seen: list[RunProgress] = []
+    report = await client.batches.run(tasks, max_requests_per_batch=3, on_progress=seen.append)
+    assert report.succeeded == [t["custom_id"] for t in tasks] and len(report.batch_ids) == 3
+    polled = [
+        r.path.rsplit("/", 1)[1]
+        for r in server.requests[start:]
+        if r.method == "GET" and r.path.startswith("/v1/batches/")
+    ]
+    first, second, third = report.batch_ids
+    # Interleaved: the last batch is polled before the first one is done, not after.
+    assert polled.index(third) < len(polled) - 1 - polled[::-1].index(first)
+    waiting = [p for p in seen if p.phase == "waiting"]
+    assert all(p.total == 9 for p in waiting)
+    assert [p.done for p in waiting] == sorted(p.done for p in waiting)
+    assert waiting[-1].done == 9 and seen[-1].phase == "done"
+    assert max(len(p.in_flight) for p in waiting) == 3
+    assert {b.id for p in waiting for b in p.in_flight} == {first, second, third}
+
+
+async def test_direct_calls_go_through_a_fixed_pool_of_workers(
+    client: AsyncClient, server: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(server.options, "batch_api", False)
+    real = client.chat.create
+    in_flight = 0
+    peak = 0
+
+    async def counting(**kw: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await real(**kw)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(client.chat, "create", counting)
+    tasks = [
+        {"custom_id": f"d{i}", "model": "m", "messages": [{"role": "user", "content": "x"}]}
+        for i in range(40)
+    ]
+    report = await client.batches.run(tasks, concurrency=3)
+    assert report.mode == "direct" and len(report.succeeded) == 40
+    assert peak == 3
