@@ -56,6 +56,16 @@ def bench_otel(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.otel", *session.posargs)
 
 
+@nox.session
+def bench_batch(session: nox.Session) -> None:
+    """``batches.run`` at 10k / 100k / 1M requests: wall time, req/s, client peak RSS.
+
+    ``-- --sizes 10000,200000`` for other sizes. Writes benchmarks/batch_scale.json.
+    """
+    session.install("-e", ".")
+    session.run("python", "-m", "benchmarks.batch_scale", *session.posargs)
+
+
 # The property tests, run by soak with twenty times CI's examples (HYPOTHESIS_PROFILE=soak).
 PROPERTY_TESTS = [
     "tests/test_jsonl_props.py",

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,7 @@ from .models import Usage
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "LineChecker",
     "MAX_FILE_BYTES",
     "MAX_REQUESTS",
     "BatchRequest",
@@ -349,95 +350,140 @@ def validate_requests(
     (False, 3, [(2, "duplicate custom_id 'a' (first on line 1)")])
     """
     report = ValidationReport()
-    problems = report.problems
     try:
         fh = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        problems.append((0, f"cannot read {os.fspath(path)}: {exc.strerror or exc}"))
+        report.problems.append((0, f"cannot read {os.fspath(path)}: {exc.strerror or exc}"))
         return report
-    seen: dict[str, int] = {}
-    model: str | None = None
-    model_line = 0
-    size = 0
-    count = 0
-    dropped = 0
-    chat = endpoint is None or endpoint.endswith("/chat/completions")
-
-    def problem(line: int, message: str) -> None:
-        nonlocal dropped
-        if len(problems) < MAX_PROBLEMS:
-            problems.append((line, message))
-        else:
-            dropped += 1
-
+    checker = LineChecker(
+        report,
+        endpoint=endpoint,
+        max_requests=max_requests,
+        max_bytes=max_bytes,
+        single_model=single_model,
+    )
     with fh:
         for lineno, raw in enumerate(fh, 1):
-            size += len(raw)
-            if max_bytes is not None and size > max_bytes and size - len(raw) <= max_bytes:
-                problem(lineno, f"the file grows past the {max_bytes:,}-byte limit at this line")
-            if lineno == 1 and raw.startswith(_BOM):
-                problem(lineno, "the file starts with a UTF-8 byte order mark: save it without one")
-                raw = raw[3:]
-            if not raw.strip():
-                problem(lineno, "blank line")
-                continue
-            count += 1
-            if max_requests is not None and count == max_requests + 1:
-                problem(lineno, f"more than {max_requests:,} requests in one file")
-            try:
-                obj = _loads(raw)
-            except ValueError as exc:
-                problem(lineno, f"invalid JSON: {exc}")
-                continue
-            if type(obj) is not dict:
-                problem(lineno, f"expected a JSON object, got {_json_type(obj)}")
-                continue
-            cid = obj.get("custom_id")
-            if cid is None:
-                problem(lineno, "missing custom_id")
-            elif type(cid) is not str or not cid:
-                problem(lineno, f"custom_id must be a non-empty string, got {cid!r:.60}")
-            elif cid in seen:
-                problem(lineno, f"duplicate custom_id {cid!r} (first on line {seen[cid]})")
-            else:
-                seen[cid] = lineno
-            method = obj.get("method")
-            if method != "POST":
-                problem(lineno, f"method must be 'POST', got {method!r:.40}")
-            url = obj.get("url")
-            if type(url) is not str:
-                problem(lineno, f"url must be a string, got {url!r:.60}")
-            elif endpoint is not None and url != endpoint:
-                problem(lineno, f"url {url!r} does not match the batch endpoint {endpoint!r}")
-            body = obj.get("body")
-            if type(body) is not dict:
-                problem(lineno, f"body must be a JSON object, got {_json_type(body)}")
-                continue
-            if chat and type(body.get("messages")) is not list:
-                problem(
-                    lineno, f"body.messages must be a list, got {_json_type(body.get('messages'))}"
-                )
-            if body.get("stream"):
-                problem(lineno, "body.stream must not be true in a batch")
-            m = body.get("model")
-            if type(m) is not str or not m:
-                problem(lineno, f"body.model must be a non-empty string, got {m!r:.60}")
-            elif model is None:
-                model, model_line = m, lineno
-            elif m != model and single_model:
-                problem(
-                    lineno,
-                    f"model {m!r} differs from {model!r} (line {model_line}):"
-                    " one batch file takes one model",
-                )
-    if count == 0 and not problems:
-        problems.append((0, "the file has no requests"))
-    if dropped:
-        problems.append((0, f"{dropped} more problem(s) not listed"))
-    report.count = count
-    report.size = size
-    report.model = model
+            checker.check(lineno, raw)
+    checker.finish()
     return report
+
+
+class LineChecker:
+    """The checks of :func:`validate_requests`, one line at a time, into ``report``.
+
+    ``seen(custom_id, line)`` returns the line of an earlier request with that
+    ``custom_id`` (``None`` when it is new, and remembers it): a dict by
+    default; ``batches.run`` passes its on-disk index instead, so a million
+    ids cost no memory.
+    """
+
+    def __init__(
+        self,
+        report: ValidationReport,
+        *,
+        endpoint: str | None = DEFAULT_ENDPOINT,
+        max_requests: int | None = MAX_REQUESTS,
+        max_bytes: int | None = MAX_FILE_BYTES,
+        single_model: bool = True,
+        seen: Callable[[str, int], int | None] | None = None,
+    ) -> None:
+        self.report = report
+        self.endpoint = endpoint
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.single_model = single_model
+        self.chat = endpoint is None or endpoint.endswith("/chat/completions")
+        self.dropped = 0
+        self.model_line = 0
+        if seen is None:
+            first: dict[str, int] = {}
+
+            def seen(cid: str, line: int) -> int | None:
+                old = first.get(cid)
+                if old is None:
+                    first[cid] = line
+                return old
+
+        self.seen = seen
+
+    def problem(self, line: int, message: str) -> None:
+        if len(self.report.problems) < MAX_PROBLEMS:
+            self.report.problems.append((line, message))
+        else:
+            self.dropped += 1
+
+    def check(self, lineno: int, raw: bytes) -> dict[str, Any] | None:
+        """Check one line (with its line end); the line's object when it has a body."""
+        report = self.report
+        problem = self.problem
+        max_bytes = self.max_bytes
+        report.size += len(raw)
+        size = report.size
+        if max_bytes is not None and size > max_bytes and size - len(raw) <= max_bytes:
+            problem(lineno, f"the file grows past the {max_bytes:,}-byte limit at this line")
+        if lineno == 1 and raw.startswith(_BOM):
+            problem(lineno, "the file starts with a UTF-8 byte order mark: save it without one")
+            raw = raw[3:]
+        if not raw.strip():
+            problem(lineno, "blank line")
+            return None
+        report.count += 1
+        if self.max_requests is not None and report.count == self.max_requests + 1:
+            problem(lineno, f"more than {self.max_requests:,} requests in one file")
+        try:
+            obj = _loads(raw)
+        except ValueError as exc:
+            problem(lineno, f"invalid JSON: {exc}")
+            return None
+        if type(obj) is not dict:
+            problem(lineno, f"expected a JSON object, got {_json_type(obj)}")
+            return None
+        cid = obj.get("custom_id")
+        if cid is None:
+            problem(lineno, "missing custom_id")
+        elif type(cid) is not str or not cid:
+            problem(lineno, f"custom_id must be a non-empty string, got {cid!r:.60}")
+        else:
+            first = self.seen(cid, lineno)
+            if first is not None:
+                problem(lineno, f"duplicate custom_id {cid!r} (first on line {first})")
+        method = obj.get("method")
+        if method != "POST":
+            problem(lineno, f"method must be 'POST', got {method!r:.40}")
+        url = obj.get("url")
+        if type(url) is not str:
+            problem(lineno, f"url must be a string, got {url!r:.60}")
+        elif self.endpoint is not None and url != self.endpoint:
+            problem(lineno, f"url {url!r} does not match the batch endpoint {self.endpoint!r}")
+        body = obj.get("body")
+        if type(body) is not dict:
+            problem(lineno, f"body must be a JSON object, got {_json_type(body)}")
+            return None
+        if self.chat and type(body.get("messages")) is not list:
+            problem(lineno, f"body.messages must be a list, got {_json_type(body.get('messages'))}")
+        if body.get("stream"):
+            problem(lineno, "body.stream must not be true in a batch")
+        m = body.get("model")
+        if type(m) is not str or not m:
+            problem(lineno, f"body.model must be a non-empty string, got {m!r:.60}")
+        elif report.model is None:
+            report.model, self.model_line = m, lineno
+        elif m != report.model and self.single_model:
+            problem(
+                lineno,
+                f"model {m!r} differs from {report.model!r} (line {self.model_line}):"
+                " one batch file takes one model",
+            )
+        return obj
+
+    def finish(self) -> None:
+        """The whole-file problems: no request at all, problems beyond the listed ones."""
+        problems = self.report.problems
+        if self.report.count == 0 and not problems:
+            problems.append((0, "the file has no requests"))
+        if self.dropped:
+            problems.append((0, f"{self.dropped} more problem(s) not listed"))
 
 
 def _json_type(value: object) -> str:

@@ -26,6 +26,10 @@ Settings, read from ``server.options`` at each step (change them any time):
 ======================  ==========================================================
 
 Output and error files use the OpenAI line format, in shuffled order.
+
+Files (``/v1/files``, in ``_files``) live on disk, so a run of a million
+requests costs the emulator disk, not memory; a batch reads its input file
+one step at a time and appends its answers to a file while it runs.
 """
 
 from __future__ import annotations
@@ -33,13 +37,12 @@ from __future__ import annotations
 import json
 import random
 import re
-import threading
-import time
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._chat import _answer_length, _usage, answer_text
+from ._files import _available, _Done, _Lines, _now, _Store, batch_store
 from ._http import Request, Responder, route
 
 if TYPE_CHECKING:
@@ -48,34 +51,13 @@ if TYPE_CHECKING:
 __all__ = ["advance_batches", "batch_store"]
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
-_STATE_KEY = "batches"
-
-
-@dataclass
-class _File:
-    id: str
-    filename: str
-    purpose: str
-    data: bytes
-    created_at: int
-
-    def obj(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "object": "file",
-            "bytes": len(self.data),
-            "created_at": self.created_at,
-            "filename": self.filename,
-            "purpose": self.purpose,
-            "status": "processed",
-        }
 
 
 @dataclass
 class _Batch:
     obj: dict[str, Any]
-    lines: list[dict[str, Any]] = field(default_factory=list)
-    done: list[dict[str, Any]] = field(default_factory=list)
+    done: _Done
+    lines: _Lines = field(default_factory=_Lines)
     steps_in_progress: int = 0
 
     @property
@@ -83,26 +65,9 @@ class _Batch:
         return str(self.obj["status"])
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.files: dict[str, _File] = {}
-        self.batches: dict[str, _Batch] = {}
-        self.order: list[str] = []
-        self.seen_failures: set[str] = set()
-
-
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     """A copy of a batch for the wire: unset timestamps and files left out, as the spec has them."""
     return {k: json.loads(json.dumps(v)) for k, v in obj.items() if v is not None}
-
-
-def batch_store(server: MockServer) -> _Store:
-    store = server.state.get(_STATE_KEY)
-    if store is None:
-        store = server.state.setdefault(_STATE_KEY, _Store())
-    assert isinstance(store, _Store)
-    return store
 
 
 def advance_batches(server: MockServer, steps: int = 1) -> None:
@@ -116,10 +81,6 @@ def advance_batches(server: MockServer, steps: int = 1) -> None:
 
 # ---------------------------------------------------------------------------
 # the lifecycle
-
-
-def _now() -> int:
-    return int(time.time())
 
 
 def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = False) -> None:
@@ -184,7 +145,8 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
     models: set[str] = set()
     tokens = 0
     endpoint = batch.obj["endpoint"]
-    for n, raw in enumerate(file.data.splitlines(), 1):
+    batch.lines.path = file.path
+    for n, raw in enumerate(file.lines(), 1):
         try:
             line = json.loads(raw)
             if not isinstance(line, dict):
@@ -232,7 +194,7 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
             seen.add(cid)
             models.add(str(body.get("model")))
             tokens += _answer_length(server, body) + len(json.dumps(body.get("messages"))) // 4
-            batch.lines.append(line)
+            batch.lines.count += 1
     if len(models) > 1:
         errors.append(
             {
@@ -331,29 +293,29 @@ def _finish(
     server: MockServer, store: _Store, batch: _Batch, status: str, code: str, message: str
 ) -> None:
     obj = batch.obj
-    outputs = [d for d in batch.done if d["response"]["status_code"] == 200]
-    errors = [d for d in batch.done if d["response"]["status_code"] != 200]
+    outputs: list[bytes] = []
+    errors: list[bytes] = []
+    for d in batch.done:
+        raw = json.dumps(d, separators=(",", ":")).encode() + b"\n"
+        (outputs if d["response"]["status_code"] == 200 else errors).append(raw)
     for line in batch.lines[len(batch.done) :]:
-        errors.append(
-            {
-                "id": server.next_id("batch_req_"),
-                "custom_id": line["custom_id"],
-                "response": None,
-                "error": {"code": code, "message": message},
-            }
-        )
+        error = {
+            "id": server.next_id("batch_req_"),
+            "custom_id": line["custom_id"],
+            "response": None,
+            "error": {"code": code, "message": message},
+        }
+        errors.append(json.dumps(error, separators=(",", ":")).encode() + b"\n")
+    batch.done.close()
     rng = random.Random(obj["id"])
     for name, lines in (("output_file_id", outputs), ("error_file_id", errors)):
         if lines:
             rng.shuffle(lines)
-            data = "".join(json.dumps(x, separators=(",", ":")) + "\n" for x in lines).encode()
-            file = _File(
-                server.next_id("file-"),
-                f"{obj['id']}_{name[:-8]}.jsonl",
-                "batch_output",
-                data,
-                _now(),
+            file = store.new_file(
+                server.next_id("file-"), f"{obj['id']}_{name[:-8]}.jsonl", "batch_output"
             )
+            with file.path.open("wb") as fh:
+                fh.writelines(lines)
             store.files[file.id] = file
             obj[name] = file.id
     counts = obj["request_counts"]
@@ -365,106 +327,6 @@ def _finish(
 
 # ---------------------------------------------------------------------------
 # HTTP
-
-
-async def _available(server: MockServer, responder: Responder) -> bool:
-    """False (after answering) when the Batch API is switched off."""
-    switch = server.options.get("batch_api", True)
-    if switch is True:
-        return True
-    status = 404 if switch is False else int(switch)
-    await responder.error(
-        status,
-        f"Invalid URL ({responder.request.method} {responder.request.path})",
-        code="not_found" if status == 404 else None,
-    )
-    return False
-
-
-def _parse_multipart(request: Request) -> dict[str, tuple[str | None, bytes]]:
-    ctype = request.headers.get("content-type", "")
-    m = re.search(r'boundary="?([^";]+)"?', ctype)
-    if not ctype.startswith("multipart/form-data") or m is None:
-        raise ValueError("expected a multipart/form-data body")
-    boundary = b"--" + m.group(1).encode()
-    parts: dict[str, tuple[str | None, bytes]] = {}
-    for chunk in request.body.split(boundary)[1:]:
-        if chunk.startswith(b"--"):
-            break
-        head, _, data = chunk.partition(b"\r\n\r\n")
-        if data.endswith(b"\r\n"):
-            data = data[:-2]
-        disp = re.search(rb"content-disposition:[^\r\n]*", head, re.IGNORECASE)
-        if disp is None:
-            continue
-        name = re.search(rb'\bname="([^"]*)"', disp.group(0))
-        filename = re.search(rb'filename="([^"]*)"', disp.group(0))
-        if name is not None:
-            parts[name.group(1).decode()] = (filename.group(1).decode() if filename else None, data)
-    return parts
-
-
-@route("POST", "/v1/files")
-async def upload_file(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
-) -> None:
-    if not await _available(server, responder):
-        return
-    try:
-        parts = _parse_multipart(request)
-    except ValueError as exc:
-        await responder.error(400, str(exc))
-        return
-    purpose = parts.get("purpose", (None, b""))[1].decode()
-    if "file" not in parts:
-        await responder.error(400, "'file' is a required property", param="file")
-        return
-    if purpose not in ("batch", "fine-tune", "assistants", "vision", "user_data", "evals"):
-        await responder.error(400, f"'{purpose}' is not a valid purpose", param="purpose")
-        return
-    filename, data = parts["file"]
-    store = batch_store(server)
-    file = _File(server.next_id("file-"), filename or "upload.jsonl", purpose, data, _now())
-    with store.lock:
-        store.files[file.id] = file
-    await responder.send_json(200, file.obj())
-
-
-async def _file(server: MockServer, responder: Responder, file_id: str) -> _File | None:
-    if not await _available(server, responder):
-        return None
-    file = batch_store(server).files.get(file_id)
-    if file is None:
-        await responder.error(404, f"No such File object: {file_id}", param="id")
-    return file
-
-
-@route("GET", r"/v1/files/([^/]+)")
-async def retrieve_file(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
-) -> None:
-    file = await _file(server, responder, match.group(1))
-    if file is not None:
-        await responder.send_json(200, file.obj())
-
-
-@route("DELETE", r"/v1/files/([^/]+)")
-async def delete_file(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
-) -> None:
-    file = await _file(server, responder, match.group(1))
-    if file is not None:
-        batch_store(server).files.pop(file.id, None)
-        await responder.send_json(200, {"id": file.id, "object": "file", "deleted": True})
-
-
-@route("GET", r"/v1/files/([^/]+)/content")
-async def file_content(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
-) -> None:
-    file = await _file(server, responder, match.group(1))
-    if file is not None:
-        await responder.send(200, file.data, {"content-type": "application/octet-stream"})
 
 
 @route("POST", "/v1/batches")
@@ -527,7 +389,7 @@ async def create_batch(
         "metadata": metadata,
     }
     with store.lock:
-        store.batches[obj["id"]] = _Batch(obj)
+        store.batches[obj["id"]] = _Batch(obj, _Done(store.folder / f"{obj['id']}.done"))
         store.order.append(obj["id"])
     await responder.send_json(200, _public(obj))
 
