@@ -277,6 +277,7 @@ class Batches:
             )
         return None
 
+    @_otel.batch_op("retrieve", first="holysheep.batch.id")
     async def retrieve(self, batch_id: str) -> Batch:
         reply = await self._requester.request("GET", f"/batches/{_check_id(batch_id)}")
         return self._parse(reply.response, Batch, "a batch object")
