@@ -29,10 +29,12 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
+from ._shared_limits import SharedLimits
 from .limits import Limiter
 from .models import (
     Batch,
@@ -89,6 +91,8 @@ __all__ = [
     "RateLimitError",
     "RetryPolicy",
     "RunProgress",
+    "SharedLimits",
+    "SharedLimitsError",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",

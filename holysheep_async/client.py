@@ -17,7 +17,8 @@ from ._version import __version__
 from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
-from .limits import Limiter
+from ._shared_limits import SharedLimiter, SharedLimits, default_namespace
+from .limits import Limiter, Limits
 from .pricing import UsageTally
 from .retry import RetryPolicy
 
@@ -89,6 +90,11 @@ class AsyncClient:
     :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
     once under ``rpm`` (default: one second's worth, at least 1).
 
+    ``shared_limits``: ``"redis://host:6379/0"`` (or a :class:`SharedLimits` with
+    its options) makes ``rpm`` / ``tpm`` / ``max_concurrency`` and the 429
+    cooldown hold for every client on that Redis and ``limits_namespace``
+    (default: this ``base_url`` and a hash of the key). See docs/shared-limits.md.
+
     ``stream_idle_timeout``: the longest silence allowed between SSE data
     events, counted from the response headers. Models that think silently for
     a long time before the first token need a larger value, or ``None``.
@@ -110,6 +116,8 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
+        shared_limits: str | SharedLimits | None = None,
+        limits_namespace: str | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("HOLYSHEEP_API_KEY") or None
@@ -156,8 +164,32 @@ class AsyncClient:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
+        if isinstance(shared_limits, str):
+            shared_limits = SharedLimits(shared_limits)
+        elif shared_limits is not None and not isinstance(shared_limits, SharedLimits):
+            raise ConfigurationError(
+                "shared_limits must be a redis:// URL or a SharedLimits,"
+                f" got {type(shared_limits).__name__}"
+            )
+        if limits_namespace is not None and (
+            not isinstance(limits_namespace, str) or not limits_namespace
+        ):
+            raise ConfigurationError(
+                f"limits_namespace must be a non-empty string, got {limits_namespace!r}"
+            )
+        limiter: Limits
         try:
-            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
+            if shared_limits is None:
+                limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
+            else:
+                limiter = SharedLimiter(
+                    shared_limits,
+                    limits_namespace or default_namespace(str(url).rstrip("/"), api_key),
+                    rpm=rpm,
+                    tpm=tpm,
+                    max_concurrency=max_concurrency,
+                    burst=burst,
+                )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None
@@ -207,7 +239,7 @@ class AsyncClient:
         return self._requester.retry
 
     @property
-    def limiter(self) -> Limiter:
+    def limiter(self) -> Limits:
         return self._requester.limiter
 
     @property
@@ -249,5 +281,8 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        if self._owns_http:
-            await self._requester.http.aclose()
+        try:
+            await self._requester.limiter.aclose()
+        finally:
+            if self._owns_http:
+                await self._requester.http.aclose()
