@@ -157,7 +157,7 @@ def _header_int(headers: Mapping[str, str], name: str) -> int:
 class SharedPermit(Permit):
     """A permit from Redis: its lease and where its tokens went in the bucket."""
 
-    __slots__ = ("_lease", "_poured_r", "_poured_tat", "_seq")
+    __slots__ = ("_lease", "_poured_r", "_poured_tat", "_seq", "granted_at")
 
     def __init__(
         self,
@@ -168,8 +168,11 @@ class SharedPermit(Permit):
         poured_tat: int,
         poured_r: float,
         seq: int,
+        granted_at: int = 0,
     ) -> None:
         super().__init__(limiter, tokens, waited)
+        #: When Redis granted it (Redis time, microseconds).
+        self.granted_at = granted_at
         self._lease = lease
         self._poured_tat = poured_tat
         self._poured_r = poured_r
@@ -284,7 +287,7 @@ class SharedLimiter:
     def _runtime(self) -> _Runtime:
         token = anyio.lowlevel.current_token()
         rt = self._rt
-        if rt is None or rt.token is not token:
+        if rt is None or rt.token != token:
             rt = self._rt = _Runtime(token)
             # Leases of an earlier loop are still held by their permits: renew them here.
         if not rt.alive and not rt.closing:
@@ -398,13 +401,19 @@ class SharedLimiter:
             self._recovered()
 
     async def _sleep_quietly(self, seconds: float) -> None:
-        await anyio.sleep(seconds)
+        with anyio.move_on_after(seconds):
+            while not self._rt or not self._rt.closing:
+                await anyio.sleep(seconds / 4)
+
+    async def flush(self) -> None:
+        """Send the queued give-backs, corrections and cooldowns now (tests, shutdown)."""
+        await self._flush(self._runtime())
 
     def _wake(self) -> None:
         rt = self._rt
         if rt is not None:
             try:
-                same = rt.token is anyio.lowlevel.current_token()
+                same = rt.token == anyio.lowlevel.current_token()
             except RuntimeError:
                 same = False
             if same:
@@ -544,7 +553,7 @@ class SharedLimiter:
         if tokens and self.tpm:
             self._charged += tokens
         return SharedPermit(
-            self, tokens, waited, lease, int(reply[3]), float(reply[4]), int(reply[5])
+            self, tokens, waited, lease, int(reply[3]), float(reply[4]), int(reply[5]), int(reply[2])
         )
 
     # -- the shared 429 cooldown --------------------------------------------------
@@ -629,7 +638,7 @@ class SharedLimiter:
         if rt is None or not rt.alive:
             return
         try:
-            same = rt.token is anyio.lowlevel.current_token()
+            same = rt.token == anyio.lowlevel.current_token()
         except RuntimeError:
             return
         if not same:
