@@ -7,6 +7,7 @@
 ...             print(text, end="")
 """
 
+from ._shared_limits import SharedLimits
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -34,7 +35,6 @@ from .errors import (
     StreamIdleTimeout,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
-from ._shared_limits import SharedLimits
 from .limits import Limiter
 from .models import (
     Batch,

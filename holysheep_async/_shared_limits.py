@@ -383,7 +383,14 @@ class SharedLimiter:
                     rt,
                     "observe",
                     [k[4]],
-                    [self._now_arg(), seq, rq_left, int(rq_reset * _US), tk_left, int(tk_reset * _US)],
+                    [
+                        self._now_arg(),
+                        seq,
+                        rq_left,
+                        int(rq_reset * _US),
+                        tk_left,
+                        int(tk_reset * _US),
+                    ],
                 )
             if releases or self._held:
                 await self._call(
@@ -401,9 +408,10 @@ class SharedLimiter:
             self._recovered()
 
     async def _sleep_quietly(self, seconds: float) -> None:
+        rt = self._rt
         with anyio.move_on_after(seconds):
-            while not self._rt or not self._rt.closing:
-                await anyio.sleep(seconds / 4)
+            if rt is not None:  # closing wakes it
+                await rt.wake.wait()
 
     async def flush(self) -> None:
         """Send the queued give-backs, corrections and cooldowns now (tests, shutdown)."""
@@ -553,7 +561,14 @@ class SharedLimiter:
         if tokens and self.tpm:
             self._charged += tokens
         return SharedPermit(
-            self, tokens, waited, lease, int(reply[3]), float(reply[4]), int(reply[5]), int(reply[2])
+            self,
+            tokens,
+            waited,
+            lease,
+            poured_tat=int(reply[3]),
+            poured_r=float(reply[4]),
+            seq=int(reply[5]),
+            granted_at=int(reply[2]),
         )
 
     # -- the shared 429 cooldown --------------------------------------------------
@@ -590,7 +605,8 @@ class SharedLimiter:
             tk_left = -1
         if rq_left < 0 and tk_left < 0:
             return
-        self._observations.append((permit._seq, rq_left, rq_reset or 0.0, tk_left, tk_reset or 0.0))
+        observed = (permit._seq, rq_left, rq_reset or 0.0, tk_left, tk_reset or 0.0)
+        self._observations.append(observed)
         self._wake()
 
     # -- giving back --------------------------------------------------------------

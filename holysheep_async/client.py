@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
+from ._shared_limits import SharedLimiter, SharedLimits, default_namespace
 from ._transport import Transport, default_transport
 from ._version import __version__
 from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
-from ._shared_limits import SharedLimiter, SharedLimits, default_namespace
 from .limits import Limiter, Limits
 from .pricing import UsageTally
 from .retry import RetryPolicy
