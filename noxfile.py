@@ -13,7 +13,12 @@ nox.options.default_venv_backend = "venv"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest on asyncio and trio (every async test runs on both)."""
+    """pytest on asyncio and trio (every async test runs on both).
+
+    The shared-limits tests need ``redis-server`` (they start their own): installed
+    here when it is not on PATH (.ci/install-redis, apt-get).
+    """
+    session.run(".ci/install-redis", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
