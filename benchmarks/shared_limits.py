@@ -20,14 +20,13 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -128,7 +127,9 @@ async def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"counts": counts, "latencies": latencies}
 
 
-def fleet(url: str, rpm: float, seconds: float, processes: int = 4, tasks: int = 250) -> dict[str, Any]:
+def fleet(
+    url: str, rpm: float, seconds: float, processes: int = 4, tasks: int = 250
+) -> dict[str, Any]:
     cfg = {"url": url, "ns": f"fleet-{uuid.uuid4().hex}", "rpm": rpm, "tasks": tasks,
            "seconds": seconds, "start": time.time() + 4.0}
     procs = [
@@ -173,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, Any] = {"load_avg": os.getloadavg(), "cpus": os.cpu_count()}
         report["acquire_cost"] = acquire_cost(url, 300 if args.quick else 3000)
         for name, cost in report["acquire_cost"].items():
-            print(f"acquire+release {name:22} p50 {cost['p50_us']:8.1f} us  p99 {cost['p99_us']:8.1f} us")
+            p50, p99 = cost["p50_us"], cost["p99_us"]
+            print(f"acquire+release {name:22} p50 {p50:8.1f} us  p99 {p99:8.1f} us")
         for label, rpm in (("rate out of reach", 6e8), ("rpm=30,000", 30_000.0)):
             r = fleet(url, rpm, seconds)
             report[label] = r

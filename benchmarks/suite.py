@@ -677,7 +677,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.shared_limits:
         from . import shared_limits
 
-        return shared_limits.main(["--quick"] * args.quick + ["--redis", args.redis] * bool(args.redis))
+        redis = ["--redis", args.redis] if args.redis else []
+        return shared_limits.main(["--quick"] * args.quick + redis)
     results = run(args)
     # Our own client failing is a failure of the run; a peer failing is a result.
     return 1 if any("/holysheep:" in e for e in results.errors) else 0
