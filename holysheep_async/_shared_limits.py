@@ -40,12 +40,15 @@ back (logged once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import itertools
 import logging
 import math
 import re
 import sys
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -64,6 +67,8 @@ log = logging.getLogger("holysheep_async")
 
 OnError = Literal["local", "open", "closed"]
 _US = 1_000_000
+# Waiting requests one script call may grant at once.
+_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,21 @@ class SharedPermit(Permit):
         self._seq = seq
 
 
+class _Waiter:
+    """One acquire waiting in its process's queue, and its answer once there is one."""
+
+    __slots__ = ("event", "lease", "outcome", "skip", "slept", "tokens")
+
+    def __init__(self, tokens: int, lease: str, skip: int) -> None:
+        self.tokens = tokens
+        self.lease = lease
+        self.skip = skip
+        self.slept = False
+        self.event = anyio.Event()
+        #: (tokens TAT after the pour, refunded so far, grant seq, granted at) or the error.
+        self.outcome: tuple[int, float, int, int] | BaseException | None = None
+
+
 class _Runtime:
     """What belongs to one event loop: the Redis client, the background task, local queue."""
 
@@ -188,7 +208,10 @@ class _Runtime:
         self.scripts: dict[str, Any] = {}
         self.ready = anyio.Event()
         self.wake = anyio.Event()
-        self.queue = anyio.Lock()
+        self.waiters: deque[_Waiter] = deque()  # first come, first served
+        self.serving = False  # a head waiter is talking to Redis for the queue
+        self.next_try = 0.0  # when the next head should call Redis (local clock)
+        self.flushing = anyio.Lock()
         self.head: anyio.CancelScope | None = None  # the sleeping head waiter
         self.task: object = None  # keeps an asyncio task referenced
         self.alive = False
@@ -348,6 +371,10 @@ class SharedLimiter:
         return "" if self._redis_time is None else str(self._redis_time())
 
     async def _flush(self, rt: _Runtime) -> None:
+        async with rt.flushing:  # one at a time: a flush returns once what it saw is sent
+            await self._flush_now(rt)
+
+    async def _flush_now(self, rt: _Runtime) -> None:
         releases, self._releases = self._releases, []
         adjusts, self._adjusts = self._adjusts, []
         cooldowns, self._cooldowns = self._cooldowns, []
@@ -490,7 +517,8 @@ class SharedLimiter:
     async def acquire(self, tokens: int = 0) -> Permit:
         """Wait for every limit, fleet-wide, then return the request's permit.
 
-        Cancelled while waiting, it takes nothing.
+        Cancelled while waiting, it takes nothing (a grant that was under way is
+        given back).
         """
         pause = await self._pause.acquire()
         pause.release()
@@ -498,52 +526,41 @@ class SharedLimiter:
             return await self._fallback_acquire(tokens)
         rt = self._runtime()
         start = self.clock()
-        lease = uuid.uuid4().hex if self.max_concurrency else ""
-        k = self._keys
-        poll = 0.01
-        slept = False
-        failed: BaseException | None = None
-        async with rt.queue:
-            while True:
-                task = _current_task_id()
-                skip = self._self_waiting.get(task, 0) if task is not None else 0
-                try:
-                    reply = await self._call(
-                        rt,
-                        "acquire",
-                        k,
-                        [
-                            self._now_arg(),
-                            self._rq_args[0],
-                            self._rq_args[1],
-                            tokens if self.tpm else 0,
-                            self._tk_args[0],
-                            self._tk_args[1],
-                            self.max_concurrency or 0,
-                            lease,
-                            self._lease_ttl,
-                            skip,
-                            1 if self.learns_quota else 0,
-                        ],
-                    )
-                except Exception as exc:
-                    failed = exc
-                    break
-                code, wait_us = int(reply[0]), int(reply[1])
-                if code == 0:
-                    break
-                wait = wait_us / _US
-                if code == 3:
-                    # Slots free up when a holder releases: here we are woken; elsewhere
-                    # in the fleet we cannot hear it, so look again soon (backing off).
-                    wait = min(wait, poll)
-                    poll = min(poll * 2, 0.2)
-                slept = True
-                with anyio.CancelScope() as rt.head:
-                    await self.sleep(max(wait, 0.0005))
-                rt.head = None
-        if failed is not None:
-            self._failed(failed)
+        task = _current_task_id()
+        waiter = _Waiter(
+            tokens if self.tpm else 0,
+            uuid.uuid4().hex if self.max_concurrency else "",
+            self._self_waiting.get(task, 0) if task is not None else 0,
+        )
+        rt.waiters.append(waiter)
+        try:
+            while waiter.outcome is None:
+                if not rt.serving:
+                    rt.serving = True
+                    try:
+                        await self._serve_queue(rt, waiter)
+                    finally:
+                        rt.serving = False
+                        # The next in line takes over talking to Redis.
+                        for other in rt.waiters:
+                            if other is not waiter:
+                                other.event.set()
+                                break
+                else:
+                    waiter.event = anyio.Event()
+                    await waiter.event.wait()
+        except BaseException:
+            with contextlib.suppress(ValueError):
+                rt.waiters.remove(waiter)
+            if not rt.serving and rt.waiters:  # it may have been woken to take over: pass it on
+                rt.waiters[0].event.set()
+            if waiter.lease:  # granted, or perhaps granted by a call cut short: give it back
+                self._releases.append(waiter.lease)
+                self._wake()
+            raise
+        outcome = waiter.outcome
+        if isinstance(outcome, BaseException):
+            self._failed(outcome)
             return await self._fallback_acquire(tokens)
         self._recovered()
         waited = max(0.0, self.clock() - start)
@@ -552,24 +569,91 @@ class SharedLimiter:
         if waited:
             self.total_wait += waited
             self.max_wait = max(self.max_wait, waited)
-            if slept:
+            if waiter.slept:
                 self.waited += 1
-        if lease:
-            self._held.add(lease)
+        if waiter.lease:
+            self._held.add(waiter.lease)
             if len(self._held) == 1:
                 rt.wake.set()  # the background task starts renewing
-        if tokens and self.tpm:
-            self._charged += tokens
+        if waiter.tokens:
+            self._charged += waiter.tokens
+        poured_tat, poured_r, seq, granted_at = outcome
         return SharedPermit(
             self,
             tokens,
             waited,
-            lease,
-            poured_tat=int(reply[3]),
-            poured_r=float(reply[4]),
-            seq=int(reply[5]),
-            granted_at=int(reply[2]),
+            waiter.lease,
+            poured_tat=poured_tat,
+            poured_r=poured_r,
+            seq=seq,
+            granted_at=granted_at,
         )
+
+    async def _serve_queue(self, rt: _Runtime, me: _Waiter) -> None:
+        """As the head waiter: grant the queue's front in batches until ``me`` has its answer.
+
+        One script call grants as many waiting requests (first come, first served)
+        as fit now; then the head sleeps the wait Redis computed for the next one.
+        """
+        poll = 0.01
+        while me.outcome is None and rt.waiters:
+            ahead = rt.next_try - self.clock()
+            if ahead > 0:  # the wait an earlier head learned with its own grant
+                rt.next_try = 0.0
+                for w in rt.waiters:
+                    w.slept = True
+                with anyio.CancelScope() as rt.head:
+                    await self.sleep(ahead)
+                rt.head = None
+            batch = list(itertools.islice(rt.waiters, _BATCH))
+            if batch[0].skip:  # it alone may pass a cooldown it reported itself
+                batch = batch[:1]
+            args: list[Any] = [
+                self._now_arg(),
+                self._rq_args[0],
+                self._rq_args[1],
+                0,
+                self._tk_args[0],
+                self._tk_args[1],
+                self.max_concurrency or 0,
+                "",
+                self._lease_ttl,
+                batch[0].skip,
+                1 if self.learns_quota else 0,
+            ]
+            for w in batch:
+                args += (w.tokens, w.lease or "-")
+            try:
+                reply = await self._call(rt, "acquire", self._keys, args)
+            except Exception as exc:
+                # Redis failed: everyone queued turns to the fallback.
+                for w in rt.waiters:
+                    w.outcome = exc
+                    w.event.set()
+                rt.waiters.clear()
+                return
+            code, wait_us, now = int(reply[0]), int(reply[1]), int(reply[2])
+            for i in range(3, len(reply), 3):
+                w = rt.waiters.popleft()
+                w.outcome = (int(reply[i]), float(reply[i + 1]), int(reply[i + 2]), now)
+                w.event.set()
+            if code == 0:
+                poll = 0.01
+                continue
+            wait = wait_us / _US
+            if code == 3:
+                # Slots free up when a holder releases: here we are woken; elsewhere
+                # in the fleet we cannot hear it, so look again soon (backing off).
+                wait = min(wait, poll)
+                poll = min(poll * 2, 0.2)
+            if me.outcome is not None:
+                rt.next_try = self.clock() + max(wait, 0.0005)  # for the next head
+                return
+            for w in rt.waiters:
+                w.slept = True
+            with anyio.CancelScope() as rt.head:
+                await self.sleep(max(wait, 0.0005))
+            rt.head = None
 
     # -- the shared 429 cooldown --------------------------------------------------
 

@@ -39,6 +39,9 @@ async def requests(cfg: dict[str, Any]) -> None:
         limits_namespace=cfg.get("namespace"),
     ) as client:
         left = cfg["n"]
+        if cfg.get("barrier"):  # start together: say ready, wait for the go line
+            say(ready=True)
+            await anyio.to_thread.run_sync(sys.stdin.readline)
 
         async def one() -> None:
             nonlocal left, ok, limited, failed

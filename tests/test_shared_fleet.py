@@ -47,6 +47,7 @@ def _spawn(cfg: dict[str, Any]) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(WORKER.parent.parent)}
     return subprocess.Popen(
         [sys.executable, str(WORKER), json.dumps(cfg)],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -75,10 +76,21 @@ def _fleet(server: MockServer, redis_url: str | None, ns: str) -> list[dict[str,
                 "namespace": ns,
                 "rpm": RPM,
                 "n": PER_WORKER,
+                "barrier": True,
             }
         )
         for backend in BACKENDS
     ]
+    # All four start together (however long each took to import): the quota is shared
+    # only if they overlap.
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert json.loads(line) == {"ready": True}, line
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     return [_result(proc) for proc in procs]
 
 

@@ -143,9 +143,67 @@ async def test_waiters_of_one_process_queue_locally_only_the_head_calls_redis(
     async with anyio.create_task_group() as tg:
         for _ in range(10):
             tg.start_soon(lambda: _take_release(limiter))
-    # One call per grant plus one per computed wait (9 waits): never one per waiter per wait.
-    assert calls == 19
+    # One call per grant (each also computes the next one's wait), plus the first wait:
+    # never one per waiter per wait.
+    assert calls == 11
     assert vt.now - 1000.0 == pytest.approx(9.0)
+
+
+class ManualTime(VirtualTime):
+    """Virtual time that moves only when the test says; ``sleeping`` is set when a task sleeps."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeping = anyio.Event()
+        self._sleepers: list[tuple[float, anyio.Event]] = []
+
+    async def sleep(self, seconds: float) -> None:
+        wake = anyio.Event()
+        self._sleepers.append((self.now + seconds, wake))
+        self.sleeping.set()
+        await wake.wait()
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for deadline, wake in self._sleepers:
+            if deadline <= self.now:
+                wake.set()
+        self._sleepers = [(d, w) for d, w in self._sleepers if d > self.now]
+
+
+async def test_a_cancelled_waiter_takes_nothing_and_the_queue_goes_on(
+    redis_server: RedisServer, ns: str
+) -> None:
+    mt = ManualTime()
+    limiter = SharedLimiter(
+        SharedLimits(redis_server.url), ns, rpm=60, burst=1, max_concurrency=5,
+        clock=mt.clock, sleep=mt.sleep, redis_time=mt.redis_time,
+    )
+    (await limiter.acquire()).release()
+    scopes: dict[int, anyio.CancelScope] = {}
+    got: list[int] = []
+    done = anyio.Event()
+
+    async def waiter(i: int) -> None:
+        with anyio.CancelScope() as scopes[i]:
+            (await limiter.acquire()).release()
+            got.append(i)
+            done.set()
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(waiter, i)
+            await mt.sleeping.wait()  # the head sleeps for the turn Redis gave it
+            scopes[0].cancel()  # the head: the next one takes over
+            scopes[1].cancel()  # and one in the middle of the queue
+            mt.advance(1.0)
+            await done.wait()
+    assert got == [2]
+    assert limiter.stats().requests == 2 and limiter.stats().in_flight == 0
+    await limiter.flush()
+    assert redis_server.command("ZCARD", f"holysheep:{{{ns}}}:lease").strip() == "0"
+    await limiter.aclose()
 
 
 async def _take_release(limiter: SharedLimiter, tokens: int = 0) -> None:
