@@ -108,7 +108,12 @@ async def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
     limiter = SharedLimiter(SharedLimits(cfg["url"]), cfg["ns"], rpm=cfg["rpm"])
     counts = [0] * cfg["tasks"]
     latencies: list[float] = []
-    start, end = cfg["start"], cfg["start"] + cfg["seconds"]
+    for _ in range(20):  # warm: the connection, the scripts
+        (await limiter.acquire()).release()
+    print("ready", flush=True)  # then wait for the go line: all processes start together
+    await anyio.to_thread.run_sync(sys.stdin.readline)
+    start = time.time()
+    end = start + cfg["seconds"]
 
     async def task(i: int) -> None:
         while time.time() < end:
@@ -118,7 +123,6 @@ async def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
                 latencies.append(time.perf_counter() - t0)
                 counts[i] += 1
 
-    await anyio.sleep(max(0.0, start - time.time()))
     with anyio.move_on_after(cfg["seconds"] + 30):
         async with anyio.create_task_group() as tg:
             for i in range(cfg["tasks"]):
@@ -131,17 +135,24 @@ def fleet(
     url: str, rpm: float, seconds: float, processes: int = 4, tasks: int = 250
 ) -> dict[str, Any]:
     cfg = {"url": url, "ns": f"fleet-{uuid.uuid4().hex}", "rpm": rpm, "tasks": tasks,
-           "seconds": seconds, "start": time.time() + 4.0}
+           "seconds": seconds}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.shared_limits", "--worker",
              json.dumps({**cfg, "backend": "asyncio" if i % 2 == 0 else "trio"})],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
         for i in range(processes)
     ]
-    results = [json.loads(p.communicate(timeout=seconds + 120)[0]) for p in procs]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = [json.loads(p.communicate(timeout=seconds + 120)[0].splitlines()[-1]) for p in procs]
     counts = [c for r in results for c in r["counts"]]
     latencies = [x for r in results for x in r["latencies"]]
     total = sum(counts)
