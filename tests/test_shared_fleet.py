@@ -191,6 +191,6 @@ def test_redis_killed_and_restarted_mid_run_no_worker_hangs(quota_server: MockSe
         warned = [err.count("is unreachable") for _, err in results]
         assert any(warned) and max(warned) <= 2, warned
         # Redis came back within the run: each worker that lost it went back to it.
-        assert all("/0 is back" in err for (_, err), n in zip(results, warned) if n)
+        assert all("/0 is back" in err for (_, err), n in zip(results, warned, strict=True) if n)
     finally:
         redis.stop()
