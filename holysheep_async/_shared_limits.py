@@ -346,6 +346,8 @@ class SharedLimiter:
                         await rt.wake.wait()
                     rt.wake = anyio.Event()
                     await self._flush(rt)
+                    if self._down:  # not every wake-up while Redis is away
+                        await self._sleep_quietly(self.config.retry_after)
         except BaseException as exc:  # a system task must never raise
             if not isinstance(exc, (Exception, anyio.get_cancelled_exc_class())):
                 raise
@@ -430,7 +432,6 @@ class SharedLimiter:
             # Give-backs wait for Redis (their leases also expire); the rest is dropped.
             self._releases[:0] = releases
             self._failed(exc)
-            await self._sleep_quietly(self.config.retry_after)
         else:
             self._recovered()
 
@@ -623,6 +624,8 @@ class SharedLimiter:
             ]
             for w in batch:
                 args += (w.tokens, w.lease or "-")
+            if self._observations or self._cooldowns:
+                await self._flush(rt)  # what the server said, before Redis decides
             try:
                 reply = await self._call(rt, "acquire", self._keys, args)
             except Exception as exc:

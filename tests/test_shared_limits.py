@@ -8,19 +8,22 @@ processes are in test_shared_fleet.py.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.lowlevel
+import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from holysheep_async import AsyncClient, SharedLimits, SharedLimitsError
+from holysheep_async import AsyncClient, RateLimitError, SharedLimits, SharedLimitsError
 from holysheep_async._shared_limits import (
     SharedLimiter,
     SharedPermit,
@@ -340,10 +343,10 @@ async def test_never_more_than_the_server_says_is_left(make: Make, vt: VirtualTi
     a = make(rpm=6000, learn_quota=True)
     permit = await a.acquire()
     permit.release()
-    # The server answered: 1 request left, full again in 2 s.
+    # The server answered: 2 requests left (1, counted safely), full again in 2 s.
     a.observe(
         permit,
-        {"x-ratelimit-remaining-requests": "1", "x-ratelimit-reset-requests": "2s"},
+        {"x-ratelimit-remaining-requests": "2", "x-ratelimit-reset-requests": "2s"},
     )
     await a.flush()
     start = vt.now
@@ -351,6 +354,62 @@ async def test_never_more_than_the_server_says_is_left(make: Make, vt: VirtualTi
     assert vt.now == start
     (await a.acquire()).release()  # none left: waits for the reset
     assert vt.now - start == pytest.approx(2.0, abs=1e-3)
+
+
+class HeaderQuota:
+    """A server (an httpx handler) that, like OpenAI, sends x-ratelimit-* on every answer.
+
+    5 requests at once, 5 a second refilled continuously; over it, a 429.
+    """
+
+    def __init__(self) -> None:
+        self.available = 5.0
+        self.last = time.monotonic()
+        self.refused = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        now = time.monotonic()
+        self.available = min(5.0, self.available + (now - self.last) * 5)
+        self.last = now
+        ok = self.available >= 1
+        if ok:
+            self.available -= 1
+        else:
+            self.refused += 1
+        headers = {
+            "x-ratelimit-limit-requests": "300",
+            "x-ratelimit-remaining-requests": str(int(self.available)),
+            "x-ratelimit-reset-requests": f"{(5 - self.available) / 5 * 1000:.0f}ms",
+        }
+        if not ok:
+            return httpx.Response(429, headers=headers, json={"error": {"message": "slow down"}})
+        body = {
+            "id": "c", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "a"},
+                         "finish_reason": "stop"}],
+        }
+        return httpx.Response(200, headers=headers, json=body)
+
+
+@pytest.mark.parametrize("learn", [True, False])
+async def test_learning_the_quota_keeps_a_too_generous_client_from_429s(
+    redis_server: RedisServer, ns: str, learn: bool
+) -> None:
+    """The client's rpm is far above the key's quota; the server's headers hold it back."""
+    server = HeaderQuota()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as http, AsyncClient(
+        api_key="k",
+        base_url="https://quota.test/v1",
+        rpm=60_000,
+        max_retries=0,
+        http_client=http,
+        shared_limits=SharedLimits(redis_server.url, learn_quota=learn),
+        limits_namespace=ns,
+    ) as client:
+        for _ in range(12):
+            with contextlib.suppress(RateLimitError):
+                await client.chat.create(model="m", messages=[{"role": "user", "content": "q"}])
+    assert (server.refused == 0) is learn, server.refused
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,9 @@ for i, kind in ipairs({'rq', 'tk'}) do
         left = math.min(left, tonumber(old[1] or left))
       end
     else
-      left = left - after
+      -- Minus one more: some servers count the request that carried the header only after
+      -- answering (its "remaining" was read before it was taken).
+      left = left - after - 1
     end
     redis.call('HSET', KEYS[1], kind .. '_left', string.format('%.0f', left),
       kind .. '_until', string.format('%.0f', now + reset), kind .. '_seq', tostring(grant))
