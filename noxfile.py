@@ -49,7 +49,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the peers (openai SDK, httpx + httpx-sse); ``-- --quick`` for a smoke run.
 
     Writes benchmarks/results.json and results.png; see benchmarks/RESULTS.md.
+    ``-- --shared-limits``: only the shared-limits benchmarks (a local redis-server).
     """
+    if "--shared-limits" in session.posargs:
+        session.run(".ci/install-redis", external=True)
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
