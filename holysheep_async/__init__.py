@@ -7,7 +7,7 @@
 ...             print(text, end="")
 """
 
-from ._shared_limits import SharedLimits
+from ._shared_config import SharedLimits
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient

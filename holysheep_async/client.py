@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
-from ._shared_limits import SharedLimiter, SharedLimits, default_namespace
+from ._shared_config import SharedLimits, default_namespace
+from ._shared_limits import SharedLimiter
 from ._transport import Transport, default_transport
 from ._version import __version__
 from .batches import Batches
