@@ -23,7 +23,7 @@ def say(**fields: Any) -> None:
 async def requests(cfg: dict[str, Any]) -> None:
     """``n`` chat requests, ``tasks`` at a time, under shared (or, for the control, own) limits."""
     shared = (
-        SharedLimits(cfg["redis"], timeout=0.3, retry_after=0.3, lease_ttl=2)
+        SharedLimits(cfg["redis"], timeout=cfg.get("timeout", 5.0), retry_after=0.3, lease_ttl=2)
         if cfg.get("redis")
         else None
     )
@@ -70,7 +70,7 @@ async def requests(cfg: dict[str, Any]) -> None:
 async def hold(cfg: dict[str, Any]) -> None:
     """Take ``slots`` concurrency slots, say so, and hold them until killed."""
     limiter = SharedLimiter(
-        SharedLimits(cfg["redis"], lease_ttl=cfg["lease_ttl"]),
+        SharedLimits(cfg["redis"], lease_ttl=cfg["lease_ttl"], timeout=10),
         cfg["namespace"],
         max_concurrency=cfg["slots"],
     )

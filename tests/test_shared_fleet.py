@@ -129,10 +129,11 @@ async def test_a_worker_killed_while_holding_slots_gives_them_back(
         assert holder.stdout is not None
         line = await anyio.to_thread.run_sync(holder.stdout.readline)
         assert json.loads(line) == {"held": 2}, holder.stderr.read() if holder.stderr else ""
+        assert redis_server.command("ZCARD", f"holysheep:{{{ns}}}:lease").strip() == "2"
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()
         limiter = SharedLimiter(
-            SharedLimits(redis_server.url, lease_ttl=1.0), ns, max_concurrency=2
+            SharedLimits(redis_server.url, lease_ttl=1.0, timeout=10), ns, max_concurrency=2
         )
         # Both slots were the dead worker's: they come back once its leases expire.
         with anyio.fail_after(20):
@@ -162,6 +163,7 @@ def test_redis_killed_and_restarted_mid_run_no_worker_hangs(quota_server: MockSe
                     "n": 40,
                     "max_concurrency": 8,
                     "max_retries": 3,
+                    "timeout": 0.3,  # short: the outage is noticed at once
                 }
             )
             for backend in BACKENDS

@@ -57,6 +57,9 @@ def _make(
     redis: RedisServer, vt: VirtualTime | None, namespace: str, **kwargs: Any
 ) -> SharedLimiter:
     options = {k: kwargs.pop(k) for k in list(kwargs) if k in SharedLimits.__dataclass_fields__}
+    # A loaded CI machine can take longer than the default 0.5 s for a first call (connect,
+    # load the script): these tests are about the limits, not the fallback.
+    options.setdefault("timeout", 10.0)
     config = SharedLimits(redis.url, **options)
     if vt is None:
         return SharedLimiter(config, namespace, **kwargs)
@@ -175,7 +178,7 @@ async def test_a_cancelled_waiter_takes_nothing_and_the_queue_goes_on(
 ) -> None:
     mt = ManualTime()
     limiter = SharedLimiter(
-        SharedLimits(redis_server.url), ns, rpm=60, burst=1, max_concurrency=5,
+        SharedLimits(redis_server.url, timeout=10), ns, rpm=60, burst=1, max_concurrency=5,
         clock=mt.clock, sleep=mt.sleep, redis_time=mt.redis_time,
     )
     (await limiter.acquire()).release()
@@ -399,7 +402,7 @@ async def test_learning_the_quota_keeps_a_too_generous_client_from_429s(
         rpm=60_000,
         max_retries=0,
         http_client=http,
-        shared_limits=SharedLimits(redis_server.url, learn_quota=learn),
+        shared_limits=SharedLimits(redis_server.url, learn_quota=learn, timeout=10),
         limits_namespace=ns,
     ) as client:
         for _ in range(12):
@@ -494,7 +497,7 @@ async def test_client_with_shared_limits_talks_to_redis_without_the_key(
         base_url=server.base_url,
         rpm=6000,
         max_concurrency=4,
-        shared_limits=redis_server.url,
+        shared_limits=SharedLimits(redis_server.url, timeout=10),
     ) as client:
         assert isinstance(client.limiter, SharedLimiter)
         await client.chat.create(model="m", messages=[{"role": "user", "content": "hi"}])
