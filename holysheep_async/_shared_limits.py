@@ -226,7 +226,7 @@ class SharedLimiter:
     def _runtime(self) -> _Runtime:
         token = anyio.lowlevel.current_token()
         rt = self._rt
-        if rt is None or rt.token != token:
+        if rt is None or rt.token != token or (rt.closing and not rt.alive):
             rt = self._rt = _Runtime(token)
             # Leases of an earlier loop are still held by their permits: renew them here.
         if not rt.alive and not rt.closing:
