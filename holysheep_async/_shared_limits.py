@@ -298,6 +298,8 @@ class SharedLimiter:
         cooldowns, self._cooldowns = self._cooldowns, []
         observations, self._observations = self._observations, []
         k = self._keys
+        if not (releases or adjusts or cooldowns or observations or self._held):
+            return  # nothing to send (and no news of Redis either way)
         try:
             for seconds, task in cooldowns:
                 until = int(
@@ -638,17 +640,18 @@ class SharedLimiter:
             self._wake()
 
     def stats(self) -> LimiterStats:
-        """This process's counters (the limits themselves are fleet-wide)."""
+        """This process's counters, the fallback's included (the limits are fleet-wide)."""
+        fb = self._fallback.stats() if self._fallback is not None else None
         return LimiterStats(
-            requests=self.requests,
-            waited=self.waited,
-            total_wait=self.total_wait,
-            max_wait=self.max_wait,
-            in_flight=self.in_flight,
+            requests=self.requests + (fb.requests if fb else 0),
+            waited=self.waited + (fb.waited if fb else 0),
+            total_wait=self.total_wait + (fb.total_wait if fb else 0.0),
+            max_wait=max(self.max_wait, fb.max_wait if fb else 0.0),
+            in_flight=self.in_flight + (fb.in_flight if fb else 0),
             cooldowns=self.cooldowns,
             cooling_down=self.cooling_down,
-            tokens_charged=round(self._charged),
-            tokens_refunded=round(self._refunded),
+            tokens_charged=round(self._charged) + (fb.tokens_charged if fb else 0),
+            tokens_refunded=round(self._refunded) + (fb.tokens_refunded if fb else 0),
         )
 
     async def aclose(self) -> None:
