@@ -63,6 +63,7 @@ PROPERTY_TESTS = [
     "tests/test_sse.py",
     "tests/test_limits.py",
     "tests/test_transport.py::test_chunked_decoder_property",
+    "tests/test_shared_limits.py::test_property_the_fleet_never_exceeds_capacity_plus_rate_times_t",
 ]
 
 
@@ -71,6 +72,7 @@ def soak(session: nox.Session) -> None:
     """Chaos and crash tests at full size: 1,000 concurrent faulty streams per runtime
     (CHAOS_STREAMS), a 10,000-request batch run killed and restarted (CRASH_REQUESTS);
     the property tests with the ``soak`` hypothesis profile (HYPOTHESIS_PROFILE)."""
+    session.run(".ci/install-redis", external=True)
     session.install("-e", ".[test]")
     session.env["CHAOS_STREAMS"] = session.env.get("CHAOS_STREAMS", "1000")
     session.env["CRASH_REQUESTS"] = session.env.get("CRASH_REQUESTS", "10000")
