@@ -163,7 +163,7 @@ class SharedLimiter:
         )
         try:
             import coredis  # noqa: F401
-        except ImportError:  # pragma: no cover - depends on the install
+        except ImportError:
             raise ConfigurationError(
                 "shared_limits needs the Redis client: pip install 'holysheep-async[redis]'"
             ) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -524,6 +525,12 @@ def test_shared_limits_settings_are_checked() -> None:
         AsyncClient(api_key="k", shared_limits="redis://x", limits_namespace="")
     with pytest.raises(ConfigurationError, match="rpm"):
         AsyncClient(api_key="k", shared_limits="redis://x", rpm=-1)
+
+
+def test_without_coredis_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "coredis", None)  # as if not installed
+    with pytest.raises(ConfigurationError, match=r"pip install 'holysheep-async\[redis\]'"):
+        AsyncClient(api_key="k", shared_limits="redis://localhost:6379/0")
 
 
 def test_password_never_shows() -> None:
