@@ -13,7 +13,12 @@ nox.options.default_venv_backend = "venv"
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest on asyncio and trio (every async test runs on both)."""
+    """pytest on asyncio and trio (every async test runs on both).
+
+    The shared-limits tests need ``redis-server`` (they start their own): installed
+    here when it is not on PATH (.ci/install-redis, apt-get).
+    """
+    session.run(".ci/install-redis", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -44,7 +49,10 @@ def bench(session: nox.Session) -> None:
     """Benchmarks against the peers (openai SDK, httpx + httpx-sse); ``-- --quick`` for a smoke run.
 
     Writes benchmarks/results.json and results.png; see benchmarks/RESULTS.md.
+    ``-- --shared-limits``: only the shared-limits benchmarks (a local redis-server).
     """
+    if "--shared-limits" in session.posargs:
+        session.run(".ci/install-redis", external=True)
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
@@ -72,6 +80,7 @@ PROPERTY_TESTS = [
     "tests/test_sse.py",
     "tests/test_limits.py",
     "tests/test_transport.py::test_chunked_decoder_property",
+    "tests/test_shared_limits.py::test_property_the_fleet_never_exceeds_capacity_plus_rate_times_t",
 ]
 
 
@@ -80,6 +89,7 @@ def soak(session: nox.Session) -> None:
     """Chaos and crash tests at full size: 1,000 concurrent faulty streams per runtime
     (CHAOS_STREAMS), a 10,000-request batch run killed and restarted (CRASH_REQUESTS);
     the property tests with the ``soak`` hypothesis profile (HYPOTHESIS_PROFILE)."""
+    session.run(".ci/install-redis", external=True)
     session.install("-e", ".[test]")
     session.env["CHAOS_STREAMS"] = session.env.get("CHAOS_STREAMS", "1000")
     session.env["CRASH_REQUESTS"] = session.env.get("CRASH_REQUESTS", "10000")

@@ -617,6 +617,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--no-compare", action="store_true", help="skip streaming vs batch")
     p.add_argument("--out", type=Path, default=None, help="directory for results.json/.png")
     p.add_argument("--timeout", type=float, default=90.0, help="give up on one run after this")
+    p.add_argument(
+        "--shared-limits",
+        action="store_true",
+        help="only the shared-limits benchmarks on Redis (benchmarks/shared_limits.py)",
+    )
+    p.add_argument("--redis", default=None, help="--shared-limits: use this Redis URL")
     return p
 
 
@@ -668,6 +674,11 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> Results
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.shared_limits:
+        from . import shared_limits
+
+        redis = ["--redis", args.redis] if args.redis else []
+        return shared_limits.main(["--quick"] * args.quick + redis)
     results = run(args)
     # Our own client failing is a failure of the run; a peer failing is a result.
     return 1 if any("/holysheep:" in e for e in results.errors) else 0

@@ -7,6 +7,7 @@
 ...             print(text, end="")
 """
 
+from ._shared_config import SharedLimits
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -29,6 +30,7 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
 )
@@ -89,6 +91,8 @@ __all__ = [
     "RateLimitError",
     "RetryPolicy",
     "RunProgress",
+    "SharedLimits",
+    "SharedLimitsError",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",

@@ -28,7 +28,7 @@ from .errors import (
     QuotaExceededError,
     make_status_error,
 )
-from .limits import Limiter, Permit
+from .limits import Limits, Permit
 from .models import Usage
 from .retry import RetryPolicy, parse_retry_after
 
@@ -112,7 +112,7 @@ class Requester:
         http: httpx.AsyncClient,
         timeout: httpx.Timeout,
         retry: RetryPolicy,
-        limiter: Limiter,
+        limiter: Limits,
         stream_idle_timeout: float | None,
         headers: Mapping[str, str],
         allow_insecure_http: bool = False,
@@ -279,6 +279,8 @@ class Requester:
                 raise
             else:
                 status = response.status_code
+                if self.limiter.learns_quota:
+                    self.limiter.observe(permit, response.headers)
                 if status < 400:
                     if not stream:
                         try:

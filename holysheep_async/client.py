@@ -12,13 +12,15 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
+from ._shared_config import SharedLimits, default_namespace
+from ._shared_limits import SharedLimiter
 from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
 from ._version import __version__
 from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
-from .limits import Limiter
+from .limits import Limiter, Limits
 from .pricing import UsageTally
 from .retry import RetryPolicy
 
@@ -102,6 +104,11 @@ class AsyncClient:
     each read of a stream; pings count as reads). ``client.timeout`` is the
     effective ``httpx.Timeout``.
 
+    ``shared_limits``: ``"redis://host:6379/0"`` (or a :class:`SharedLimits` with
+    its options) makes ``rpm`` / ``tpm`` / ``max_concurrency`` and the 429
+    cooldown hold for every client on that Redis and ``limits_namespace``
+    (default: this ``base_url`` and a hash of the key). See docs/shared-limits.md.
+
     ``stream_idle_timeout``: the longest silence allowed between SSE data
     events, counted from the response headers. Models that think silently for
     a long time before the first token need a larger value, or ``None``. A
@@ -125,6 +132,8 @@ class AsyncClient:
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
+        shared_limits: str | SharedLimits | None = None,
+        limits_namespace: str | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("HOLYSHEEP_API_KEY") or None
@@ -171,8 +180,32 @@ class AsyncClient:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
+        if isinstance(shared_limits, str):
+            shared_limits = SharedLimits(shared_limits)
+        elif shared_limits is not None and not isinstance(shared_limits, SharedLimits):
+            raise ConfigurationError(
+                "shared_limits must be a redis:// URL or a SharedLimits,"
+                f" got {type(shared_limits).__name__}"
+            )
+        if limits_namespace is not None and (
+            not isinstance(limits_namespace, str) or not limits_namespace
+        ):
+            raise ConfigurationError(
+                f"limits_namespace must be a non-empty string, got {limits_namespace!r}"
+            )
+        limiter: Limits
         try:
-            limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
+            if shared_limits is None:
+                limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
+            else:
+                limiter = SharedLimiter(
+                    shared_limits,
+                    limits_namespace or default_namespace(str(url).rstrip("/"), api_key),
+                    rpm=rpm,
+                    tpm=tpm,
+                    max_concurrency=max_concurrency,
+                    burst=burst,
+                )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         self._owns_http = http_client is None
@@ -228,7 +261,7 @@ class AsyncClient:
         return self._requester.retry
 
     @property
-    def limiter(self) -> Limiter:
+    def limiter(self) -> Limits:
         return self._requester.limiter
 
     @property
@@ -270,5 +303,8 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        if self._owns_http:
-            await self._requester.http.aclose()
+        try:
+            await self._requester.limiter.aclose()
+        finally:
+            if self._owns_http:
+                await self._requester.http.aclose()

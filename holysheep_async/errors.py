@@ -22,7 +22,8 @@
     │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
     ├── BatchFailedError              a batch ended failed / expired / cancelled
-    └── BatchTimeoutError             waiting for a batch took longer than its timeout
+    ├── BatchTimeoutError             waiting for a batch took longer than its timeout
+    └── SharedLimitsError             shared limits' Redis unreachable, on_error="closed"
 
 Any error raised after a stream yielded text carries that text in
 ``partial_text``; nothing is yielded twice.
@@ -56,6 +57,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",
+    "SharedLimitsError",
     "StreamError",
     "StreamIdleTimeout",
     "make_status_error",
@@ -215,6 +217,10 @@ class BatchFailedError(HolySheepError):
     def __init__(self, message: str, *, batch: object = None) -> None:
         super().__init__(message)
         self.batch = batch
+
+
+class SharedLimitsError(HolySheepError):
+    """The shared limits' Redis is unreachable and ``on_error="closed"``: nothing was sent."""
 
 
 class BatchTimeoutError(HolySheepError, TimeoutError):

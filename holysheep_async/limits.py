@@ -40,12 +40,16 @@ from bisect import bisect_right
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 import anyio
 
 from ._compat import cross_loop_error, current_loop, loop_alive, running_library
 
-__all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Permit", "estimate_tokens"]
+__all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Limits", "Permit", "estimate_tokens"]
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -56,6 +60,29 @@ _EPSILON = 1e-9
 _WAITED = 1e-3
 # Low points a bucket keeps (older ones merge, which only makes refunds smaller).
 _MAX_LOWS = 64
+
+
+class Limits(Protocol):
+    """What the client needs of a limiter; :class:`Limiter` (one process) and
+    ``SharedLimiter`` (every process on one Redis, ``AsyncClient(shared_limits=...)``)
+    both have it. ``learns_quota``: whether :meth:`observe` wants the response headers."""
+
+    rpm: float | None
+    tpm: float | None
+    max_concurrency: int | None
+    burst: int | None
+    learns_quota: bool
+    _gen: int  # which event loop's permits count (Limiter._bind); a permit remembers it
+
+    async def acquire(self, tokens: int = 0) -> Permit: ...
+    def cooldown(self, seconds: float, *, caller_waits: bool = True) -> None: ...
+    @property
+    def cooling_down(self) -> bool: ...
+    def observe(self, permit: Permit, headers: Mapping[str, str]) -> None: ...
+    def stats(self) -> LimiterStats: ...
+    async def aclose(self) -> None: ...
+    def _reconcile(self, permit: Permit, tokens_used: int) -> None: ...
+    def _release(self, permit: Permit | None = None) -> None: ...
 
 
 class Permit:
@@ -70,7 +97,7 @@ class Permit:
 
     __slots__ = ("_gen", "_limiter", "_mark", "_released", "_withheld", "tokens", "waited")
 
-    def __init__(self, limiter: Limiter, tokens: int, waited: float, mark: int = -1) -> None:
+    def __init__(self, limiter: Limits, tokens: int, waited: float, mark: int = -1) -> None:
         self._limiter = limiter
         self._gen = limiter._gen  # the event loop it was taken on (see Limiter._bind)
         self._released = False
@@ -85,7 +112,7 @@ class Permit:
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._limiter._release(self._gen)
+            self._limiter._release(self)
 
     def __repr__(self) -> str:
         state = "released" if self._released else "held"
@@ -667,12 +694,21 @@ class Limiter:
             self._charged_late += charge
             self.tokens_charged = self._charged_early + round(self._charged_late)
 
-    def _release(self, gen: int) -> None:
-        if gen != self._gen:
+    def _release(self, permit: Permit | None = None) -> None:
+        if permit is not None and permit._gen != self._gen:
             return  # taken on an event loop that is gone: its slot went with it
         self.in_flight -= 1
         if self._slots is not None:
             self._slots.release()
+
+    #: One process's limits learn nothing from the server's headers (see SharedLimits).
+    learns_quota = False
+
+    def observe(self, permit: Permit, headers: Mapping[str, str]) -> None:
+        """Nothing to do in one process (the shared limiter learns the server's quota)."""
+
+    async def aclose(self) -> None:
+        """Nothing to close (the shared limiter closes its Redis connection)."""
 
     def stats(self) -> LimiterStats:
         """The counters now: requests, waits, in flight, cooldowns, tokens."""

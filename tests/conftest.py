@@ -12,6 +12,8 @@ from hypothesis import settings
 from holysheep_async import AsyncClient
 from holysheep_async.testing import MockServer
 
+from .redis_server import RedisServer
+
 # Property tests: "suite" keeps all of them together to a few seconds of the suite;
 # HYPOTHESIS_PROFILE=soak (``nox -s soak``) runs twenty times the examples.
 # Tests that are costlier per example scale their count from the profile's
@@ -122,3 +124,12 @@ def telemetry() -> Iterator[Telemetry]:
         _otel.use_providers()
         t.tracer_provider.shutdown()
         t.meter_provider.shutdown()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the session (missing: an error, see tests/redis_server.py)."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.stop()

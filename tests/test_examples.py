@@ -272,3 +272,29 @@ def test_trio_service_runs_as_a_script() -> None:
         expected = answer_text([{"role": "user", "content": prompt}], 24)
         assert f"-> {expected}" in result.stdout
     assert "total" in result.stdout and "gpt-4o" in result.stdout
+
+
+fastapi_shared_quota = load("fastapi_shared_quota")
+
+
+async def test_fastapi_shared_quota_in_two_apps(server: MockServer, redis_server: Any) -> None:
+    """Two app instances (two "workers") answer through one quota on Redis."""
+    import httpx
+
+    apps = [
+        fastapi_shared_quota.create_app(
+            redis_url=redis_server.url, base_url=server.base_url, api_key="test-key"
+        )
+        for _ in range(2)
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        for app in apps:
+            await stack.enter_async_context(app.router.lifespan_context(app))
+        for app in apps:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+                reply = await http.get("/ask", params={"prompt": "hi"})
+                assert reply.status_code == 200, reply.text
+                assert reply.json()["answer"]
+    keys = redis_server.command("KEYS", "*")
+    assert ":rq" in keys  # the quota lives in Redis, shared by both
