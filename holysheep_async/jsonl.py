@@ -332,8 +332,15 @@ def validate_requests(
     max_requests: int | None = MAX_REQUESTS,
     max_bytes: int | None = MAX_FILE_BYTES,
     single_model: bool = True,
+    tasks: bool = False,
 ) -> ValidationReport:
     """Check a batch input file line by line; every problem comes with its line number.
+
+    ``tasks=True`` also takes what ``batches.run`` takes: seed-style task lines
+    (``custom_id``, ``model``, ``messages``, ...) and batch lines without
+    ``method`` / ``url``, each checked as :func:`to_request` turns it into a
+    batch line (a missing ``custom_id`` becomes ``request-N``). Without it the
+    file must already be in the Batch API's form (what ``submit`` uploads).
 
     Checks: JSON, an object per line, ``custom_id`` present and unique,
     ``method`` POST, ``url`` equal to ``endpoint``, ``body`` an object with a
@@ -392,6 +399,8 @@ def validate_requests(
             if type(obj) is not dict:
                 problem(lineno, f"expected a JSON object, got {_json_type(obj)}")
                 continue
+            if tasks:
+                obj = to_request(obj, count, url=endpoint or DEFAULT_ENDPOINT).to_line()
             cid = obj.get("custom_id")
             if cid is None:
                 problem(lineno, "missing custom_id")
