@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -135,8 +134,11 @@ async def open_client(
 
 
 def check_backend(backend: str) -> None:
-    if backend == "trio" and importlib.util.find_spec("trio") is None:
-        raise CLIError("--backend trio needs trio: pip install 'holysheep-async[trio]'")
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            raise CLIError("--backend trio needs trio: pip install 'holysheep-async[trio]'")
 
 
 def run(args: argparse.Namespace, fn: Callable[[], Awaitable[int]]) -> int:
