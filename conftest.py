@@ -24,6 +24,7 @@ import ast
 import difflib
 import inspect
 import io
+import logging
 import os
 import re
 import shutil
@@ -73,7 +74,9 @@ def _lines(text: str) -> list[str]:
 def check(actual: str, expected: str, what: str) -> None:
     if not matches(actual, expected):
         diff = "\n".join(
-            difflib.unified_diff(_lines(expected), _lines(actual), "documented", "printed", lineterm="")
+            difflib.unified_diff(
+                _lines(expected), _lines(actual), "documented", "printed", lineterm=""
+            )
         )
         raise AssertionError(f"{what}: the output differs from the page\n{diff}")
 
@@ -90,7 +93,26 @@ def run_python(example: Example) -> None:
     )
     namespace = example.namespace
     out = io.StringIO()
-    with redirect_stdout(out):
+    # A page's logging.basicConfig() sees the root logger as a fresh program has it.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers.clear()
+    try:
+        with redirect_stdout(out):
+            _execute(code, namespace)
+    finally:
+        for handler in root.handlers:
+            handler.close()
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    if expected is not None:
+        check(out.getvalue(), expected, f"{example.path}:{example.line}")
+    elif out.getvalue().strip():
+        sys.stdout.write(out.getvalue())
+
+
+def _execute(code: Any, namespace: dict[str, Any]) -> None:
+    if True:
         if code.co_flags & inspect.CO_COROUTINE:
             import anyio
 
@@ -100,15 +122,14 @@ def run_python(example: Example) -> None:
             anyio.run(main)
         else:
             exec(code, namespace)
-    if expected is not None:
-        check(out.getvalue(), expected, f"{example.path}:{example.line}")
-    elif out.getvalue().strip():
-        sys.stdout.write(out.getvalue())
 
 
 def run_console(example: Example) -> None:
     commands: list[tuple[str, str]] = example.parsed
-    script = "\n".join(f"printf '\\n{MARKER}\\n'\n{cmd}" for cmd, _ in commands)
+    # The marker keeps the last command's status for `echo $?`.
+    script = "\n".join(
+        f"__rc=$?; printf '\\n{MARKER}\\n'; (exit $__rc)\n{cmd}" for cmd, _ in commands
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOLYSHEEP_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "200"
@@ -124,7 +145,7 @@ def run_console(example: Example) -> None:
     )
     outputs = result.stdout.split(f"\n{MARKER}\n")[1:]
     assert len(outputs) == len(commands), result.stdout
-    for (cmd, expected), actual in zip(commands, outputs):
+    for (cmd, expected), actual in zip(commands, outputs, strict=True):
         check(actual, expected, f"{example.path}:{example.line}: $ {cmd}")
 
 
@@ -158,7 +179,7 @@ def parse(document: Document) -> Any:
         if i + 1 < len(blocks):
             following = blocks[i + 1]
             between = text[block.end() : following.start()]
-            if following.group("lang") == "text" and not between.strip():
+            if following.group("lang") in ("text", "") and not between.strip():
                 expected = _dedent(following.group("body"), following.group("indent"))
         yield Region(block.start(), block.end(), (body, expected, line), run_python)
 

@@ -30,6 +30,7 @@ from .test_cli import holysheep
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
 ROOT = Path(__file__).resolve().parents[1]
+MESSAGES = [{"role": "user", "content": "?"}]
 
 
 def _default_sigint() -> None:
@@ -113,7 +114,7 @@ def test_ctrl_c_at_a_random_moment(command: str, backend: str, tmp_path: Path) -
     write_requests(
         source,
         [
-            {"custom_id": f"q{i}", "model": "gpt-4o", "messages": [{"role": "user", "content": "?"}]}
+            {"custom_id": f"q{i}", "model": "gpt-4o", "messages": MESSAGES}
             for i in range(400)
         ],
     )
@@ -233,7 +234,7 @@ def finished_batch(
         write_requests(
             source,
             [
-                {"custom_id": f"q{i}", "model": "gpt-4o", "messages": [{"role": "user", "content": "?"}]}
+                {"custom_id": f"q{i}", "model": "gpt-4o", "messages": MESSAGES}
                 for i in range(600)
             ],
         )

@@ -85,7 +85,7 @@ class _Batch:
     lines: list[dict[str, Any]] = field(default_factory=list)
     done: list[dict[str, Any]] = field(default_factory=list)
     steps_in_progress: int = 0
-    started: float = 0.0  # time.monotonic() when it went in_progress (batch_duration)
+    started: float = 0.0  # _clock() when it went in_progress (batch_duration)
 
     @property
     def status(self) -> str:
@@ -131,6 +131,10 @@ def _now() -> int:
     return int(time.time())
 
 
+#: The clock of ``batch_duration`` (a test may put a fake one here).
+_clock = time.monotonic
+
+
 def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = False) -> None:
     opts = server.options
     duration = opts.get("batch_duration")
@@ -151,7 +155,7 @@ def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = Fal
             return
         obj.update(status="in_progress", in_progress_at=_now())
         obj["request_counts"]["total"] = len(batch.lines)
-        batch.started = time.monotonic()
+        batch.started = _clock()
     elif status == "in_progress":
         batch.steps_in_progress += 1
         expire_after = opts.get("batch_expire_after")
@@ -182,7 +186,7 @@ def _move_with_time(server: MockServer, store: _Store, batch: _Batch, duration: 
     if was == "validating":
         _step(server, store, batch, force=True)
     if batch.status == "in_progress":
-        elapsed = time.monotonic() - batch.started
+        elapsed = _clock() - batch.started
         expire_after = server.options.get("batch_expire_after")
         if expire_after is not None and elapsed > float(expire_after):
             _expire(server, store, batch)
