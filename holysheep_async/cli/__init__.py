@@ -95,12 +95,12 @@ def _ended_by(exc: BaseException, verbose: int) -> int:
     if isinstance(exc, CLIError):
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
-    if verbose > 1:
-        raise exc
     if isinstance(exc, HolySheepError):
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
     elif isinstance(exc, (ValueError, OSError)):
         print(f"error: {exc}", file=sys.stderr)
+    elif verbose > 1:
+        raise exc
     elif isinstance(exc, Exception):
         print(
             f"error: unexpected {type(exc).__name__}: {exc}"
