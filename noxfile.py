@@ -1,13 +1,13 @@
-"""Sessions: tests, lint, typecheck, demo (and bench, soak as they come).
+"""Sessions: tests, lint, typecheck, docs, demo (and bench, soak as they come).
 
-``nox -s tests lint typecheck`` is what CI runs (see README).
+``nox -s tests lint typecheck docs`` is what CI runs (see README).
 """
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
 nox.options.default_venv_backend = "venv"
 
 
@@ -35,6 +35,21 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".[test]", "mypy>=1.11")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation cannot drift: every code block of README.md and docs/*.md runs
+    and prints what the page shows (Sybil, rules in conftest.py), then the site is built
+    with ``mkdocs build --strict`` (a broken link or API reference fails it) into site/.
+    ``nox -s docs -- serve`` serves the site while you edit."""
+    session.install("-e", ".[test,docs]")
+    env = {"NO_MKDOCS_2_WARNING": "1"}
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", *session.posargs[1:], env=env)
+        return
+    session.run("pytest", "-p", "no:cacheprovider", "README.md", "docs", *session.posargs)
+    session.run("mkdocs", "build", "--strict", env=env)
 
 
 @nox.session

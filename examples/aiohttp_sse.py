@@ -101,5 +101,8 @@ if __name__ == "__main__":
         create_app(),
         host="127.0.0.1",
         port=int(os.environ.get("PORT", "8080")),
+        # Ctrl-C: streams in flight get 2 s to finish, then are cancelled (each closes
+        # its upstream as it unwinds); aiohttp's default would wait a minute for them.
+        shutdown_timeout=2.0,
         **RUNNER_OPTIONS,
     )

@@ -72,6 +72,7 @@ async def main(prompts: Sequence[str], *, deadline: float = 60.0) -> int:
 
 async def _run(client: AsyncClient, prompts: list[str], deadline: float) -> int:
     results: dict[int, str] = {}
+    print(f"answering {len(prompts)} prompt(s); Ctrl-C stops", file=sys.stderr, flush=True)
     with trio.move_on_after(deadline) as scope:
         results = await answer_all(client, prompts)
     for index, prompt in enumerate(prompts):
@@ -83,5 +84,20 @@ async def _run(client: AsyncClient, prompts: list[str], deadline: float) -> int:
     return 1 if scope.cancelled_caught else 0
 
 
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, alone or inside the exception group of the nursery it cancelled."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    group = getattr(exc, "exceptions", None)  # BaseExceptionGroup (exceptiongroup on 3.10)
+    return bool(group) and all(interrupted(e) for e in group)
+
+
 if __name__ == "__main__":
-    sys.exit(trio.run(main, sys.argv[1:]))
+    try:
+        sys.exit(trio.run(main, sys.argv[1:]))
+    except BaseException as exc:
+        if not interrupted(exc):
+            raise
+        # Every stream in flight was cancelled with its nursery and closed its connection.
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

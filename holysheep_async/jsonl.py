@@ -333,8 +333,15 @@ def validate_requests(
     max_requests: int | None = MAX_REQUESTS,
     max_bytes: int | None = MAX_FILE_BYTES,
     single_model: bool = True,
+    tasks: bool = False,
 ) -> ValidationReport:
     """Check a batch input file line by line; every problem comes with its line number.
+
+    ``tasks=True`` also takes what ``batches.run`` takes: seed-style task lines
+    (``custom_id``, ``model``, ``messages``, ...) and batch lines without
+    ``method`` / ``url``, each checked as :func:`to_request` turns it into a
+    batch line (a missing ``custom_id`` becomes ``request-N``). Without it the
+    file must already be in the Batch API's form (what ``submit`` uploads).
 
     Checks: JSON, an object per line, ``custom_id`` present and unique,
     ``method`` POST, ``url`` equal to ``endpoint``, ``body`` an object with a
@@ -361,6 +368,7 @@ def validate_requests(
         max_requests=max_requests,
         max_bytes=max_bytes,
         single_model=single_model,
+        tasks=tasks,
     )
     with fh:
         for lineno, raw in enumerate(fh, 1):
@@ -387,8 +395,10 @@ class LineChecker:
         max_bytes: int | None = MAX_FILE_BYTES,
         single_model: bool = True,
         seen: Callable[[str, int], int | None] | None = None,
+        tasks: bool = False,
     ) -> None:
         self.report = report
+        self.tasks = tasks
         self.endpoint = endpoint
         self.max_requests = max_requests
         self.max_bytes = max_bytes
@@ -439,6 +449,8 @@ class LineChecker:
         if type(obj) is not dict:
             problem(lineno, f"expected a JSON object, got {_json_type(obj)}")
             return None
+        if self.tasks:  # what batches.run takes: a seed-style task or a batch line
+            obj = to_request(obj, report.count, url=self.endpoint or DEFAULT_ENDPOINT).to_line()
         cid = obj.get("custom_id")
         if cid is None:
             problem(lineno, "missing custom_id")

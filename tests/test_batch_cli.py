@@ -198,3 +198,33 @@ def test_progress_bar_on_a_terminal_and_in_a_log() -> None:
         bar.show(done, 100, f"{done}/100 waiting")
     bar.show(100, 100, "100/100 done")
     assert log.getvalue().count("\n") == 12  # one line per tenth and per phase, not per call
+
+
+def test_validate_and_run_take_the_same_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Seed-style task lines (custom_id, model, messages): run takes them, so validate does.
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps(t) + "\n" for t in tasks(4)))
+    assert main(["batch", "validate", str(seed)]) == 0
+    assert "4 requests, model gpt-4o-mini, OK" in capsys.readouterr().out
+    out = tmp_path / "out.jsonl"
+    assert main(["batch", "run", str(seed), "-o", str(out)]) == 0
+    assert "succeeded     4" in capsys.readouterr().out
+    # The same bad line is refused by both, with the same words and line number.
+    bad = tmp_path / "bad.jsonl"
+    broken = {"custom_id": "t9", "model": "gpt-4o-mini", "messages": "not a list"}
+    bad.write_text(seed.read_text() + json.dumps(broken) + "\n")
+    assert main(["batch", "validate", str(bad)]) == 1
+    assert f"{bad}:5: body.messages must be a list, got a string" in capsys.readouterr().out
+    assert main(["batch", "run", str(bad), "-o", str(out)]) == 1
+    assert "line 5: body.messages must be a list, got a string" in capsys.readouterr().err
+
+
+def test_submit_takes_seed_style_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text("".join(json.dumps(t) + "\n" for t in tasks(3)))
+    assert main(["batch", "submit", str(seed)]) == 0
+    assert capsys.readouterr().out.split()[1] == "validating"

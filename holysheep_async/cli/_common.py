@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
+import httpx
 
+from .._requester import is_loopback
 from ..client import AsyncClient
-from ..errors import HolySheepError
 from ..pricing import PriceTable, PricingError, default_prices, load_prices
 
 T = TypeVar("T")
@@ -20,23 +21,90 @@ T = TypeVar("T")
 DEMO_KEY = "holysheep-demo"
 
 
+#: The embedded emulator's settings: batches move with the clock (done 1 s after their
+#: first poll), however the command polls.
+EMULATOR: dict[str, Any] = {"batch_duration": 1.0}
+
+
+class CLIError(Exception):
+    """A problem the command reports in one line (``error: ...``) with an exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def add_target_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--base-url", help="API base URL (default: HOLYSHEEP_BASE_URL, else the real service)"
+    )
+    parser.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="read the API key from this file (default: HOLYSHEEP_API_KEY);"
+        " a key is never taken on the command line",
+    )
+    parser.add_argument(
+        "--insecure-http",
+        action="store_true",
+        help="allow sending the key over plain http:// to a host that is not loopback",
     )
     parser.add_argument(
         "--emulator",
         action="store_true",
         help="use the embedded emulator even when HOLYSHEEP_API_KEY is set",
     )
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
+    parser.add_argument(
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="async runtime (trio: pip install 'holysheep-async[trio]')",
+    )
 
 
 def use_emulator(args: argparse.Namespace) -> bool:
     """The emulator is used when asked for, or when there is neither a key nor a base URL."""
     if getattr(args, "emulator", False):
         return True
-    return not os.environ.get("HOLYSHEEP_API_KEY") and not getattr(args, "base_url", None)
+    return (
+        not os.environ.get("HOLYSHEEP_API_KEY")
+        and not getattr(args, "base_url", None)
+        and not getattr(args, "api_key_file", None)
+    )
+
+
+def api_key(args: argparse.Namespace) -> str:
+    """The key for the real service: ``--api-key-file``, else ``HOLYSHEEP_API_KEY``."""
+    path: Path | None = getattr(args, "api_key_file", None)
+    if path is not None:
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CLIError(f"cannot read the API key file {str(path)!r}: {_reason(exc)}") from None
+        if not key:
+            raise CLIError(f"the API key file {str(path)!r} is empty")
+        if len(key.split()) != 1:
+            raise CLIError(f"the API key file {str(path)!r} must hold the key alone, one line")
+        return key
+    key = os.environ.get("HOLYSHEEP_API_KEY", "").strip()
+    if not key:
+        raise CLIError("no API key: set HOLYSHEEP_API_KEY or pass --api-key-file PATH")
+    return key
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def check_base_url(base_url: str, insecure: bool) -> None:
+    """The CLI's words for the client's plain-http refusal (no Python arguments)."""
+    url = httpx.URL(base_url)
+    if url.scheme == "http" and not is_loopback(url.host) and not insecure:
+        raise CLIError(
+            f"refusing to send the API key over plain http:// to {url.host}: use https://,"
+            " or pass --insecure-http if this network is trusted"
+        )
 
 
 @contextlib.asynccontextmanager
@@ -48,26 +116,40 @@ async def open_client(
         from ..testing import MockServer
 
         async with (
-            MockServer(**(emulator or {})) as server,
+            MockServer(**{**EMULATOR, **(emulator or {})}) as server,
             AsyncClient(api_key=DEMO_KEY, base_url=server.base_url, **client_kwargs) as client,
         ):
             yield client, True
     else:
-        async with AsyncClient(base_url=getattr(args, "base_url", None), **client_kwargs) as client:
+        key = api_key(args)
+        insecure = bool(getattr(args, "insecure_http", False))
+        async with AsyncClient(
+            api_key=key,
+            base_url=getattr(args, "base_url", None),
+            allow_insecure_http=insecure,
+            **client_kwargs,
+        ) as client:
+            check_base_url(client.base_url, insecure)
             yield client, False
 
 
+def check_backend(backend: str) -> None:
+    if backend == "trio":
+        try:
+            import trio  # noqa: F401
+        except ImportError:
+            raise CLIError("--backend trio needs trio: pip install 'holysheep-async[trio]'")
+
+
 def run(args: argparse.Namespace, fn: Callable[[], Awaitable[int]]) -> int:
-    """Run ``fn`` on the chosen backend; a library error becomes a message and exit code 1."""
+    """Run ``fn`` on the chosen backend. Errors are reported by ``cli.main`` in one line."""
 
     async def wrapper() -> int:
         return await fn()
 
-    try:
-        return anyio.run(wrapper, backend=getattr(args, "backend", "asyncio"))
-    except HolySheepError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    backend = getattr(args, "backend", "asyncio")
+    check_backend(backend)
+    return anyio.run(wrapper, backend=backend)
 
 
 # -- prices and money (cost, advise, chat) ---------------------------------------------

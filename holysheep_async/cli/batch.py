@@ -76,7 +76,8 @@ def add_parser(sub: Any) -> None:
 
 
 def validate(args: argparse.Namespace) -> int:
-    report = validate_requests(args.file, endpoint=args.endpoint)
+    # tasks=True: what `batch run` and `batch submit` take (seed-style task lines too).
+    report = validate_requests(args.file, endpoint=args.endpoint, tasks=True)
     for line, message in report.problems:
         print(f"{args.file}:{line}: {message}")
     if not report.ok:
@@ -84,6 +85,16 @@ def validate(args: argparse.Namespace) -> int:
         return 1
     print(f"{args.file}: {report.count} requests, model {report.model}, OK")
     return 0
+
+
+def _requests(file: Path, endpoint: str) -> Path | list[dict[str, Any]]:
+    """The file as it is when it is in the Batch API's form, else its task lines."""
+    if validate_requests(file, endpoint=endpoint).ok:
+        return file
+    if not validate_requests(file, endpoint=endpoint, tasks=True).ok:
+        return file  # submit reports every problem
+    with file.open("rb") as fh:
+        return [json.loads(raw) for raw in fh]
 
 
 # -- submit / status / results ------------------------------------------------------
@@ -101,7 +112,9 @@ def submit(args: argparse.Namespace) -> int:
     async def go() -> int:
         async with open_client(args) as (client, _):
             batch = await client.batches.submit(
-                args.file, endpoint=args.endpoint, metadata=metadata or None
+                _requests(args.file, args.endpoint),
+                endpoint=args.endpoint,
+                metadata=metadata or None,
             )
         print(f"{batch.id} {batch.status}")
         return 0

@@ -15,6 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ._common import CLIError
+
 
 def _suite() -> ModuleType | None:
     try:
@@ -38,17 +40,19 @@ def add_parser(sub: Any) -> None:
     suite = _suite()
     if suite is not None:
         suite.build_parser(p)
+    else:
+        # An installed package has no suite: take any options, so that the answer is
+        # what it needs rather than "unrecognized arguments".
+        p.set_defaults(accepts_extra=True)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     suite = _suite()
     if suite is None:
-        print(
-            "error: holysheep bench needs the benchmarks/ directory of a source checkout"
-            " (git clone, then pip install -e '.[bench]')",
-            file=sys.stderr,
+        raise CLIError(
+            "holysheep bench runs the benchmarks/ folder of a source checkout: git clone the"
+            " project, then pip install -e '.[bench]' (or nox -s bench) there"
         )
-        return 2
     results = suite.run(args)
     return 1 if any("/holysheep:" in e for e in results.errors) else 0

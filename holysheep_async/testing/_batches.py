@@ -1,7 +1,10 @@
 """``/v1/files`` and ``/v1/batches`` in the emulator: the OpenAI Batch API with a visible lifecycle.
 
 A batch moves one step each time it is retrieved (or when a test calls
-``server.advance_batches()``), so tests never wait on a wall clock::
+``server.advance_batches()``), so tests never wait on a wall clock; with
+``batch_duration`` set it moves with time instead (``holysheep serve`` does
+this by default), so it finishes in that many seconds however rarely the
+client polls::
 
     validating -> in_progress (request_counts move by ``batch_speed`` per step)
                -> finalizing -> completed
@@ -15,13 +18,18 @@ Settings, read from ``server.options`` at each step (change them any time):
 ``batch_speed``         requests answered per step (default 25); 0 = only
                         ``server.advance_batches()`` moves batches (a whole batch
                         per step), polling does not
+``batch_duration``      seconds from the first retrieve to the last answer, moved
+                        by the clock at each retrieve (0: everything at once);
+                        ``None`` (default): the per-retrieve steps above.
+                        ``advance_batches()`` still steps
 ``batch_api``           ``False``: ``/v1/files`` and ``/v1/batches`` answer 404 (a relay
                         without a Batch API); an int: answer that status (405, 501)
 ``batch_fail``          regex: requests whose ``custom_id`` matches fail with
                         ``batch_fail_status`` (default 500) in the error file
 ``batch_fail_rate``     share of requests that fail (deterministic per ``custom_id``)
 ``batch_fail_once``     a failing ``custom_id`` fails only the first time it is seen
-``batch_expire_after``  steps in ``in_progress`` before the batch expires
+``batch_expire_after``  steps in ``in_progress`` before the batch expires (seconds
+                        with ``batch_duration``)
 ``batch_token_limit``   enqueued-token limit: a bigger batch moves to ``failed``
 ======================  ==========================================================
 
@@ -37,6 +45,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -59,6 +68,7 @@ class _Batch:
     done: _Done
     lines: _Lines = field(default_factory=_Lines)
     steps_in_progress: int = 0
+    started: float = 0.0  # _clock() when it went in_progress (batch_duration)
 
     @property
     def status(self) -> str:
@@ -83,8 +93,16 @@ def advance_batches(server: MockServer, steps: int = 1) -> None:
 # the lifecycle
 
 
+#: The clock of ``batch_duration`` (a test may put a fake one here).
+_clock = time.monotonic
+
+
 def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = False) -> None:
     opts = server.options
+    duration = opts.get("batch_duration")
+    if duration is not None and not force:
+        _move_with_time(server, store, batch, float(duration))
+        return
     speed = int(opts.get("batch_speed", 25))
     if speed <= 0:
         if not force:
@@ -99,27 +117,14 @@ def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = Fal
             return
         obj.update(status="in_progress", in_progress_at=_now())
         obj["request_counts"]["total"] = len(batch.lines)
+        batch.started = _clock()
     elif status == "in_progress":
         batch.steps_in_progress += 1
         expire_after = opts.get("batch_expire_after")
         if expire_after is not None and batch.steps_in_progress > int(expire_after):
-            _finish(
-                server,
-                store,
-                batch,
-                "expired",
-                "batch_expired",
-                "This request could not be executed before the completion window expired.",
-            )
+            _expire(server, store, batch)
             return
-        start = len(batch.done)
-        counts = obj["request_counts"]
-        for line in batch.lines[start : start + speed]:
-            answer = _answer(server, store, line)
-            batch.done.append(answer)
-            counts["completed" if answer["response"]["status_code"] == 200 else "failed"] += 1
-        if len(batch.done) >= len(batch.lines):
-            obj.update(status="finalizing", finalizing_at=_now())
+        _answer_more(server, store, batch, speed)
     elif status == "finalizing":
         _finish(server, store, batch, "completed", "", "")
     elif status == "cancelling":
@@ -131,6 +136,51 @@ def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = Fal
             "batch_cancelled",
             "This request could not be executed before the batch was cancelled.",
         )
+
+
+def _move_with_time(server: MockServer, store: _Store, batch: _Batch, duration: float) -> None:
+    """``batch_duration``: the whole way a batch has come by now, in one retrieve.
+
+    ``finalizing`` (and ``cancelling``) still shows for one retrieve, as a real
+    service shows it.
+    """
+    was = batch.status
+    if was == "validating":
+        _step(server, store, batch, force=True)
+    if batch.status == "in_progress":
+        elapsed = _clock() - batch.started
+        expire_after = server.options.get("batch_expire_after")
+        if expire_after is not None and elapsed > float(expire_after):
+            _expire(server, store, batch)
+            return
+        total = len(batch.lines)
+        due = total if duration <= 0 else int(total * min(1.0, elapsed / duration))
+        _answer_more(server, store, batch, due - len(batch.done))
+    if was in ("finalizing", "cancelling"):
+        _step(server, store, batch, force=True)
+
+
+def _answer_more(server: MockServer, store: _Store, batch: _Batch, n: int) -> None:
+    """Answer the next ``n`` requests; a batch with all answered moves to finalizing."""
+    start = len(batch.done)
+    counts = batch.obj["request_counts"]
+    for line in batch.lines[start : start + max(0, n)]:
+        answer = _answer(server, store, line)
+        batch.done.append(answer)
+        counts["completed" if answer["response"]["status_code"] == 200 else "failed"] += 1
+    if len(batch.done) >= len(batch.lines):
+        batch.obj.update(status="finalizing", finalizing_at=_now())
+
+
+def _expire(server: MockServer, store: _Store, batch: _Batch) -> None:
+    _finish(
+        server,
+        store,
+        batch,
+        "expired",
+        "batch_expired",
+        "This request could not be executed before the completion window expired.",
+    )
 
 
 def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:

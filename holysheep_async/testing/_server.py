@@ -238,6 +238,17 @@ class MockServer:
     # -- serving ------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._serve_connection(reader, writer)
+        except asyncio.CancelledError:
+            # The server is shutting down (stop(), Ctrl-C on ``holysheep serve``) with this
+            # connection mid-answer. Nothing awaits this task, and asyncio (3.11) would log
+            # the cancellation as an error with a traceback: end it quietly instead.
+            return
+
+    async def _serve_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         self._conns.add(writer)
         try:
             while True:
