@@ -1100,7 +1100,8 @@ class _Run:
         messages = body.pop("messages", None)
         cid = request.custom_id
         try:
-            completion = await self.b._chat.create(model=model, messages=messages, **body)
+            # The rest of the line's body as it stands (server-specific fields too).
+            completion = await self.b._chat.create(model=model, messages=messages, extra_body=body)
         except (AuthenticationError, PermissionDeniedError):
             raise  # every other request would fail the same way: stop, resume later
         except APIStatusError as exc:

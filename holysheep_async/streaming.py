@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Generic, NoReturn
 
 import anyio
 import httpx
@@ -53,6 +53,7 @@ from pydantic import ValidationError
 from pydantic_core import from_json
 
 from ._compat import loop_clock
+from ._structured import parse_answer
 from .errors import (
     _QUOTA_WORDS,
     APIConnectionError,
@@ -65,13 +66,19 @@ from .errors import (
     describe_error_body,
     invalid_response,
 )
-from .models import ChatCompletionChunk, Usage
+from .models import ChatCompletionChunk, ModelT, Usage
 from .sse import RawEvent, SSEDecoder, SSEError
 
 if TYPE_CHECKING:
     from ._requester import Reply, Requester
 
-__all__ = ["RESUME_STRATEGIES", "ChatStream", "ResumeStrategy", "StreamMetrics"]
+__all__ = [
+    "RESUME_STRATEGIES",
+    "ChatStream",
+    "ParsedChatStream",
+    "ResumeStrategy",
+    "StreamMetrics",
+]
 
 log = logging.getLogger("holysheep_async")
 
@@ -225,6 +232,8 @@ class ChatStream:
         idle_timeout: float | None,
         resume: ResumeStrategy | None = None,
         headers: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
         usage_by_default: bool = False,
     ) -> None:
         self._requester = requester
@@ -234,6 +243,8 @@ class ChatStream:
         self._idle = idle_timeout
         self._resume = resume
         self._headers = dict(headers) if headers else None
+        self._query = query
+        self._timeout = timeout
         self._usage_by_default = usage_by_default
         n = body.get("n")
         self._n = n if isinstance(n, int) and n > 1 else 1
@@ -268,6 +279,7 @@ class ChatStream:
         self._last_text = 0.0
         # What the stream said.
         self._parts: list[str] = []
+        self._refusal: list[str] = []
         self._finish: dict[int, str] = {}
         self._usage_raw: Any = None
         self._usage: Usage | None = None
@@ -347,6 +359,25 @@ class ChatStream:
     def response(self) -> httpx.Response | None:
         """The HTTP response of the current attempt (headers, request id), once opened."""
         return self._reply.response if self._reply is not None else None
+
+    @property
+    def refusal(self) -> str | None:
+        """The first choice's refusal text (a model declining a ``response_format``), if any."""
+        return "".join(self._refusal) if self._refusal else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id`` of the current attempt, once the stream is open."""
+        response = self.response
+        return response.headers.get("x-request-id") if response is not None else None
+
+    @property
+    def rate_limits(self) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers of the current attempt, without the prefix."""
+        response = self.response
+        if response is None:
+            return {}
+        return {k[12:]: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
 
     def __repr__(self) -> str:
         return (
@@ -474,6 +505,8 @@ class ChatStream:
                 stream=True,
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,
+                params=self._query,
+                timeout=self._timeout,
             )
         except BadRequestError as exc:
             if self._drop_stream_options(exc):
@@ -702,6 +735,8 @@ class ChatStream:
                         text = content
                     elif delta.get("tool_calls") or delta.get("function_call"):
                         self._tool_calls = True
+                    elif index == 0 and delta.get("refusal"):
+                        self._refusal.append(delta["refusal"])
                 reason = choice.get("finish_reason")
                 if reason:
                     self._finish[index] = reason
@@ -932,3 +967,27 @@ class ChatStream:
             body=body,
             code=code,
         )
+
+
+class ParsedChatStream(ChatStream, Generic[ModelT]):
+    """A stream asked for with ``response_format=SomeModel``: ``.parsed`` once it has ended.
+
+    The text streams as usual (partial JSON); at the end ``stream.parsed`` is
+    the answer validated into ``SomeModel``. Reading it raises
+    :class:`RefusalError` when the model refused, :class:`StructuredOutputError`
+    when the answer does not fit, ``RuntimeError`` before the stream has ended.
+    """
+
+    _model_class: type[ModelT]
+
+    @property
+    def parsed(self) -> ModelT:
+        if not self._complete:
+            raise RuntimeError("stream.parsed is known once the stream has ended: iterate it first")
+        cached = self.__dict__.get("_parsed_value")
+        if cached is None:
+            cached = parse_answer(
+                self._model_class, self.text, self.refusal, self.finish_reason
+            )
+            self._parsed_value = cached
+        return cached
