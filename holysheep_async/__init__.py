@@ -29,8 +29,10 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    RefusalError,
     StreamError,
     StreamIdleTimeout,
+    StructuredOutputError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -43,14 +45,27 @@ from .models import (
     Choice,
     ChoiceDelta,
     ChunkChoice,
+    Embedding,
+    EmbeddingsResponse,
+    FileDeleted,
     FileObject,
+    Model,
+    ParsedChatCompletion,
     Usage,
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
-from .streaming import ChatStream, StreamMetrics
+from .streaming import ChatStream, ParsedChatStream, StreamMetrics
 
 __all__ = [
+    "ParsedChatStream",
+    "ParsedChatCompletion",
+    "Model",
+    "FileDeleted",
+    "EmbeddingsResponse",
+    "Embedding",
+    "StructuredOutputError",
+    "RefusalError",
     "APIConnectionError",
     "APIStatusError",
     "APITimeoutError",

@@ -280,6 +280,7 @@ class ChatStream:
         # What the stream said.
         self._parts: list[str] = []
         self._refusal: list[str] = []
+        self._headers_seen: httpx.Headers | None = None
         self._finish: dict[int, str] = {}
         self._usage_raw: Any = None
         self._usage: Usage | None = None
@@ -367,17 +368,17 @@ class ChatStream:
 
     @property
     def request_id(self) -> str | None:
-        """The server's ``x-request-id`` of the current attempt, once the stream is open."""
-        response = self.response
-        return response.headers.get("x-request-id") if response is not None else None
+        """The server's ``x-request-id`` of the latest attempt, once the stream is open."""
+        headers = self._headers_seen
+        return headers.get("x-request-id") if headers is not None else None
 
     @property
     def rate_limits(self) -> dict[str, str]:
-        """The ``x-ratelimit-*`` headers of the current attempt, without the prefix."""
-        response = self.response
-        if response is None:
+        """The ``x-ratelimit-*`` headers of the latest attempt, without the prefix."""
+        headers = self._headers_seen
+        if headers is None:
             return {}
-        return {k[12:]: v for k, v in response.headers.items() if k.startswith("x-ratelimit-")}
+        return {k[12:]: v for k, v in headers.items() if k.startswith("x-ratelimit-")}
 
     def __repr__(self) -> str:
         return (
@@ -520,6 +521,7 @@ class ChatStream:
         self.metrics.queued += reply.permit.waited
         self._reply = reply
         response = reply.response
+        self._headers_seen = response.headers
         ctype = response.headers.get("content-type", "").lower()
         if "html" in ctype:
             # A captive portal or a relay's error page answered 200.

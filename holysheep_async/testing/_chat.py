@@ -265,7 +265,7 @@ async def _complete(
             "usage": _usage(body, sum(len(a) for a in answers)),
             "system_fingerprint": "fp_holysheep_mock",
         },
-        {"x-request-id": request.request_id or ""},
+        {"x-request-id": request.request_id or "", **request.answer_headers},
     )
 
 
@@ -313,6 +313,7 @@ async def _stream(
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-request-id": request.request_id or "",
+            **request.answer_headers,
         },
     )
     answers = [_answer(server, body, i) for i in range(n_choices)]
