@@ -56,8 +56,12 @@ from .models import (
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
 from .streaming import ChatStream, ParsedChatStream, StreamMetrics
+from .sync import Client, SyncChatStream, SyncParsedChatStream
 
 __all__ = [
+    "SyncParsedChatStream",
+    "SyncChatStream",
+    "Client",
     "ParsedChatStream",
     "ParsedChatCompletion",
     "Model",
