@@ -51,6 +51,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
+from typing_extensions import Self
 
 from ._compat import loop_clock
 from ._structured import parse_answer
@@ -291,7 +292,7 @@ class ChatStream:
 
     # -- public surface ---------------------------------------------------------
 
-    async def __aenter__(self) -> ChatStream:
+    async def __aenter__(self) -> Self:
         self._entered = True
         return self
 

@@ -97,9 +97,9 @@ async def test_unknown_keyword_is_a_type_error_naming_it(
 
 async def test_bad_option_types_are_named(client: AsyncClient) -> None:
     with pytest.raises(TypeError, match="extra_body must be a dict"):
-        await client.chat.create(model="m", messages=MESSAGES, extra_body=[1])  # type: ignore[arg-type]
+        await client.chat.create(model="m", messages=MESSAGES, extra_body=[1])  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="timeout must be"):
-        await client.chat.create(model="m", messages=MESSAGES, timeout="5")  # type: ignore[arg-type]
+        await client.chat.create(model="m", messages=MESSAGES, timeout="5")  # type: ignore[call-overload]
 
 
 @pytest.fixture

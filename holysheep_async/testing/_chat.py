@@ -238,7 +238,16 @@ async def _complete(
     answers = [_answer(server, body, i) for i in range(n_choices)]
     n_tokens = max(len(a) for a in answers)
     delay = server.ttft + server.itl * max(0, n_tokens - 1)
-    if delay:
+    if delay > 0.1:
+        # A long wait notices a client that gave up (and closes), as a real server would.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while loop.time() < deadline:
+            if _client_gone(responder):
+                responder.abort()
+                return
+            await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
+    elif delay:
         await asyncio.sleep(delay)
     refused = _refused(body)
     choices = [

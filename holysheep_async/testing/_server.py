@@ -239,6 +239,8 @@ class MockServer:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._conns.add(writer)
+        with self._conns_changed:
+            self._conns_changed.notify_all()
         try:
             while True:
                 try:
