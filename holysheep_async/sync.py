@@ -265,7 +265,8 @@ class Client:
     >>> with Client() as client:  # doctest: +SKIP
     ...     print(client.chat.create(model="gpt-4o", messages=[...]).text)
 
-    Runs an ``AsyncClient`` in one background event loop thread. Close it
+    Runs an ``AsyncClient`` in one background event loop thread (an
+    ``http_client`` handed in is used from that thread). Close it
     (``with``, or ``close()``) to stop that thread; one left open is closed
     when it is garbage collected or at exit.
     """
@@ -282,6 +283,7 @@ class Client:
         max_concurrency: int | None = None,
         burst: int | None = None,
         stream_idle_timeout: float | None = 30.0,
+        http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
         default_headers: Mapping[str, str] | None = None,
         allow_insecure_http: bool = False,
@@ -297,6 +299,7 @@ class Client:
             max_concurrency=max_concurrency,
             burst=burst,
             stream_idle_timeout=stream_idle_timeout,
+            http_client=http_client,
             retry=retry,
             default_headers=default_headers,
             allow_insecure_http=allow_insecure_http,
