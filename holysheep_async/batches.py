@@ -58,7 +58,14 @@ from .jsonl import (
     write_requests,
     write_results,
 )
-from .models import Batch, ChatCompletion, EmbeddingsResponse, FileObject
+from .models import (
+    Batch,
+    ChatCompletion,
+    EmbeddingsResponse,
+    FileObject,
+    _FromResponse,
+    attach_response,
+)
 from .resources import Embeddings
 
 if TYPE_CHECKING:
@@ -724,9 +731,12 @@ class Batches:
     @staticmethod
     def _parse(response: httpx.Response, model: type[M], expected: str) -> M:
         try:
-            return model.model_validate_json(response.content)
+            obj = model.model_validate_json(response.content)
         except ValidationError:
             raise invalid_response(response, expected) from None
+        if isinstance(obj, _FromResponse):
+            attach_response(obj, response)  # .request_id, .rate_limits
+        return obj
 
 
 async def _refuse_html(response: httpx.Response, file_id: str) -> None:

@@ -112,3 +112,12 @@ async def test_list_follows_pages() -> None:
         # Three pages of at most two; every file once.
         assert sorted(f.id for f in listed) == sorted(f.id for f in made)
         assert len([r for r in server.requests if r.path == "/v1/files" and r.method == "GET"]) == 3
+
+
+async def test_batch_objects_keep_the_request_id(client: AsyncClient, server: MockServer) -> None:
+    batch = await client.batches.submit(
+        [{"custom_id": "a", "model": "m", "messages": [{"role": "user", "content": "x"}]}]
+    )
+    assert batch.request_id == server.requests[-1].request_id
+    again = await client.batches.retrieve(batch.id)
+    assert again.request_id == server.requests[-1].request_id
