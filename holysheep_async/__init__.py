@@ -7,6 +7,7 @@
 ...             print(text, end="")
 """
 
+from ._structured import ParsedChatStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -55,7 +56,7 @@ from .models import (
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
-from .streaming import ChatStream, ParsedChatStream, StreamMetrics
+from .streaming import ChatStream, StreamMetrics
 from .sync import Client, SyncChatStream, SyncParsedChatStream
 
 __all__ = [

@@ -6,18 +6,27 @@ pydantic's, made to follow the rules of OpenAI's strict mode (every object
 closed with ``additionalProperties: false``, every property listed in
 ``required``, no ``null`` defaults). The answer's text is then validated
 into an ``Invoice``; a refusal or an answer that does not fit raises.
+:class:`ParsedChatStream` does the same at the end of a stream.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from .errors import RefusalError, StructuredOutputError
+from .models import ModelT
+from .streaming import ChatStream
 
-__all__ = ["is_model_class", "parse_answer", "response_format_for", "strict_schema"]
+__all__ = [
+    "ParsedChatStream",
+    "is_model_class",
+    "parse_answer",
+    "response_format_for",
+    "strict_schema",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -106,3 +115,27 @@ def parse_answer(
             finish_reason=finish_reason,
             completion=completion,
         ) from exc
+
+
+class ParsedChatStream(ChatStream, Generic[ModelT]):
+    """A stream asked for with ``response_format=SomeModel``: ``.parsed`` once it has ended.
+
+    The text streams as usual (partial JSON); at the end ``stream.parsed`` is
+    the answer validated into ``SomeModel``. Reading it raises
+    :class:`RefusalError` when the model refused, :class:`StructuredOutputError`
+    when the answer does not fit, ``RuntimeError`` before the stream has ended.
+    """
+
+    _model_class: type[ModelT]
+
+    @property
+    def parsed(self) -> ModelT:
+        if not self._complete:
+            raise RuntimeError("stream.parsed is known once the stream has ended: iterate it first")
+        cached = self.__dict__.get("_parsed_value")
+        if cached is None:
+            cached = parse_answer(
+                self._model_class, self.text, self.refusal, self.finish_reason
+            )
+            self._parsed_value = cached
+        return cached

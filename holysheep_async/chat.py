@@ -17,11 +17,11 @@ from pydantic import BaseModel, ValidationError
 from typing_extensions import Unpack
 
 from ._options import call_timeout, check_extras, unknown_keywords
-from ._structured import is_model_class, parse_answer, response_format_for
+from ._structured import ParsedChatStream, is_model_class, parse_answer, response_format_for
 from .errors import invalid_response
 from .limits import estimate_tokens
 from .models import _PARSED, ChatCompletion, ParsedChatCompletion, attach_response
-from .streaming import RESUME_STRATEGIES, ChatStream, ParsedChatStream, ResumeStrategy
+from .streaming import RESUME_STRATEGIES, ChatStream, ResumeStrategy
 from .types import (
     CHAT_PARAMS,
     ChatCompletionMessageParam,

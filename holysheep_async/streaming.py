@@ -45,7 +45,7 @@ import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import httpx
@@ -54,7 +54,6 @@ from pydantic_core import from_json
 from typing_extensions import Self
 
 from ._compat import loop_clock
-from ._structured import parse_answer
 from .errors import (
     _QUOTA_WORDS,
     APIConnectionError,
@@ -67,19 +66,13 @@ from .errors import (
     describe_error_body,
     invalid_response,
 )
-from .models import ChatCompletionChunk, ModelT, Usage
+from .models import ChatCompletionChunk, Usage
 from .sse import RawEvent, SSEDecoder, SSEError
 
 if TYPE_CHECKING:
     from ._requester import Reply, Requester
 
-__all__ = [
-    "RESUME_STRATEGIES",
-    "ChatStream",
-    "ParsedChatStream",
-    "ResumeStrategy",
-    "StreamMetrics",
-]
+__all__ = ["RESUME_STRATEGIES", "ChatStream", "ResumeStrategy", "StreamMetrics"]
 
 log = logging.getLogger("holysheep_async")
 
@@ -971,26 +964,3 @@ class ChatStream:
             code=code,
         )
 
-
-class ParsedChatStream(ChatStream, Generic[ModelT]):
-    """A stream asked for with ``response_format=SomeModel``: ``.parsed`` once it has ended.
-
-    The text streams as usual (partial JSON); at the end ``stream.parsed`` is
-    the answer validated into ``SomeModel``. Reading it raises
-    :class:`RefusalError` when the model refused, :class:`StructuredOutputError`
-    when the answer does not fit, ``RuntimeError`` before the stream has ended.
-    """
-
-    _model_class: type[ModelT]
-
-    @property
-    def parsed(self) -> ModelT:
-        if not self._complete:
-            raise RuntimeError("stream.parsed is known once the stream has ended: iterate it first")
-        cached = self.__dict__.get("_parsed_value")
-        if cached is None:
-            cached = parse_answer(
-                self._model_class, self.text, self.refusal, self.finish_reason
-            )
-            self._parsed_value = cached
-        return cached

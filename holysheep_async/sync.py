@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from typing_extensions import Self, Unpack
 
 from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from ._structured import ParsedChatStream
 from .batches import Batches
 from .client import AsyncClient
 from .limits import Limiter
@@ -34,7 +35,7 @@ from .models import ChatCompletion, ChatCompletionChunk, ModelT, ParsedChatCompl
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
 from .retry import RetryPolicy
-from .streaming import ChatStream, ParsedChatStream, ResumeStrategy, StreamMetrics
+from .streaming import ChatStream, ResumeStrategy, StreamMetrics
 from .types import (
     ChatCompletionMessageParam,
     ChatParams,
