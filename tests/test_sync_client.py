@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from holysheep_async import AsyncClient, Client, RefusalError
+from holysheep_async import APIConnectionError, AsyncClient, Client, RefusalError
 from holysheep_async.testing import MockServer
 from holysheep_async.testing._chat import answer_text
 from holysheep_async.types import ChatCompletionMessageParam
@@ -294,3 +294,29 @@ def test_ctrl_c_during_a_blocking_call_cancels_the_request(tmp_path: Path) -> No
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def test_a_stream_error_comes_after_the_text_before_it(sync_client: Client) -> None:
+    got: list[str] = []
+    with (
+        pytest.raises(APIConnectionError) as info,
+        sync_client.chat.stream(
+            model="m", messages=ASK, max_tokens=8, extra_headers={"x-mock-fault": "drop; after=3"}
+        ) as stream,
+    ):
+        for text in stream:
+            got.append(text)
+    assert "".join(got) == answer_text(ASK, 8)[: len("".join(got))] and len(got) == 3
+    assert info.value.partial_text == "".join(got) == stream.text
+
+
+def test_leaving_a_sync_stream_early_closes_its_connection() -> None:
+    with (
+        MockServer(itl=0.01, tokens=50_000) as server,
+        Client(api_key="k", base_url=server.base_url) as client,
+    ):
+        for _text in client.chat.stream(model="m", messages=ASK):  # bare, no `with`
+            break
+        # The client is open; the stream's connection is closed, not kept for reuse.
+        assert server.wait_connections(0, timeout=10) == 0
+        assert client.chat.create(model="m", messages=ASK, max_tokens=2).text
