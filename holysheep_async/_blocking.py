@@ -18,18 +18,19 @@ out by hand, since a ``ParamSpec`` cannot carry overloads.
 
 from __future__ import annotations
 
-import asyncio
 import functools
+import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Concatenate, Generic, TypeVar, overload
 
 import anyio
-import sniffio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import ParamSpec, Self
+
+from ._compat import running_library
 
 __all__ = ["Portal", "SyncResource", "blocking", "blocking_iter"]
 
@@ -58,13 +59,16 @@ class Portal:
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """``await fn()`` in the loop thread and return its result, blocking this thread."""
-        future = self.start(fn)
+        future = None
         try:
+            with _sigint_deferred():
+                future = self.start(fn)
             return future.result()
         except BaseException:
             # KeyboardInterrupt (or any error of our own thread) while waiting: cancel the
             # task in the loop so that its request or stream is closed, not left running.
-            future.cancel()
+            if future is not None:
+                future.cancel()
             raise
 
     def start(self, fn: Callable[[], Awaitable[T]]) -> Future[T]:
@@ -91,16 +95,32 @@ class Portal:
         return self._cm is None
 
 
-def _refuse_inside_a_loop(what: str) -> None:
-    try:
-        lib = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C while a task is handed to the loop, until its future is ours.
+
+    A ``KeyboardInterrupt`` raised inside ``start_task_soon`` after the task was
+    scheduled would leave it running with nobody to cancel it. Blocked here, the
+    signal is delivered when the block ends, where the caller can cancel the task.
+    Main thread on POSIX only (where signals land); elsewhere a no-op.
+    """
+    if _CAN_MASK and threading.current_thread() is threading.main_thread():
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        lib = "asyncio"
-    raise RuntimeError(_IN_LOOP.format(what=what, lib=lib))
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+    else:
+        yield
+
+
+_CAN_MASK = hasattr(signal, "pthread_sigmask")
+
+
+def _refuse_inside_a_loop(what: str) -> None:
+    lib = running_library()
+    if lib:
+        raise RuntimeError(_IN_LOOP.format(what=what, lib=lib))
 
 
 #: Items handed over per round trip between the threads, at most (and read ahead, at most).
@@ -138,8 +158,10 @@ def iterate(
                 break
         return items
 
-    pumping = portal.start(pump)
+    pumping = None
     try:
+        with _sigint_deferred():
+            pumping = portal.start(pump)
         while True:
             items = portal.run(take)
             if not items:
@@ -147,7 +169,7 @@ def iterate(
             yield from items
         pumping.result()  # the error the iterator ended with, after all it yielded before it
     finally:
-        if not pumping.done():
+        if pumping is not None and not pumping.done():
             pumping.cancel()
 
         async def finish() -> None:
