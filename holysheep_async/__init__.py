@@ -8,6 +8,7 @@
 """
 
 from ._shared_config import SharedLimits
+from ._structured import ParsedChatStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -30,9 +31,11 @@ from .errors import (
     PermissionDeniedError,
     QuotaExceededError,
     RateLimitError,
+    RefusalError,
     SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
+    StructuredOutputError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -45,12 +48,18 @@ from .models import (
     Choice,
     ChoiceDelta,
     ChunkChoice,
+    Embedding,
+    EmbeddingsResponse,
+    FileDeleted,
     FileObject,
+    Model,
+    ParsedChatCompletion,
     Usage,
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
 from .streaming import ChatStream, StreamMetrics
+from .sync import Client, SyncChatStream, SyncParsedChatStream
 
 __all__ = [
     "APIConnectionError",
@@ -74,21 +83,29 @@ __all__ = [
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
+    "Client",
     "ConfigurationError",
     "ConflictError",
     "DEFAULT_BASE_URL",
+    "Embedding",
+    "EmbeddingsResponse",
+    "FileDeleted",
     "FileObject",
     "HolySheepError",
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidResponseError",
     "Limiter",
+    "Model",
     "MonthlyEstimate",
     "NotFoundError",
+    "ParsedChatCompletion",
+    "ParsedChatStream",
     "PermissionDeniedError",
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "RefusalError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",
@@ -96,6 +113,9 @@ __all__ = [
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "StructuredOutputError",
+    "SyncChatStream",
+    "SyncParsedChatStream",
     "UnknownModelError",
     "Usage",
     "UsageTally",

@@ -51,7 +51,8 @@ from .jsonl import (
     to_request,
     write_results,
 )
-from .models import Batch
+from .models import Batch, ChatCompletion, EmbeddingsResponse
+from .resources import Embeddings
 
 if TYPE_CHECKING:
     from .batches import Batches
@@ -576,10 +577,17 @@ class _Run:
     async def call(self, request: BatchRequest) -> BatchResult:
         body = dict(request.body)
         model = body.pop("model", None)
-        messages = body.pop("messages", None)
         cid = request.custom_id
+        answer: ChatCompletion | EmbeddingsResponse
         try:
-            completion = await self.b._chat.create(model=model, messages=messages, **body)
+            # The rest of the line's body as it stands (server-specific fields too).
+            if request.url.endswith("/embeddings"):
+                answer = await Embeddings(self.b._requester).create(
+                    model=model, input=body.pop("input", None), extra_body=body
+                )
+            else:
+                messages = body.pop("messages", None)
+                answer = await self.b._chat.create(model=model, messages=messages, extra_body=body)
         except (AuthenticationError, PermissionDeniedError):
             raise  # every other request would fail the same way: stop, resume later
         except APIStatusError as exc:
@@ -598,9 +606,10 @@ class _Run:
         return BatchResult(
             cid,
             200,
-            completion.model_dump(mode="json"),
+            answer.model_dump(mode="json"),
             None,
-            id=f"direct-{completion.id}",
+            id=f"direct-{getattr(answer, 'id', None) or answer.request_id or cid}",
+            request_id=answer.request_id,
             direct=True,
         )
 

@@ -58,7 +58,12 @@ from .jsonl import (
     validate_requests,
     write_requests,
 )
-from .models import Batch, FileObject
+from .models import (
+    Batch,
+    FileObject,
+    _FromResponse,
+    attach_response,
+)
 
 if TYPE_CHECKING:
     from ._requester import Requester
@@ -526,9 +531,12 @@ class Batches:
     @staticmethod
     def _parse(response: httpx.Response, model: type[M], expected: str) -> M:
         try:
-            return model.model_validate_json(response.content)
+            obj = model.model_validate_json(response.content)
         except ValidationError:
             raise invalid_response(response, expected) from None
+        if isinstance(obj, _FromResponse):
+            attach_response(obj, response)  # .request_id, .rate_limits
+        return obj
 
 
 async def _body(response: httpx.Response, file_id: str) -> AsyncIterator[bytes]:

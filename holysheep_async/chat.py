@@ -1,27 +1,48 @@
-"""``client.chat``: chat completions, whole (``create``) or streamed (``stream``)."""
+"""``client.chat``: chat completions, whole (``create``) or streamed (``stream``).
+
+Both take the request fields of the OpenAI spec as typed keyword arguments
+(:class:`~holysheep_async.types.ChatParams`), checked per call by one set
+difference against the known names, nothing more: an unknown name raises
+``TypeError`` at once. ``extra_headers`` / ``extra_query`` / ``extra_body`` /
+``timeout`` are options of the call (see :mod:`._options`).
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from typing_extensions import Unpack
 
 from . import _otel
+from ._options import call_timeout, check_extras, unknown_keywords
+from ._structured import ParsedChatStream, is_model_class, parse_answer, response_format_for
 from .errors import invalid_response
 from .limits import estimate_tokens
-from .models import ChatCompletion
+from .models import _PARSED, ChatCompletion, ParsedChatCompletion, attach_response
 from .streaming import RESUME_STRATEGIES, ChatStream, ResumeStrategy
+from .types import (
+    CHAT_PARAMS,
+    ChatCompletionMessageParam,
+    ChatParams,
+    Headers,
+    Query,
+    ResponseFormatParam,
+    Timeout,
+)
 
 if TYPE_CHECKING:
     from ._requester import Requester
 
 __all__ = ["Chat"]
 
+M = TypeVar("M", bound=BaseModel)
+
 
 def _body(
-    model: str, messages: Iterable[Mapping[str, Any]], params: dict[str, Any]
+    model: str, messages: Iterable[Mapping[str, Any]], params: Mapping[str, Any]
 ) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
@@ -37,8 +58,44 @@ def _body(
     return {"model": model, "messages": msgs, **params}
 
 
+def _check_params(method: str, params: Mapping[str, Any]) -> None:
+    if "stream" in params:
+        if method == "chat.create":
+            raise ValueError("chat.create does not stream: use client.chat.stream(...)")
+        raise ValueError("chat.stream always streams: use client.chat.create(...)")
+    raise unknown_keywords(method, params, CHAT_PARAMS)
+
+
+def _apply(
+    body: dict[str, Any],
+    response_format: object,
+    extra_headers: object,
+    extra_query: object,
+    extra_body: object,
+) -> type[BaseModel] | None:
+    """Put ``response_format`` and ``extra_body`` into ``body``; the model class to parse into."""
+    check_extras(extra_headers, extra_query, extra_body)
+    parse: type[BaseModel] | None = None
+    if response_format is not None:
+        if is_model_class(response_format):
+            parse = response_format  # type: ignore[assignment]
+            assert parse is not None
+            body["response_format"] = response_format_for(parse)
+        elif isinstance(response_format, Mapping):
+            body["response_format"] = response_format
+        else:
+            raise TypeError(
+                "response_format must be a pydantic model class or a dict such as"
+                f" {{'type': 'json_object'}}, got {response_format!r:.80}"
+            )
+    if extra_body:
+        assert isinstance(extra_body, Mapping)
+        body.update(extra_body)
+    return parse
+
+
 class Chat:
-    """Chat completions. Extra keyword arguments go into the request body unchanged."""
+    """Chat completions (``create``, ``stream``) with the OpenAI spec's request fields."""
 
     def __init__(self, requester: Requester) -> None:
         self._requester = requester
@@ -47,41 +104,149 @@ class Chat:
         """The request's estimated tokens, for a tokens-per-minute limit (0 without one)."""
         return estimate_tokens(body) if self._requester.limiter.tpm else 0
 
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: type[M],
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> ParsedChatCompletion[M]: ...
+
+    @overload
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: ResponseFormatParam | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> ChatCompletion: ...
+
     @_otel.chat_create
     async def create(
-        self, *, model: str, messages: Iterable[Mapping[str, Any]], **params: Any
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: type[BaseModel] | ResponseFormatParam | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
     ) -> ChatCompletion:
         """One chat completion, waited for whole.
 
         >>> completion = await client.chat.create(  # doctest: +SKIP
         ...     model="gpt-4o", messages=[{"role": "user", "content": "Hi"}], temperature=0.2)
         >>> completion.text  # doctest: +SKIP
+
+        ``response_format=SomeModel`` (a pydantic model class): structured output;
+        the result is a :class:`ParsedChatCompletion` whose ``.parsed`` is a
+        ``SomeModel``, and a refusal or an answer that does not fit raises
+        :class:`RefusalError` / :class:`StructuredOutputError`.
         """
-        if params.get("stream"):
-            raise ValueError("chat.create does not stream: use client.chat.stream(...)")
+        if params and not CHAT_PARAMS.issuperset(params):
+            _check_params("chat.create", params)
         body = _body(model, messages, params)
+        parse = None
+        if (
+            response_format is not None
+            or extra_body is not None
+            or extra_headers is not None
+            or extra_query is not None
+        ):
+            parse = _apply(body, response_format, extra_headers, extra_query, extra_body)
+            if body.get("stream"):
+                raise ValueError("chat.create does not stream: use client.chat.stream(...)")
         reply = await self._requester.request(
-            "POST", "/chat/completions", json=body, tokens=self._tokens(body)
+            "POST",
+            "/chat/completions",
+            json=body,
+            tokens=self._tokens(body),
+            headers=extra_headers,
+            params=extra_query,
+            timeout=None if timeout is None else call_timeout(timeout),
         )
+        cls = ChatCompletion if parse is None else ParsedChatCompletion
         try:
-            completion = ChatCompletion.model_validate_json(reply.response.content)
+            completion = cls.model_validate_json(reply.response.content)
         except ValidationError:
             raise invalid_response(reply.response, "a chat.completion JSON object") from None
+        attach_response(completion, reply.response)
         if completion.usage is not None:
             reply.permit.reconcile(completion.usage.total_tokens)
             self._requester.record_usage(completion.model or model, completion.usage)
+        if parse is not None:
+            choice = completion.choices[0] if completion.choices else None
+            parsed = parse_answer(
+                parse,
+                choice.message.content if choice else None,
+                choice.message.refusal if choice else None,
+                choice.finish_reason if choice else None,
+                completion,
+            )
+            object.__setattr__(completion, _PARSED, parsed)
         return completion
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: type[M],
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        resume: bool | str | ResumeStrategy = False,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> ParsedChatStream[M]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: ResponseFormatParam | None = None,
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        resume: bool | str | ResumeStrategy = False,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> ChatStream: ...
 
     def stream(
         self,
         *,
         model: str,
-        messages: Iterable[Mapping[str, Any]],
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: type[BaseModel] | ResponseFormatParam | None = None,
         include_usage: bool = True,
         idle_timeout: float | Literal["client"] | None = "client",
         resume: bool | str | ResumeStrategy = False,
-        extra_headers: Mapping[str, str] | None = None,
-        **params: Any,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
     ) -> ChatStream:
         """A streamed chat completion (see :class:`ChatStream`); nothing is sent until iterated.
 
@@ -99,11 +264,22 @@ class Chat:
         prefix: ``True`` / ``"assistant"``, ``"prefix"`` (DeepSeek, Mistral),
         ``"vllm"`` (vLLM, SGLang), or your own ``(body, partial_text) -> body``.
         Only for servers that continue a prefix (not OpenAI's API), and with ``n=1``.
-        ``extra_headers``: sent with this request only.
+        ``response_format=SomeModel``: the stream's ``.parsed`` is a ``SomeModel``
+        once it has ended (see :class:`ParsedChatStream`).
         """
-        if params.get("stream") is False:
-            raise ValueError("chat.stream always streams: use client.chat.create(...)")
+        if params and not CHAT_PARAMS.issuperset(params):
+            _check_params("chat.stream", params)
         body = _body(model, messages, params)
+        parse = None
+        if (
+            response_format is not None
+            or extra_body is not None
+            or extra_headers is not None
+            or extra_query is not None
+        ):
+            parse = _apply(body, response_format, extra_headers, extra_query, extra_body)
+            if body.get("stream") is False:
+                raise ValueError("chat.stream always streams: use client.chat.create(...)")
         body["stream"] = True
         by_default = include_usage and "stream_options" not in body
         if by_default:
@@ -138,12 +314,18 @@ class Chat:
         n = body.get("n")
         if strategy is not None and isinstance(n, int) and n > 1:
             raise ValueError("resume works with one choice only (n=1)")
-        return ChatStream(
+        stream = ChatStream if parse is None else ParsedChatStream
+        made = stream(
             self._requester,
             body,
             tokens=self._tokens(body),
             idle_timeout=idle,
             resume=strategy,
             headers=extra_headers,
+            query=extra_query,
+            timeout=None if timeout is None else call_timeout(timeout),
             usage_by_default=by_default,
         )
+        if isinstance(made, ParsedChatStream) and parse is not None:
+            made._model_class = parse
+        return made

@@ -1,4 +1,7 @@
-"""``AsyncClient``: configuration, the HTTP transport, limits, retries; ``.chat``, ``.batches``."""
+"""``AsyncClient``: configuration, the HTTP transport, limits, retries, and the resources.
+
+``.chat``, ``.batches``, ``.models``, ``.embeddings``, ``.files``.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from .chat import Chat
 from .errors import ConfigurationError
 from .limits import Limiter, Limits
 from .pricing import UsageTally
+from .resources import Embeddings, Files, Models
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
@@ -237,6 +241,9 @@ class AsyncClient:
         )
         self.chat = Chat(self._requester)
         self.batches = Batches(self._requester, self.chat)
+        self.models = Models(self._requester)
+        self.embeddings = Embeddings(self._requester)
+        self.files = Files(self._requester)
         #: Requests, tokens and cost of every answer so far, per model (``UsageTally``).
         self.usage = UsageTally()
         self._requester.usage_hooks.append(self.usage.record)

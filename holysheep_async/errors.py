@@ -20,6 +20,8 @@
     ├── InvalidResponseError          a 2xx answer whose body is not what the protocol says
     ├── StreamError                   error object or malformed event inside a 200 stream
     │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    ├── StructuredOutputError         response_format=Model: the answer is not a valid Model
+    │   └── RefusalError              ... because the model refused (``.refusal`` says why)
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
     ├── BatchFailedError              a batch ended failed / expired / cancelled
     ├── BatchTimeoutError             waiting for a batch took longer than its timeout
@@ -58,8 +60,10 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitError",
     "SharedLimitsError",
+    "RefusalError",
     "StreamError",
     "StreamIdleTimeout",
+    "StructuredOutputError",
     "make_status_error",
 ]
 
@@ -198,6 +202,38 @@ class StreamError(HolySheepError):
 
 class IncompleteStreamError(StreamError):
     """The stream ended with neither ``data: [DONE]`` nor a finish reason: the answer may be cut."""
+
+
+class StructuredOutputError(HolySheepError):
+    """An answer asked for with ``response_format=Model`` does not parse as ``Model``.
+
+    ``text``: what the model said; ``finish_reason`` ("length" means it was cut
+    off by ``max_tokens``); ``completion``: the whole completion (usage, id), or
+    None for a stream (read the stream's own attributes).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        text: str = "",
+        finish_reason: str | None = None,
+        completion: object = None,
+    ) -> None:
+        super().__init__(message)
+        self.text = text
+        self.finish_reason = finish_reason
+        self.completion = completion
+
+
+class RefusalError(StructuredOutputError):
+    """The model refused to answer in the requested format; ``refusal`` is its reason."""
+
+    def __init__(self, refusal: str, *, completion: object = None) -> None:
+        super().__init__(
+            f"The model refused: {refusal}", text="", finish_reason=None, completion=completion
+        )
+        self.refusal = refusal
 
 
 class BatchValidationError(HolySheepError, ValueError):

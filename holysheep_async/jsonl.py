@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .models import Usage
+from pydantic import ValidationError
+
+from .models import EmbeddingsResponse, Usage
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -147,6 +149,16 @@ class BatchResult:
         except (KeyError, IndexError, TypeError):
             return None
         return content if isinstance(content, str) else None
+
+    @property
+    def embeddings(self) -> list[list[float]] | None:
+        """The vectors of an ``/v1/embeddings`` answer, in input order (``None`` otherwise)."""
+        if not isinstance(self.body, dict) or self.body.get("object") != "list":
+            return None
+        try:
+            return EmbeddingsResponse.model_validate(self.body).vectors
+        except ValidationError:
+            return None
 
     @property
     def usage(self) -> Usage | None:
@@ -345,7 +357,8 @@ def validate_requests(
 
     Checks: JSON, an object per line, ``custom_id`` present and unique,
     ``method`` POST, ``url`` equal to ``endpoint``, ``body`` an object with a
-    ``model`` and a ``messages`` list (chat endpoint), one model for the whole
+    ``model`` and a ``messages`` list (chat endpoint) or an ``input``
+    (``/v1/embeddings``), one model for the whole
     file (``single_model``), at most ``max_requests`` lines and ``max_bytes``
     bytes (``None``: no limit). Blank lines are problems too: the Batch API
     rejects them. So are lines that are not UTF-8 (UTF-16 included), a byte
@@ -404,6 +417,7 @@ class LineChecker:
         self.max_bytes = max_bytes
         self.single_model = single_model
         self.chat = endpoint is None or endpoint.endswith("/chat/completions")
+        self.embeddings = endpoint is not None and endpoint.endswith("/embeddings")
         self.dropped = 0
         self.model_line = 0
         if seen is None:
@@ -474,6 +488,12 @@ class LineChecker:
             return None
         if self.chat and type(body.get("messages")) is not list:
             problem(lineno, f"body.messages must be a list, got {_json_type(body.get('messages'))}")
+        elif self.embeddings and not _embedding_input(body.get("input")):
+            problem(
+                lineno,
+                "body.input must be a non-empty string or list (of strings or token ids),"
+                f" got {_json_type(body.get('input'))}",
+            )
         if body.get("stream"):
             problem(lineno, "body.stream must not be true in a batch")
         m = body.get("model")
@@ -487,7 +507,8 @@ class LineChecker:
                 f"model {m!r} differs from {report.model!r} (line {self.model_line}):"
                 " one batch file takes one model",
             )
-        return obj
+        checked: dict[str, Any] = obj
+        return checked
 
     def finish(self) -> None:
         """The whole-file problems: no request at all, problems beyond the listed ones."""
@@ -496,6 +517,13 @@ class LineChecker:
             problems.append((0, "the file has no requests"))
         if self.dropped:
             problems.append((0, f"{self.dropped} more problem(s) not listed"))
+
+
+def _embedding_input(value: object) -> bool:
+    """An embeddings ``input``: a text, or a non-empty list of texts or of token ids."""
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, list) and bool(value)
 
 
 def _json_type(value: object) -> str:

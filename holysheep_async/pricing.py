@@ -126,6 +126,10 @@ _BUILTIN: dict[str, ModelPrice] = {
     "gemini-2.5-flash-lite": ModelPrice(0.10, 0.40, cached_input=0.025),
     # DeepSeek (input on a cache miss; a hit is cached_input)
     "deepseek-v3.2": ModelPrice(0.28, 0.42, cached_input=0.028),
+    # OpenAI embeddings: input tokens only
+    "text-embedding-3-small": ModelPrice(0.02, 0.0),
+    "text-embedding-3-large": ModelPrice(0.13, 0.0),
+    "text-embedding-ada-002": ModelPrice(0.10, 0.0),
 }
 
 _BUILTIN_ALIASES: dict[str, str] = {

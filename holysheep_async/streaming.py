@@ -55,6 +55,7 @@ import anyio
 import httpx
 from pydantic import ValidationError
 from pydantic_core import from_json
+from typing_extensions import Self
 
 from . import _otel
 from ._compat import loop_clock
@@ -243,6 +244,8 @@ class ChatStream:
         idle_timeout: float | None,
         resume: ResumeStrategy | None = None,
         headers: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        timeout: httpx.Timeout | None = None,
         usage_by_default: bool = False,
     ) -> None:
         self._requester = requester
@@ -250,9 +253,11 @@ class ChatStream:
         self._next_body = body
         self._tokens = tokens
         self._idle = idle_timeout
-        self._timeout = _stream_timeout(requester.timeout, idle_timeout)
         self._resume = resume
         self._headers = dict(headers) if headers else None
+        self._query = query
+        # This call's timeout (None: the client's), its read timeout raised to the idle timeout.
+        self._timeout = _stream_timeout(timeout or requester.timeout, idle_timeout) or timeout
         self._usage_by_default = usage_by_default
         n = body.get("n")
         self._n = n if isinstance(n, int) and n > 1 else 1
@@ -288,6 +293,8 @@ class ChatStream:
         self._last_text = 0.0
         # What the stream said.
         self._parts: list[str] = []
+        self._refusal: list[str] = []
+        self._headers_seen: httpx.Headers | None = None
         self._finish: dict[int, str] = {}
         self._usage_raw: Any = None
         self._usage: Usage | None = None
@@ -298,7 +305,7 @@ class ChatStream:
 
     # -- public surface ---------------------------------------------------------
 
-    async def __aenter__(self) -> ChatStream:
+    async def __aenter__(self) -> Self:
         self._entered = True
         return self
 
@@ -367,6 +374,25 @@ class ChatStream:
     def response(self) -> httpx.Response | None:
         """The HTTP response of the current attempt (headers, request id), once opened."""
         return self._reply.response if self._reply is not None else None
+
+    @property
+    def refusal(self) -> str | None:
+        """The first choice's refusal text (a model declining a ``response_format``), if any."""
+        return "".join(self._refusal) if self._refusal else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id`` of the latest attempt, once the stream is open."""
+        headers = self._headers_seen
+        return headers.get("x-request-id") if headers is not None else None
+
+    @property
+    def rate_limits(self) -> dict[str, str]:
+        """The ``x-ratelimit-*`` headers of the latest attempt, without the prefix."""
+        headers = self._headers_seen
+        if headers is None:
+            return {}
+        return {k[12:]: v for k, v in headers.items() if k.startswith("x-ratelimit-")}
 
     def __repr__(self) -> str:
         return (
@@ -499,6 +525,7 @@ class ChatStream:
                 stream=True,
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,
+                params=self._query,
                 timeout=self._timeout,
                 trace=self._trace,
             )
@@ -514,6 +541,7 @@ class ChatStream:
         self.metrics.queued += reply.permit.waited
         self._reply = reply
         response = reply.response
+        self._headers_seen = response.headers
         ctype = response.headers.get("content-type", "").lower()
         if "html" in ctype:
             # A captive portal or a relay's error page answered 200.
@@ -756,6 +784,8 @@ class ChatStream:
                         text = content
                     elif delta.get("tool_calls") or delta.get("function_call"):
                         self._tool_calls = True
+                    elif index == 0 and delta.get("refusal"):
+                        self._refusal.append(delta["refusal"])
                 reason = choice.get("finish_reason")
                 if reason:
                     self._finish[index] = reason
@@ -990,3 +1020,4 @@ class ChatStream:
             body=body,
             code=code,
         )
+

@@ -40,11 +40,11 @@ async def test_extra_parameters_pass_through_unchanged(
         "seed": 42,
         "response_format": {"type": "json_object"},
         "metadata": {"team": "sheep"},
-        "vendor_specific_knob": {"nested": [1, 2, 3]},
     }
-    await client.chat.create(model="gpt-4o", messages=MESSAGES, **extra)
+    knob = {"vendor_specific_knob": {"nested": [1, 2, 3]}}
+    await client.chat.create(model="gpt-4o", messages=MESSAGES, **extra, extra_body=knob)  # type: ignore[arg-type]
     body = server.requests[-1].json()
-    assert body == {"model": "gpt-4o", "messages": MESSAGES, **extra}
+    assert body == {"model": "gpt-4o", "messages": MESSAGES, **extra, **knob}
 
 
 async def test_request_bodies_validate_against_the_official_spec(

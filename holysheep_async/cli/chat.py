@@ -13,6 +13,7 @@ from typing import Any
 
 from ..client import AsyncClient
 from ..streaming import ChatStream
+from ..types import ChatCompletionMessageParam
 from ._common import add_target_options, open_client, run
 
 
@@ -51,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
     if not prompt.strip():
         print("error: the prompt is empty", file=sys.stderr)
         return 2
-    messages = []
+    messages: list[ChatCompletionMessageParam] = []
     if args.system:
         messages.append({"role": "system", "content": args.system})
     messages.append({"role": "user", "content": prompt})

@@ -9,6 +9,7 @@ from typing import Any
 from ..client import AsyncClient
 from ..errors import HolySheepError
 from ..pricing import monthly
+from ..types import ChatCompletionMessageParam
 from ._common import add_target_options, open_client, run
 from .batch import EMULATOR_POLL, ProgressBar, summary
 
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
             where = "embedded emulator" if emulated else client.base_url
             print(f"holysheep demo against {where}\n")
             print(f"1. Streaming ({args.model}): {PROMPT}\n")
-            messages = [{"role": "user", "content": PROMPT}]
+            messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": PROMPT}]
             async with client.chat.stream(
                 model=args.model, messages=messages, max_tokens=args.max_tokens
             ) as stream:

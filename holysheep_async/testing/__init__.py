@@ -9,7 +9,7 @@ Needs nothing beyond a plain ``pip install holysheep-async``.
 
 from __future__ import annotations
 
-from . import _batches, _chat, _files  # noqa: F401  (register the routes)
+from . import _batches, _chat, _files, _models  # noqa: F401  (register the routes)
 from ._chat import answer_text, answer_tokens, prompt_tokens
 from ._faults import FAULT_KINDS, Fault
 from ._http import Request

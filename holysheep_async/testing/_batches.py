@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._chat import _answer_length, _usage, answer_text
+from ._embeddings import embeddings_answer
 from ._files import _available, _Done, _Lines, _now, _Store, batch_store
 from ._http import Request, Responder, route
 
@@ -243,7 +244,8 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
         else:
             seen.add(cid)
             models.add(str(body.get("model")))
-            tokens += _answer_length(server, body) + len(json.dumps(body.get("messages"))) // 4
+            said = body.get("messages") or body.get("input")  # chat or embeddings
+            tokens += _answer_length(server, body) + len(json.dumps(said)) // 4
             batch.lines.count += 1
     if len(models) > 1:
         errors.append(
@@ -290,13 +292,22 @@ def _fails(server: MockServer, store: _Store, cid: str) -> bool:
     return failing
 
 
+_SERVER_ERROR = "The server had an error while processing your request."
+
+
 def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str, Any]:
     cid = line["custom_id"]
     body = line["body"]
     request_id = server.next_id("req_")
     out: dict[str, Any] = {"id": server.next_id("batch_req_"), "custom_id": cid, "error": None}
     messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
+    if line.get("url") == "/v1/embeddings":
+        if _fails(server, store, cid):
+            status = int(server.options.get("batch_fail_status", 500))
+            payload = _error(_SERVER_ERROR, "server_error")
+        else:
+            status, payload = embeddings_answer(body)
+    elif not isinstance(messages, list) or not messages:
         status, payload = 400, _error("'messages' must be a non-empty array", "invalid_type")
     elif _fails(server, store, cid):
         status = int(server.options.get("batch_fail_status", 500))

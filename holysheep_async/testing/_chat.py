@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._faults import Fault
 from ._http import Request, Responder, route
+from ._schema import structured_answer
 
 if TYPE_CHECKING:
     from ._server import MockServer
@@ -145,6 +146,11 @@ def _answer(server: MockServer, body: dict[str, Any], choice: int) -> list[str]:
     messages = body["messages"]
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     limit = limit if isinstance(limit, int) and limit > 0 else None
+    if "response_format" in body:
+        plain = "".join(answer_tokens(messages, limit or server.tokens, choice))
+        structured = structured_answer(body, plain)
+        if structured is not None:
+            return structured[0]
     prefix = _prefix(server, body) if choice == 0 else ""
     if prefix:
         full = answer_tokens(messages, len(prefix) + (limit or server.tokens) + 1, choice)
@@ -159,6 +165,14 @@ def _answer(server: MockServer, body: dict[str, Any], choice: int) -> list[str]:
             count = limit if limit is not None else max(0, server.tokens - k)
             return piece + full[k : k + count]
     return answer_tokens(messages, limit or server.tokens, choice)
+
+
+def _refused(body: dict[str, Any]) -> bool:
+    """Whether the answer to ``body`` is a refusal (structured output asked, ``[refuse]`` said)."""
+    if "response_format" not in body:
+        return False
+    structured = structured_answer(body, "")
+    return structured is not None and structured[1]
 
 
 def _choices(body: dict[str, Any]) -> int:
@@ -224,12 +238,26 @@ async def _complete(
     answers = [_answer(server, body, i) for i in range(n_choices)]
     n_tokens = max(len(a) for a in answers)
     delay = server.ttft + server.itl * max(0, n_tokens - 1)
-    if delay:
+    if delay > 0.1:
+        # A long wait notices a client that gave up (and closes), as a real server would.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while loop.time() < deadline:
+            if _client_gone(responder):
+                responder.abort()
+                return
+            await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
+    elif delay:
         await asyncio.sleep(delay)
+    refused = _refused(body)
     choices = [
         {
             "index": i,
-            "message": {"role": "assistant", "content": "".join(answers[i]), "refusal": None},
+            "message": {
+                "role": "assistant",
+                "content": None if refused else "".join(answers[i]),
+                "refusal": "".join(answers[i]) if refused else None,
+            },
             "logprobs": None,
             "finish_reason": "stop",
         }
@@ -246,7 +274,7 @@ async def _complete(
             "usage": _usage(body, sum(len(a) for a in answers)),
             "system_fingerprint": "fp_holysheep_mock",
         },
-        {"x-request-id": request.request_id or ""},
+        {"x-request-id": request.request_id or "", **request.answer_headers},
     )
 
 
@@ -294,10 +322,12 @@ async def _stream(
             "content-type": "text/event-stream; charset=utf-8",
             "cache-control": "no-cache",
             "x-request-id": request.request_id or "",
+            **request.answer_headers,
         },
     )
     answers = [_answer(server, body, i) for i in range(n_choices)]
     n_tokens = max(len(a) for a in answers)
+    delta_head = '{"refusal":' if _refused(body) else '{"content":'
     if kind == "ping":
         await responder.write(b"event: ping\ndata: {}\n\n", flush=False)
     for i in range(n_choices):
@@ -334,7 +364,7 @@ async def _stream(
                 if want_logprobs
                 else "null"
             )
-            batch.append(event(choice(i, '{"content":%s}' % json.dumps(token), None, logprobs)))
+            batch.append(event(choice(i, delta_head + json.dumps(token) + "}", None, logprobs)))
             sent += 1
         if server.itl and t < n_tokens - 1:
             await responder.write(b"".join(batch))

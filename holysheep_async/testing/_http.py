@@ -66,6 +66,8 @@ class Request:
     request_id: str | None = None
     #: The fault injected into its answer, if any (a ``Fault``).
     fault: Any = None
+    #: Headers a hook wants on the answer (the quota's ``x-ratelimit-*``).
+    answer_headers: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None

@@ -140,6 +140,13 @@ async def quota_check(
     if wait <= 0:
         for kind, quota in quotas.items():
             quota.take(amounts[kind])
+        # As OpenAI does, the limits go with every answer (remaining counts this one).
+        for kind, name in (("rpm", "requests"), ("tpm", "tokens")):
+            quota_ = quotas.get(kind)
+            if quota_ is not None:
+                headers[f"x-ratelimit-remaining-{name}"] = str(quota_.remaining())
+        del headers["x-request-id"]
+        request.answer_headers.update(headers)
         return True
     server.state["quota_rejected"] += 1
     limit = int(quotas[blocked].limit)

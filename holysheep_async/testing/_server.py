@@ -111,6 +111,16 @@ class MockServer:
             self._conns_changed.wait_for(lambda: len(self._conns) <= at_most, timeout)
             return len(self._conns)
 
+    def wait_requests(self, at_least: int, timeout: float = 10.0) -> int:
+        """Block until at least ``at_least`` requests were received (or ``timeout``).
+
+        Returns the count then (of ``requests``; needs ``record=True``). For a
+        test that must act once a request is in, not merely once it connected.
+        """
+        with self._conns_changed:
+            self._conns_changed.wait_for(lambda: len(self.requests) >= at_least, timeout)
+            return len(self.requests)
+
     def next_id(self, prefix: str) -> str:
         return f"{prefix}{next(self._ids):06d}"
 
@@ -250,6 +260,8 @@ class MockServer:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self._conns.add(writer)
+        with self._conns_changed:
+            self._conns_changed.notify_all()
         try:
             while True:
                 try:
@@ -291,6 +303,8 @@ class MockServer:
     async def _dispatch(self, request: Request, responder: Responder) -> None:
         if self.record:
             self.requests.append(request)
+            with self._conns_changed:
+                self._conns_changed.notify_all()
         request.request_id = self.next_id("req_")
         try:
             fault = self._take_fault(request)

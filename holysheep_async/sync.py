@@ -1,0 +1,385 @@
+"""``Client``: the same surface as ``AsyncClient``, blocking, for scripts and notebooks.
+
+Not a second implementation: a ``Client`` holds an ``AsyncClient`` and runs
+it in one background event loop thread (see :mod:`._blocking`)::
+
+    with Client() as client:
+        completion = client.chat.create(model="gpt-4o", messages=[...])
+        with client.chat.stream(model="gpt-4o", messages=[...]) as stream:
+            for text in stream:
+                print(text, end="", flush=True)
+
+Any thread may call it (calls from several threads run concurrently in the
+loop, under the client's limits). Inside a running event loop's thread it
+refuses at once: use ``AsyncClient`` there. Ctrl-C during a call or a stream
+cancels it and closes its connection.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import httpx
+from pydantic import BaseModel
+from typing_extensions import Self, Unpack
+
+from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from ._shared_config import SharedLimits
+from ._structured import ParsedChatStream
+from .batches import Batches
+from .client import AsyncClient
+from .limits import Limits
+from .models import ChatCompletion, ChatCompletionChunk, ModelT, ParsedChatCompletion, Usage
+from .pricing import UsageTally
+from .resources import Embeddings, Files, Models
+from .retry import RetryPolicy
+from .streaming import ChatStream, ResumeStrategy, StreamMetrics
+from .types import (
+    ChatCompletionMessageParam,
+    ChatParams,
+    Headers,
+    Query,
+    ResponseFormatParam,
+    Timeout,
+)
+
+__all__ = ["Client", "SyncChatStream", "SyncParsedChatStream"]
+
+M = TypeVar("M", bound=BaseModel)
+_S = TypeVar("_S", bound=ChatStream)
+
+
+class SyncChatStream(Generic[_S]):
+    """A :class:`ChatStream`, blocking: ``with client.chat.stream(...) as s: for text in s``.
+
+    Leaving ``with``, breaking out of the loop or Ctrl-C closes the connection.
+    """
+
+    def __init__(self, stream: _S, portal: Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    def __enter__(self) -> Self:
+        self._portal.run(self._stream.__aenter__)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._portal.closed:
+            self._portal.run(lambda: self._stream.__aexit__(exc_type, exc, tb))
+
+    def __iter__(self) -> Iterator[str]:
+        return iterate(self._portal, self._stream.__aiter__(), self._stream.aclose)
+
+    def chunks(self) -> Iterator[ChatCompletionChunk]:
+        """The stream as typed chunks (see :meth:`ChatStream.chunks`)."""
+        return iterate(self._portal, self._stream.chunks(), self._stream.aclose)
+
+    def close(self) -> None:
+        """Close the HTTP response now (idempotent)."""
+        if not self._portal.closed:
+            self._portal.run(self._stream.aclose)
+
+    @property
+    def text(self) -> str:
+        return self._stream.text
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self._stream.finish_reason
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._stream.usage
+
+    @property
+    def metrics(self) -> StreamMetrics:
+        return self._stream.metrics
+
+    @property
+    def refusal(self) -> str | None:
+        return self._stream.refusal
+
+    @property
+    def request_id(self) -> str | None:
+        return self._stream.request_id
+
+    @property
+    def rate_limits(self) -> dict[str, str]:
+        return self._stream.rate_limits
+
+    @property
+    def id(self) -> str | None:
+        return self._stream.id
+
+    @property
+    def model(self) -> str | None:
+        return self._stream.model
+
+    @property
+    def done(self) -> bool:
+        return self._stream.done
+
+    @property
+    def response(self) -> httpx.Response | None:
+        return self._stream.response
+
+    def __repr__(self) -> str:
+        return f"<Sync{self._stream!r}"[:-1] + ">"
+
+
+class SyncParsedChatStream(SyncChatStream[ParsedChatStream[ModelT]]):
+    """A stream with ``response_format=SomeModel``: ``.parsed`` once it has ended."""
+
+    @property
+    def parsed(self) -> ModelT:
+        return self._stream.parsed
+
+
+class SyncChat(SyncResource):
+    """``client.chat``, blocking."""
+
+    _async: Any
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: type[M],
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> ParsedChatCompletion[M]: ...
+
+    @overload
+    def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: ResponseFormatParam | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> ChatCompletion: ...
+
+    def create(self, **kwargs: Any) -> ChatCompletion:
+        """One chat completion (see ``AsyncClient.chat.create``)."""
+        result: ChatCompletion = self._portal.run(lambda: self._async.create(**kwargs))
+        return result
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: type[M],
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        resume: bool | str | ResumeStrategy = False,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> SyncParsedChatStream[M]: ...
+
+    @overload
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        response_format: ResponseFormatParam | None = None,
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        resume: bool | str | ResumeStrategy = False,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ChatParams],
+    ) -> SyncChatStream[ChatStream]: ...
+
+    def stream(self, **kwargs: Any) -> SyncChatStream[Any]:
+        """A streamed chat completion (see ``AsyncClient.chat.stream``); sent when iterated."""
+        stream = self._async.stream(**kwargs)  # checks its arguments at once, sends nothing
+        if isinstance(stream, ParsedChatStream):
+            return SyncParsedChatStream(stream, self._portal)
+        return SyncChatStream(stream, self._portal)
+
+
+class SyncBatches(SyncResource):
+    """``client.batches``, blocking (the same methods as ``AsyncClient.batches``)."""
+
+    upload = blocking(Batches.upload)
+    submit = blocking(Batches.submit)
+    create = blocking(Batches.create)
+    retrieve = blocking(Batches.retrieve)
+    cancel = blocking(Batches.cancel)
+    wait = blocking(Batches.wait)
+    download = blocking(Batches.download)
+    run = blocking(Batches.run)
+    results = blocking_iter(Batches.results)
+    list = blocking_iter(Batches.list)
+
+
+class SyncModels(SyncResource):
+    """``client.models``, blocking."""
+
+    list = blocking(Models.list)
+    retrieve = blocking(Models.retrieve)
+
+
+class SyncEmbeddings(SyncResource):
+    """``client.embeddings``, blocking."""
+
+    create = blocking(Embeddings.create)
+
+
+class SyncFiles(SyncResource):
+    """``client.files``, blocking."""
+
+    create = blocking(Files.create)
+    retrieve = blocking(Files.retrieve)
+    list = blocking(Files.list)
+    delete = blocking(Files.delete)
+    content = blocking(Files.content)
+
+
+class Client:
+    """Blocking client: the same arguments, resources and methods as :class:`AsyncClient`.
+
+    >>> with Client() as client:  # doctest: +SKIP
+    ...     print(client.chat.create(model="gpt-4o", messages=[...]).text)
+
+    Runs an ``AsyncClient`` in one background event loop thread (an
+    ``http_client`` handed in is used from that thread). Close it
+    (``with``, or ``close()``) to stop that thread; one left open is closed
+    when it is garbage collected or at exit.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: float | httpx.Timeout | None = None,
+        max_retries: int = 3,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        max_concurrency: int | None = None,
+        burst: int | None = None,
+        stream_idle_timeout: float | None = 30.0,
+        http_client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        allow_insecure_http: bool = False,
+        shared_limits: str | SharedLimits | None = None,
+        limits_namespace: str | None = None,
+    ) -> None:
+        # Built first: bad settings raise here, before a thread is started.
+        client = AsyncClient(
+            api_key,
+            base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            rpm=rpm,
+            tpm=tpm,
+            max_concurrency=max_concurrency,
+            burst=burst,
+            stream_idle_timeout=stream_idle_timeout,
+            http_client=http_client,
+            retry=retry,
+            default_headers=default_headers,
+            allow_insecure_http=allow_insecure_http,
+            shared_limits=shared_limits,
+            limits_namespace=limits_namespace,
+        )
+        portal = Portal()
+        self._client = client
+        self._portal = portal
+        self.chat = SyncChat(client.chat, portal)
+        self.batches = SyncBatches(client.batches, portal)
+        self.models = SyncModels(client.models, portal)
+        self.embeddings = SyncEmbeddings(client.embeddings, portal)
+        self.files = SyncFiles(client.files, portal)
+        self._finalizer = weakref.finalize(self, _shutdown, portal, client)
+
+    @property
+    def async_client(self) -> AsyncClient:
+        """The ``AsyncClient`` underneath (use it only from this client's loop)."""
+        return self._client
+
+    @property
+    def base_url(self) -> str:
+        return self._client.base_url
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return self._client.timeout
+
+    @property
+    def max_retries(self) -> int:
+        return self._client.max_retries
+
+    @property
+    def limiter(self) -> Limits:
+        return self._client.limiter
+
+    @property
+    def usage(self) -> UsageTally:
+        """Requests, tokens and cost of every answer so far, per model."""
+        return self._client.usage
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._client.has_api_key
+
+    def __repr__(self) -> str:
+        return repr(self._client).replace("<AsyncClient", "<Client", 1)
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Client cannot be pickled (it holds a connection pool and a secret)")
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool and stop the loop thread. Idempotent."""
+        self._finalizer()
+
+
+def _shutdown(portal: Portal, client: AsyncClient) -> None:
+    if portal.closed:
+        return
+    try:
+        portal.run(client.aclose)
+    except RuntimeError:
+        pass  # closed from inside an event loop: the pool goes with the loop thread
+    finally:
+        portal.close()

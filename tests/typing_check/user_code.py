@@ -1,0 +1,155 @@
+"""A user's program, typed: mypy --strict must pass on it (tests/test_typing.py runs it).
+
+It calls every public method of AsyncClient and Client with typed arguments and
+pins the result types with annotations, so a wrong return type fails too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+from pydantic import BaseModel
+
+from holysheep_async import (
+    AsyncClient,
+    Batch,
+    BatchReport,
+    BatchResult,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatStream,
+    Client,
+    EmbeddingsResponse,
+    FileDeleted,
+    FileObject,
+    Model,
+    ParsedChatCompletion,
+    ParsedChatStream,
+    SyncChatStream,
+    SyncParsedChatStream,
+    Usage,
+)
+from holysheep_async.types import (
+    ChatCompletionMessageParam,
+    ChatCompletionToolParam,
+    ResponseFormatParam,
+)
+
+
+class Answer(BaseModel):
+    city: str
+    population: int
+
+
+MESSAGES: list[ChatCompletionMessageParam] = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": [{"type": "text", "text": "Largest city?"}]},
+]
+TOOLS: list[ChatCompletionToolParam] = [
+    {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+]
+JSON_MODE: ResponseFormatParam = {"type": "json_object"}
+
+
+async def use_async(path: Path) -> None:
+    async with AsyncClient(api_key="k", base_url="http://127.0.0.1:1/v1") as client:
+        completion: ChatCompletion = await client.chat.create(
+            model="gpt-4o",
+            messages=MESSAGES,
+            temperature=0.2,
+            max_tokens=10,
+            tools=TOOLS,
+            tool_choice="auto",
+            reasoning_effort="low",
+            stop=["\n"],
+            response_format=JSON_MODE,
+            extra_headers={"X-Trace": "1"},
+            extra_query={"api-version": "2024-10-21"},
+            extra_body={"top_k": 40},
+            timeout=httpx.Timeout(5.0),
+        )
+        rid: str | None = completion.request_id
+        limits: dict[str, str] = completion.rate_limits
+        parsed: ParsedChatCompletion[Answer] = await client.chat.create(
+            model="gpt-4o", messages=MESSAGES, response_format=Answer, timeout=5
+        )
+        population: int = parsed.parsed.population
+
+        async with client.chat.stream(model="gpt-4o", messages=MESSAGES, top_p=0.9) as stream:
+            async for text in stream:
+                piece: str = text
+        plain: ChatStream = stream
+        usage: Usage | None = plain.usage
+        chunks: AsyncIterator[ChatCompletionChunk] = client.chat.stream(
+            model="gpt-4o", messages=MESSAGES
+        ).chunks()
+        async with client.chat.stream(
+            model="gpt-4o", messages=MESSAGES, response_format=Answer, include_usage=False
+        ) as typed:
+            async for _ in typed:
+                pass
+        typed_stream: ParsedChatStream[Answer] = typed
+        city: str = typed.parsed.city
+
+        models: list[Model] = await client.models.list()
+        model: Model = await client.models.retrieve("gpt-4o")
+        vectors: EmbeddingsResponse = await client.embeddings.create(
+            model="text-embedding-3-small", input=["a", "b"], encoding_format="base64"
+        )
+        floats: list[list[float]] = vectors.vectors
+        file: FileObject = await client.files.create(path, purpose="batch")
+        same: FileObject = await client.files.retrieve(file.id, extra_headers={"X": "y"})
+        files: list[FileObject] = await client.files.list(purpose="batch", limit=10)
+        saved: Path = await client.files.content(file.id, path.with_suffix(".out"))
+        gone: FileDeleted = await client.files.delete(file.id)
+
+        batch: Batch = await client.batches.submit(path)
+        batch = await client.batches.retrieve(batch.id)
+        batch = await client.batches.wait(batch.id, poll_interval=1.0)
+        batch = await client.batches.cancel(batch.id)
+        async for result in client.batches.results(batch):
+            one: BatchResult = result
+        async for b in client.batches.list(limit=5):
+            listed: Batch = b
+        written: Path = await client.batches.download(batch, path.with_suffix(".jsonl"))
+        report: BatchReport = await client.batches.run(path, journal="run.journal")
+        del rid, limits, population, piece, usage, chunks, typed_stream, city, models, model
+        del floats, same, files, saved, gone, one, listed, written, report
+
+
+def use_sync(path: Path) -> None:
+    with Client(api_key="k", base_url="http://127.0.0.1:1/v1", rpm=60) as client:
+        completion: ChatCompletion = client.chat.create(
+            model="gpt-4o", messages=MESSAGES, seed=1, extra_body={"top_k": 1}, timeout=3.0
+        )
+        parsed: ParsedChatCompletion[Answer] = client.chat.create(
+            model="gpt-4o", messages=MESSAGES, response_format=Answer
+        )
+        population: int = parsed.parsed.population
+        with client.chat.stream(model="gpt-4o", messages=MESSAGES) as stream:
+            for text in stream:
+                piece: str = text
+        plain: SyncChatStream[ChatStream] = stream
+        chunks: Iterator[ChatCompletionChunk] = plain.chunks()
+        with client.chat.stream(model="gpt-4o", messages=MESSAGES, response_format=Answer) as s:
+            for _ in s:
+                pass
+        typed: SyncParsedChatStream[Answer] = s
+        city: str = typed.parsed.city
+
+        models: list[Model] = client.models.list()
+        vectors: EmbeddingsResponse = client.embeddings.create(model="e", input="a sheep")
+        file: FileObject = client.files.create(b"data", purpose="user_data")
+        files: list[FileObject] = client.files.list()
+        saved: Path = client.files.content(file.id, path)
+        gone: FileDeleted = client.files.delete(file.id)
+
+        batch: Batch = client.batches.submit(path, metadata={"team": "a"})
+        batch = client.batches.wait(batch, timeout=60.0)
+        results: list[BatchResult] = list(client.batches.results(batch))
+        batches: Iterator[Batch] = client.batches.list()
+        report: BatchReport = client.batches.run(path, journal="q.journal")
+        del completion, population, piece, chunks, city, models, vectors, files, saved, gone
+        del results, batches, report
