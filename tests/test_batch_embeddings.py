@@ -77,8 +77,10 @@ async def test_without_a_batch_api_embeddings_are_called_directly(
     assert bodies == [{"model": MODEL, "input": f"text number {i}"} for i in range(2)]
 
 
-def test_the_sync_client_runs_an_embeddings_batch(server: MockServer) -> None:
-    server.options["batch_speed"] = 100
+def test_the_sync_client_runs_an_embeddings_batch(
+    server: MockServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(server.options, "batch_speed", 100)
     with Client(api_key="test-key", base_url=server.base_url) as client:
         report = client.batches.run(texts(2), endpoint=EMBEDDINGS)
     assert report.succeeded == ["e0", "e1"]

@@ -79,9 +79,9 @@ def test_errors_and_options_behave_as_async(sync_client: Client, server: MockSer
 
 
 def test_batch_run_models_embeddings_files(
-    sync_client: Client, server: MockServer, tmp_path: Path
+    sync_client: Client, server: MockServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.options["batch_speed"] = 100
+    monkeypatch.setitem(server.options, "batch_speed", 100)
     tasks = [
         {"custom_id": f"t{i}", "model": "gpt-4o", "messages": [{"role": "user", "content": str(i)}]}
         for i in range(3)
@@ -172,9 +172,9 @@ async def test_calls_from_a_running_event_loop_refuse_at_once(
 
 
 def test_a_callback_calling_the_client_from_its_own_loop_is_refused(
-    sync_client: Client, server: MockServer
+    sync_client: Client, server: MockServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    server.options["batch_speed"] = 100
+    monkeypatch.setitem(server.options, "batch_speed", 100)
     seen: list[str] = []
 
     def progress(_: object) -> None:
