@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._batch_create import create_once, find_batch
 from ._batch_index import FAILED, OK, RETRYABLE, RunIndex
 from ._batch_input import Requests, part_ids, prepare, request_lines, split_requests, write_parts
 from ._batch_journal import Journal, open_journal, workdir
@@ -103,6 +104,8 @@ async def _notify(callback: ProgressCallback | None, value: object) -> None:
         result = callback(value)
         if inspect.isawaitable(result):
             await result
+
+
 def adaptive_poll_interval(batch: Batch, polls: int) -> float:
     """Seconds to wait before the next poll of ``batch`` after ``polls`` polls.
 
@@ -497,13 +500,18 @@ class _Run:
                 state.save()
             else:
                 # A crash may have come between creating the batch and saving its id.
-                found = await self.b._find_batch(part["input_file_id"], self.options)
+                found = await find_batch(self.b, part["input_file_id"], self.options)
                 if found is not None:
                     part["batch_id"] = found.id
                     state.save()
                     return
-            batch = await self.b._create_once(
-                part["input_file_id"], self.endpoint, self.window, self.metadata, self.options
+            batch = await create_once(
+                self.b,
+                part["input_file_id"],
+                self.endpoint,
+                self.window,
+                self.metadata,
+                self.options,
             )
         except APIStatusError as exc:
             if exc.status_code in NO_BATCH_API:
@@ -688,4 +696,3 @@ def _batch_error_text(batch: Batch) -> str:
         f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "") for e in errors[:5]
     )
     return f"batch {batch.id} ended {batch.status}" + (f": {detail}" if detail else "")
-

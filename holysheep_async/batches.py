@@ -34,6 +34,7 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from . import _batch_run, _otel
+from ._batch_create import CLOCK_LEEWAY, CREATE_ID_KEY, MAX_METADATA_KEYS, create_once
 from ._batch_download import jsonl_lines, not_jsonl, read_body, refuse_html
 from ._batch_run import (
     BatchReport,
@@ -47,11 +48,8 @@ from ._batch_run import (
 )
 from ._options import CallOptions, call_options, without_body
 from .errors import (
-    APIConnectionError,
-    APIStatusError,
     BatchTimeoutError,
     BatchValidationError,
-    QuotaExceededError,
     invalid_response,
 )
 from .jsonl import (
@@ -82,11 +80,6 @@ __all__ = ["BatchReport", "Batches", "RunProgress", "adaptive_poll_interval", "s
 
 log = logging.getLogger("holysheep_async")
 
-#: Seconds the server's clock may be behind ours when looking for a batch a lost create made.
-_CLOCK_LEEWAY = 60
-#: The metadata key ``create`` tags each batch with, to find it again after a lost answer.
-CREATE_ID_KEY = "holysheep_create_id"
-_MAX_METADATA_KEYS = 16
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -171,7 +164,7 @@ class Batches(_Resource):
     ) -> Batch:
         file = await self._upload_valid(path, endpoint, options)
         # A fresh file: a batch made from it is ours, so a lost answer is looked up.
-        return await self._create_once(file.id, endpoint, window, metadata, options)
+        return await create_once(self, file.id, endpoint, window, metadata, options)
 
     async def _upload_valid(
         self,
@@ -217,11 +210,12 @@ class Batches(_Resource):
         """
         options = call_options(extra_headers, extra_query, extra_body, timeout)
         token: str | None = None
-        if len(metadata or {}) < _MAX_METADATA_KEYS:
+        if len(metadata or {}) < MAX_METADATA_KEYS:
             token = uuid.uuid4().hex
             metadata = {**(metadata or {}), CREATE_ID_KEY: token}
-        since = int(time.time()) - _CLOCK_LEEWAY
-        return await self._create_once(
+        since = int(time.time()) - CLOCK_LEEWAY
+        return await create_once(
+            self,
             input_file_id,
             endpoint,
             completion_window,
@@ -230,126 +224,6 @@ class Batches(_Resource):
             since=since,
             token=token,
         )
-
-    async def _create(
-        self,
-        input_file_id: str,
-        endpoint: str,
-        completion_window: str,
-        metadata: dict[str, str] | None,
-        options: CallOptions,
-        max_retries: int | None = None,
-    ) -> Batch:
-        body: dict[str, Any] = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-        }
-        if metadata:
-            body["metadata"] = metadata
-        reply = await self._request(
-            "POST",
-            "/batches",
-            json=body,
-            max_retries=max_retries,
-            resend=max_retries != 0,
-            **options,
-        )
-        return self._parse(reply.response, Batch, "a batch object")
-
-    @_otel.batch_op("create", first="holysheep.batch.input_file_id")
-    async def _create_once(
-        self,
-        input_file_id: str,
-        endpoint: str,
-        window: str,
-        metadata: dict[str, str] | None,
-        options: CallOptions,
-        *,
-        since: int | None = None,
-        token: str | None = None,
-    ) -> Batch:
-        """Create the batch of ``input_file_id``, never two of them.
-
-        A create that got no answer, or a 5xx, may still have made the batch,
-        so it is not simply sent again: before each new try the batch is looked
-        for among the server's batches (the file was uploaded for this one
-        batch; for a file that may have been used before, ``token`` is the
-        ``holysheep_create_id`` sent, and ``since`` the earliest creation time
-        that counts where the server kept no metadata).
-        """
-        policy = self._requester.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._create(
-                    input_file_id, endpoint, window, metadata, options, max_retries=0
-                )
-            except (APIConnectionError, APIStatusError) as exc:
-                if isinstance(exc, APIStatusError) and (
-                    isinstance(exc, QuotaExceededError)
-                    or not policy.should_retry_status(exc.status_code, exc.headers)
-                ):
-                    raise
-                if attempt > policy.max_retries:
-                    raise
-                wait = policy.delay(
-                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
-                )
-                if wait > policy.max_server_wait:
-                    raise
-                log.info(
-                    "creating the batch of %s failed (%s): looking for it before trying again",
-                    input_file_id,
-                    exc,
-                )
-                await self._requester.sleep(wait)
-                found = await self._find_batch(input_file_id, options, since=since, token=token)
-                if found is not None:
-                    return found
-
-    async def _find_batch(
-        self,
-        input_file_id: str,
-        options: CallOptions,
-        *,
-        since: int | None = None,
-        token: str | None = None,
-    ) -> Batch | None:
-        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
-
-        With ``token``, a batch whose ``holysheep_create_id`` differs is another
-        create's; with ``since``, only one created at that Unix time or later counts.
-
-        A server that cannot list batches (a 4xx other than 408/409/429) gets
-        ``None`` and a warning: creating the batch again is then the only way
-        on, at the risk of a second batch. Other failures raise: the caller
-        stops rather than guess (a resumed run looks again).
-        """
-        seen = 0
-        try:
-            async for batch in self.list(limit=100, **without_body(options)):
-                if since is not None and batch.created_at and batch.created_at < since:
-                    break  # newest first: the rest are older still
-                if batch.input_file_id == input_file_id:
-                    sent = (batch.metadata or {}).get(CREATE_ID_KEY)
-                    if token is None or sent is None or sent == token:
-                        return batch
-                seen += 1
-                if seen >= 500:
-                    break
-        except APIStatusError as exc:
-            if self._requester.retry.should_retry_status(exc.status_code, exc.headers):
-                raise
-            # Some servers cannot list batches: creating one is the only way on.
-            log.warning(
-                "cannot list batches to look for one made from %s (%s): creating it; if an"
-                " earlier create did reach the server, there are two batches of this file",
-                input_file_id,
-                exc,
-            )
-        return None
 
     @_otel.batch_op("retrieve", first="holysheep.batch.id")
     async def retrieve(
@@ -484,9 +358,7 @@ class Batches(_Resource):
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            reply = await self._request(
-                "GET", f"/files/{file_id}/content", stream=True, **options
-            )
+            reply = await self._request("GET", f"/files/{file_id}/content", stream=True, **options)
             try:
                 await refuse_html(reply.response, file_id)
                 lineno = 0
@@ -654,7 +526,6 @@ class Batches(_Resource):
                 timeout_name="request_timeout",
             ),
         )
-
 
     # -- listing (last: its name shadows the builtin inside the class) ---------
 
