@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from ._batch_create import create_once, find_batch
 from ._batch_index import FAILED, OK, RETRYABLE, RunIndex
 from ._batch_input import Requests, part_ids, prepare, request_lines, split_requests, write_parts
 from ._batch_journal import Journal, open_journal, workdir
 from ._batch_report import BatchReport, build_report
+from ._options import CallOptions, without_body
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -102,6 +104,8 @@ async def _notify(callback: ProgressCallback | None, value: object) -> None:
         result = callback(value)
         if inspect.isawaitable(result):
             await result
+
+
 def adaptive_poll_interval(batch: Batch, polls: int) -> float:
     """Seconds to wait before the next poll of ``batch`` after ``polls`` polls.
 
@@ -156,6 +160,7 @@ async def run(
     poll_interval: float | None = None,
     timeout: float | None = None,
     concurrency: int = 16,
+    options: CallOptions,
 ) -> BatchReport:
     """``client.batches.run`` (its docstring says what it does)."""
     if retry not in ("direct", "batch", "none"):
@@ -182,6 +187,7 @@ async def run(
                 concurrency=concurrency,
                 max_requests=max_requests_per_batch,
                 max_bytes=max_bytes_per_batch,
+                options=options,
             )
             r.rebuild()
             await r.go(retry, max_retry_rounds)
@@ -215,6 +221,7 @@ class _Run:
         concurrency: int,
         max_requests: int,
         max_bytes: int,
+        options: CallOptions,
     ) -> None:
         self.b = batches
         self.state = state
@@ -230,6 +237,9 @@ class _Run:
         self.concurrency = max(1, concurrency)
         self.max_requests = max_requests
         self.max_bytes = max_bytes
+        #: The per-call options of ``run``, for every request it makes (extra_body: creates).
+        self.options = options
+        self.bodiless = without_body(options)
         self.answered = 0
 
     # -- the journal's files into the index ---------------------------------------
@@ -388,7 +398,7 @@ class _Run:
             now = clock.now()
             for key in [k for k, t in due.items() if t <= now]:
                 part = parts[key]
-                batch = await self.b.retrieve(part["batch_id"])
+                batch = await self.b.retrieve(part["batch_id"], **self.bodiless)
                 latest[key] = batch
                 c = batch.request_counts
                 counts[key] = (c.completed + c.failed) if c else 0
@@ -437,7 +447,7 @@ class _Run:
         if batch.output_file_id or batch.error_file_id:
             for attempt in range(1, _DOWNLOAD_TRIES + 1):
                 try:
-                    await self.b.download(batch, path)
+                    await self.b.download(batch, path, **self.bodiless)
                     break
                 except APIConnectionError as exc:
                     if attempt == _DOWNLOAD_TRIES:
@@ -470,6 +480,7 @@ class _Run:
                     file = await self.b._upload_valid(
                         self.workdir / part["file"],
                         self.endpoint,
+                        self.options,
                         self.max_requests,
                         self.max_bytes,
                     )
@@ -489,13 +500,18 @@ class _Run:
                 state.save()
             else:
                 # A crash may have come between creating the batch and saving its id.
-                found = await self.b._find_batch(part["input_file_id"])
+                found = await find_batch(self.b, part["input_file_id"], self.options)
                 if found is not None:
                     part["batch_id"] = found.id
                     state.save()
                     return
-            batch = await self.b._create_once(
-                part["input_file_id"], self.endpoint, self.window, self.metadata
+            batch = await create_once(
+                self.b,
+                part["input_file_id"],
+                self.endpoint,
+                self.window,
+                self.metadata,
+                self.options,
             )
         except APIStatusError as exc:
             if exc.status_code in NO_BATCH_API:
@@ -579,15 +595,30 @@ class _Run:
         model = body.pop("model", None)
         cid = request.custom_id
         answer: ChatCompletion | EmbeddingsResponse
+        # The run's headers, query and timeout; not its extra_body (that is for batch creates).
+        headers = self.options["extra_headers"]
+        query = self.options["extra_query"]
+        timeout = self.options["timeout"]
         try:
             # The rest of the line's body as it stands (server-specific fields too).
             if request.url.endswith("/embeddings"):
                 answer = await Embeddings(self.b._requester).create(
-                    model=model, input=body.pop("input", None), extra_body=body
+                    model=model,
+                    input=body.pop("input", None),
+                    extra_body=body,
+                    extra_headers=headers,
+                    extra_query=query,
+                    timeout=timeout,
                 )
             else:
-                messages = body.pop("messages", None)
-                answer = await self.b._chat.create(model=model, messages=messages, extra_body=body)
+                answer = await self.b._chat.create(
+                    model=model,
+                    messages=body.pop("messages", None),
+                    extra_body=body,
+                    extra_headers=headers,
+                    extra_query=query,
+                    timeout=timeout,
+                )
         except (AuthenticationError, PermissionDeniedError):
             raise  # every other request would fail the same way: stop, resume later
         except APIStatusError as exc:
@@ -665,4 +696,3 @@ def _batch_error_text(batch: Batch) -> str:
         f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line else "") for e in errors[:5]
     )
     return f"batch {batch.id} ended {batch.status}" + (f": {detail}" if detail else "")
-

@@ -4,6 +4,11 @@
 ``extra_body`` is merged into the JSON body (server-specific fields such as
 ``top_k``), ``timeout`` replaces the client's timeout for this call. None of
 them is ever sent in the body under its own name.
+
+A method that makes several requests (``client.batches``' ``submit``, ``wait``,
+``run``...) checks the four once, before its first request, with
+:func:`call_options`, and hands the result on to each request it makes
+(:func:`without_body` for the requests that send no body).
 """
 
 from __future__ import annotations
@@ -13,11 +18,58 @@ import math
 from collections.abc import Iterable, Mapping
 
 import httpx
+from typing_extensions import TypedDict
 
-__all__ = ["call_timeout", "check_extras", "unknown_keywords"]
+from .types import Headers, Query
+
+__all__ = [
+    "CallOptions",
+    "call_options",
+    "call_timeout",
+    "check_extras",
+    "unknown_keywords",
+    "without_body",
+]
 
 
-def call_timeout(timeout: object) -> httpx.Timeout | None:
+class CallOptions(TypedDict):
+    """The per-call options of one call, checked; ``**options`` passes them on."""
+
+    extra_headers: Headers | None
+    extra_query: Query | None
+    extra_body: Mapping[str, object] | None
+    timeout: httpx.Timeout | None
+
+
+def call_options(
+    extra_headers: Headers | None,
+    extra_query: Query | None,
+    extra_body: Mapping[str, object] | None,
+    timeout: object,
+    *,
+    timeout_name: str = "timeout",
+) -> CallOptions:
+    """The options of a call that makes several requests, checked before the first one."""
+    check_extras(extra_headers, extra_query, extra_body)
+    return CallOptions(
+        extra_headers=extra_headers,
+        extra_query=extra_query,
+        extra_body=extra_body,
+        timeout=call_timeout(timeout, timeout_name),
+    )
+
+
+def without_body(options: CallOptions) -> CallOptions:
+    """``options`` for a request of the call that sends no body of its own (a GET, an upload)."""
+    return CallOptions(
+        extra_headers=options["extra_headers"],
+        extra_query=options["extra_query"],
+        extra_body=None,
+        timeout=options["timeout"],
+    )
+
+
+def call_timeout(timeout: object, name: str = "timeout") -> httpx.Timeout | None:
     """``timeout=`` of one call as an ``httpx.Timeout`` (None: the client's)."""
     if timeout is None or isinstance(timeout, httpx.Timeout):
         return timeout
@@ -28,7 +80,7 @@ def call_timeout(timeout: object) -> httpx.Timeout | None:
         and timeout > 0
     ):
         return httpx.Timeout(float(timeout))
-    raise TypeError(f"timeout must be a number > 0, an httpx.Timeout or None, got {timeout!r}")
+    raise TypeError(f"{name} must be a number > 0, an httpx.Timeout or None, got {timeout!r}")
 
 
 def check_extras(extra_headers: object, extra_query: object, extra_body: object) -> None:

@@ -7,6 +7,13 @@
 downloads and accounts; with a journal it resumes after a crash instead of
 submitting again; it retries expired and failed requests; and where the
 server has no Batch API it answers every request with direct calls instead.
+
+Every method takes the per-call options (``extra_headers``, ``extra_query``,
+``extra_body``, and ``timeout`` -- ``request_timeout`` on ``wait`` and ``run``,
+whose ``timeout`` is how long to wait for the batch). A method that makes
+several requests applies ``extra_headers``, ``extra_query`` and the timeout to
+every one of them, and ``extra_body`` to the JSON body it sends: the batch
+create body. A method that sends no body raises ``TypeError`` for ``extra_body``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from . import _batch_run, _otel
+from ._batch_create import CLOCK_LEEWAY, CREATE_ID_KEY, MAX_METADATA_KEYS, create_once
+from ._batch_download import jsonl_lines, not_jsonl, read_body, refuse_html
 from ._batch_run import (
     BatchReport,
     ProgressCallback,
@@ -37,14 +46,10 @@ from ._batch_run import (
     adaptive_poll_interval,
     split_requests,
 )
+from ._options import CallOptions, call_options, without_body
 from .errors import (
-    APIConnectionError,
-    APIStatusError,
-    APITimeoutError,
     BatchTimeoutError,
     BatchValidationError,
-    InvalidResponseError,
-    QuotaExceededError,
     invalid_response,
 )
 from .jsonl import (
@@ -64,6 +69,8 @@ from .models import (
     _FromResponse,
     attach_response,
 )
+from .resources import _Resource
+from .types import Headers, Query, Timeout
 
 if TYPE_CHECKING:
     from ._requester import Requester
@@ -73,35 +80,45 @@ __all__ = ["BatchReport", "Batches", "RunProgress", "adaptive_poll_interval", "s
 
 log = logging.getLogger("holysheep_async")
 
-#: Seconds the server's clock may be behind ours when looking for a batch a lost create made.
-_CLOCK_LEEWAY = 60
-#: The metadata key ``create`` tags each batch with, to find it again after a lost answer.
-CREATE_ID_KEY = "holysheep_create_id"
-_MAX_METADATA_KEYS = 16
 M = TypeVar("M", bound=BaseModel)
 
 
-class Batches:
+class Batches(_Resource):
     """The Batch API: ``submit``, ``retrieve``, ``wait``, ``results``, ``download``, ``cancel``,
     ``list``, and ``run`` (all of it, resumable)."""
 
     def __init__(self, requester: Requester, chat: Chat) -> None:
-        self._requester = requester
+        super().__init__(requester)
         self._chat = chat
 
     # -- files ----------------------------------------------------------------
 
     @_otel.batch_op("upload")
-    async def upload(self, path: str | os.PathLike[str]) -> FileObject:
-        """Upload a JSONL file to ``/files`` with ``purpose=batch`` (multipart)."""
+    async def upload(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> FileObject:
+        """Upload a JSONL file to ``/files`` with ``purpose=batch`` (multipart).
+
+        ``extra_body``: more form fields, as in ``client.files.create``.
+        """
         path = Path(path)
         # httpx streams a multipart body from a sync file object (and rewinds it to retry).
         with path.open("rb") as fh:  # noqa: ASYNC230
-            reply = await self._requester.request(
+            reply = await self._request(
                 "POST",
                 "/files",
                 files={"file": (path.name, fh, "application/jsonl")},
                 data={"purpose": "batch"},
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
+                timeout=timeout,
             )
         return self._parse(reply.response, FileObject, "a file object")
 
@@ -114,30 +131,46 @@ class Batches:
         endpoint: str = DEFAULT_ENDPOINT,
         completion_window: str = "24h",
         metadata: dict[str, str] | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
     ) -> Batch:
         """Validate, upload and create one batch. Invalid input raises
         :class:`BatchValidationError` (every problem with its line) before any upload.
 
         ``requests``: a JSONL file path, or ``BatchRequest``s / seed-style task dicts.
+        ``extra_headers``, ``extra_query`` and ``timeout`` go with the upload and
+        every request of the create (see :meth:`create`); ``extra_body`` is merged
+        into the create body only.
         """
+        options = call_options(extra_headers, extra_query, extra_body, timeout)
         if isinstance(requests, (str, os.PathLike)):
-            return await self._submit_file(Path(requests), endpoint, completion_window, metadata)
+            return await self._submit_file(
+                Path(requests), endpoint, completion_window, metadata, options
+            )
         with tempfile.TemporaryDirectory(prefix="holysheep-") as tmp:
             path = Path(tmp) / "batch-input.jsonl"
             write_requests(path, requests, endpoint=endpoint)
-            return await self._submit_file(path, endpoint, completion_window, metadata)
+            return await self._submit_file(path, endpoint, completion_window, metadata, options)
 
     async def _submit_file(
-        self, path: Path, endpoint: str, window: str, metadata: dict[str, str] | None
+        self,
+        path: Path,
+        endpoint: str,
+        window: str,
+        metadata: dict[str, str] | None,
+        options: CallOptions,
     ) -> Batch:
-        file = await self._upload_valid(path, endpoint)
+        file = await self._upload_valid(path, endpoint, options)
         # A fresh file: a batch made from it is ours, so a lost answer is looked up.
-        return await self._create_once(file.id, endpoint, window, metadata)
+        return await create_once(self, file.id, endpoint, window, metadata, options)
 
     async def _upload_valid(
         self,
         path: Path,
         endpoint: str,
+        options: CallOptions,
         max_requests: int = MAX_REQUESTS,
         max_bytes: int = MAX_FILE_BYTES,
     ) -> FileObject:
@@ -147,7 +180,7 @@ class Batches:
         )
         if not report.ok:
             raise BatchValidationError(report.problems, source=str(path))
-        return await self.upload(path)
+        return await self.upload(path, **without_body(options))
 
     async def create(
         self,
@@ -156,8 +189,16 @@ class Batches:
         endpoint: str = DEFAULT_ENDPOINT,
         completion_window: str = "24h",
         metadata: dict[str, str] | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
     ) -> Batch:
         """Create a batch from an uploaded file (``submit`` does upload + create).
+
+        ``extra_body`` is merged into the create body; ``extra_headers``,
+        ``extra_query`` and ``timeout`` go with the create and with the look-ups
+        (``GET /batches``) a lost answer leads to.
 
         A create that got no answer, or a 5xx, may still have made the batch,
         so it is not blindly sent again: the batch carries a one-off
@@ -167,129 +208,65 @@ class Batches:
         the server's clock) and returns it instead of making a second one. With
         16 metadata keys already (the API's limit) no id is added.
         """
+        options = call_options(extra_headers, extra_query, extra_body, timeout)
         token: str | None = None
-        if len(metadata or {}) < _MAX_METADATA_KEYS:
+        if len(metadata or {}) < MAX_METADATA_KEYS:
             token = uuid.uuid4().hex
             metadata = {**(metadata or {}), CREATE_ID_KEY: token}
-        since = int(time.time()) - _CLOCK_LEEWAY
-        return await self._create_once(
-            input_file_id, endpoint, completion_window, metadata, since=since, token=token
+        since = int(time.time()) - CLOCK_LEEWAY
+        return await create_once(
+            self,
+            input_file_id,
+            endpoint,
+            completion_window,
+            metadata,
+            options,
+            since=since,
+            token=token,
         )
-
-    async def _create(
-        self,
-        input_file_id: str,
-        endpoint: str,
-        completion_window: str,
-        metadata: dict[str, str] | None,
-        max_retries: int | None = None,
-    ) -> Batch:
-        body: dict[str, Any] = {
-            "input_file_id": input_file_id,
-            "endpoint": endpoint,
-            "completion_window": completion_window,
-        }
-        if metadata:
-            body["metadata"] = metadata
-        reply = await self._requester.request(
-            "POST", "/batches", json=body, max_retries=max_retries, resend=max_retries != 0
-        )
-        return self._parse(reply.response, Batch, "a batch object")
-
-    @_otel.batch_op("create", first="holysheep.batch.input_file_id")
-    async def _create_once(
-        self,
-        input_file_id: str,
-        endpoint: str,
-        window: str,
-        metadata: dict[str, str] | None,
-        *,
-        since: int | None = None,
-        token: str | None = None,
-    ) -> Batch:
-        """Create the batch of ``input_file_id``, never two of them.
-
-        A create that got no answer, or a 5xx, may still have made the batch,
-        so it is not simply sent again: before each new try the batch is looked
-        for among the server's batches (the file was uploaded for this one
-        batch; for a file that may have been used before, ``token`` is the
-        ``holysheep_create_id`` sent, and ``since`` the earliest creation time
-        that counts where the server kept no metadata).
-        """
-        policy = self._requester.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._create(input_file_id, endpoint, window, metadata, max_retries=0)
-            except (APIConnectionError, APIStatusError) as exc:
-                if isinstance(exc, APIStatusError) and (
-                    isinstance(exc, QuotaExceededError)
-                    or not policy.should_retry_status(exc.status_code, exc.headers)
-                ):
-                    raise
-                if attempt > policy.max_retries:
-                    raise
-                wait = policy.delay(
-                    attempt, exc.headers if isinstance(exc, APIStatusError) else None
-                )
-                if wait > policy.max_server_wait:
-                    raise
-                log.info(
-                    "creating the batch of %s failed (%s): looking for it before trying again",
-                    input_file_id,
-                    exc,
-                )
-                await self._requester.sleep(wait)
-                found = await self._find_batch(input_file_id, since=since, token=token)
-                if found is not None:
-                    return found
-
-    async def _find_batch(
-        self, input_file_id: str, *, since: int | None = None, token: str | None = None
-    ) -> Batch | None:
-        """The batch made from ``input_file_id``, among the 500 newest (``None``: not found).
-
-        With ``token``, a batch whose ``holysheep_create_id`` differs is another
-        create's; with ``since``, only one created at that Unix time or later counts.
-
-        A server that cannot list batches (a 4xx other than 408/409/429) gets
-        ``None`` and a warning: creating the batch again is then the only way
-        on, at the risk of a second batch. Other failures raise: the caller
-        stops rather than guess (a resumed run looks again).
-        """
-        seen = 0
-        try:
-            async for batch in self.list(limit=100):
-                if since is not None and batch.created_at and batch.created_at < since:
-                    break  # newest first: the rest are older still
-                if batch.input_file_id == input_file_id:
-                    sent = (batch.metadata or {}).get(CREATE_ID_KEY)
-                    if token is None or sent is None or sent == token:
-                        return batch
-                seen += 1
-                if seen >= 500:
-                    break
-        except APIStatusError as exc:
-            if self._requester.retry.should_retry_status(exc.status_code, exc.headers):
-                raise
-            # Some servers cannot list batches: creating one is the only way on.
-            log.warning(
-                "cannot list batches to look for one made from %s (%s): creating it; if an"
-                " earlier create did reach the server, there are two batches of this file",
-                input_file_id,
-                exc,
-            )
-        return None
 
     @_otel.batch_op("retrieve", first="holysheep.batch.id")
-    async def retrieve(self, batch_id: str) -> Batch:
-        reply = await self._requester.request("GET", f"/batches/{_check_id(batch_id)}")
+    async def retrieve(
+        self,
+        batch_id: str,
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> Batch:
+        """The batch as it stands (``GET /batches/{batch_id}``; it sends no body)."""
+        reply = await self._request(
+            "GET",
+            f"/batches/{_check_id(batch_id)}",
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+        )
         return self._parse(reply.response, Batch, "a batch object")
 
-    async def cancel(self, batch_id: str) -> Batch:
-        """Ask the server to cancel; the batch goes through ``cancelling`` to ``cancelled``."""
-        reply = await self._requester.request("POST", f"/batches/{_check_id(batch_id)}/cancel")
+    async def cancel(
+        self,
+        batch_id: str,
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> Batch:
+        """Ask the server to cancel; the batch goes through ``cancelling`` to ``cancelled``.
+
+        The cancel request has no body, so ``extra_body`` raises ``TypeError``.
+        """
+        reply = await self._request(
+            "POST",
+            f"/batches/{_check_id(batch_id)}/cancel",
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+        )
         return self._parse(reply.response, Batch, "a batch object")
 
     @_otel.batch_op("wait", first="holysheep.batch.id", progress=True)
@@ -300,6 +277,10 @@ class Batches:
         poll_interval: float | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        request_timeout: Timeout = None,
     ) -> Batch:
         """Poll until the batch is final (completed, failed, expired, cancelled) and return it.
 
@@ -307,13 +288,19 @@ class Batches:
         ``poll_interval`` is given. ``on_progress(batch)`` (sync or async) is
         called after every poll. After ``timeout`` seconds of waiting,
         :class:`BatchTimeoutError`; cancel it like any task (its cancel scope).
+        ``extra_headers``, ``extra_query`` and ``request_timeout`` (the timeout of
+        each poll, where other methods say ``timeout``) go with every poll; the
+        polls send no body, so ``extra_body`` raises ``TypeError``.
         """
+        options = call_options(
+            extra_headers, extra_query, extra_body, request_timeout, timeout_name="request_timeout"
+        )
         batch_id = batch.id if isinstance(batch, Batch) else batch
         started = anyio.current_time()
         slept = 0.0  # counted apart from the clock: the sleep may be a test's fake
         polls = 0
         while True:
-            current = await self.retrieve(batch_id)
+            current = await self.retrieve(batch_id, **options)
             await _notify(on_progress, current)
             if current.is_final:
                 return current
@@ -335,16 +322,23 @@ class Batches:
             slept += interval
             await self._requester.sleep(interval)
 
-    async def _as_batch(self, batch: Batch | str) -> Batch:
+    async def _as_batch(self, batch: Batch | str, options: CallOptions) -> Batch:
         """A Batch as given, or retrieved by its id; anything else is a clear TypeError."""
         if isinstance(batch, Batch):
             return batch
         if isinstance(batch, str) and batch:
-            return await self.retrieve(batch)
+            return await self.retrieve(batch, **options)
         raise TypeError(f"expected a Batch or a batch id, got {type(batch).__name__}")
 
     async def results(
-        self, batch: Batch | str, *, problems: builtins.list[tuple[int, str]] | None = None
+        self,
+        batch: Batch | str,
+        *,
+        problems: builtins.list[tuple[int, str]] | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
     ) -> AsyncIterator[BatchResult]:
         """The batch's results, from its output and error files, streamed line by line.
 
@@ -353,20 +347,24 @@ class Batches:
         but a file that is not JSONL at all (an HTML page, or lines of which none is
         a result) raises :class:`InvalidResponseError` naming the file and the line.
         To stop early, close it (``contextlib.aclosing``) so the download is closed at once.
+        ``extra_headers``, ``extra_query`` and ``timeout`` go with every request
+        (the retrieve of a batch id, each download); they send no body, so
+        ``extra_body`` raises ``TypeError``.
 
         >>> by_id = {r.custom_id: r async for r in client.batches.results(batch)}  # doctest: +SKIP
         """
-        batch = await self._as_batch(batch)
+        options = call_options(extra_headers, extra_query, extra_body, timeout)
+        batch = await self._as_batch(batch, options)
         for file_id in (batch.output_file_id, batch.error_file_id):
             if not file_id:
                 continue
-            reply = await self._requester.request("GET", f"/files/{file_id}/content", stream=True)
+            reply = await self._request("GET", f"/files/{file_id}/content", stream=True, **options)
             try:
-                await _refuse_html(reply.response, file_id)
+                await refuse_html(reply.response, file_id)
                 lineno = 0
                 good = 0
                 first_bad: tuple[int, str] | None = None
-                async for line in _jsonl_lines(_body(reply.response, file_id)):
+                async for line in jsonl_lines(read_body(reply.response, file_id)):
                     lineno += 1
                     if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
                         line = line[3:]
@@ -384,32 +382,43 @@ class Batches:
                     good += 1
                     yield result
                 if first_bad is not None and not good:
-                    raise _not_jsonl(reply.response, file_id, first_bad)
+                    raise not_jsonl(reply.response, file_id, first_bad)
             finally:
                 await reply.aclose()
 
     @_otel.batch_op("download", first="holysheep.batch.id")
     async def download(
-        self, batch: Batch | str, path: str | os.PathLike[str], *, include_errors: bool = True
+        self,
+        batch: Batch | str,
+        path: str | os.PathLike[str],
+        *,
+        include_errors: bool = True,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
     ) -> Path:
         """Stream the output file (and the error file) into ``path`` (atomically); return it.
 
-        ``batch``: a ``Batch`` or a batch id (retrieved first).
+        ``batch``: a ``Batch`` or a batch id (retrieved first). ``extra_headers``,
+        ``extra_query`` and ``timeout`` go with every request (that retrieve, each
+        download); they send no body, so ``extra_body`` raises ``TypeError``.
         """
-        batch = await self._as_batch(batch)
+        options = call_options(extra_headers, extra_query, extra_body, timeout)
+        batch = await self._as_batch(batch, options)
         target = Path(path)
         ids = [batch.output_file_id, batch.error_file_id if include_errors else None]
         with atomic_write(target, "wb") as fh:
             for file_id in ids:
                 if not file_id:
                     continue
-                reply = await self._requester.request(
-                    "GET", f"/files/{file_id}/content", stream=True
+                reply = await self._request(
+                    "GET", f"/files/{file_id}/content", stream=True, **options
                 )
                 last = b"\n"
                 try:
-                    await _refuse_html(reply.response, file_id)
-                    async for chunk in _body(reply.response, file_id):
+                    await refuse_html(reply.response, file_id)
+                    async for chunk in read_body(reply.response, file_id):
                         if chunk:
                             fh.write(chunk)
                             last = chunk[-1:]
@@ -439,6 +448,10 @@ class Batches:
         poll_interval: float | None = None,
         timeout: float | None = None,
         concurrency: int = 16,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        request_timeout: Timeout = None,
     ) -> BatchReport:
         """Everything: validate, split, submit, wait, download, retry, account.
 
@@ -477,6 +490,11 @@ class Batches:
           order); the report then reads ``results`` from that file and its id
           lists from an on-disk index, holding nothing in memory.
         - ``on_progress(RunProgress)`` after each step and poll.
+        - ``extra_headers``, ``extra_query`` and ``request_timeout`` (the timeout
+          of each request, where other methods say ``timeout``) go with every
+          request of the run: uploads, creates, polls, downloads, and the direct
+          calls. ``extra_body`` is merged into each batch create body only, never
+          into the direct calls (their bodies are the request lines as given).
 
         >>> report = await client.batches.run(  # doctest: +SKIP
         ...     [{"custom_id": "q1", "model": "gpt-4o-mini",
@@ -500,22 +518,41 @@ class Batches:
             poll_interval=poll_interval,
             timeout=timeout,
             concurrency=concurrency,
+            options=call_options(
+                extra_headers,
+                extra_query,
+                extra_body,
+                request_timeout,
+                timeout_name="request_timeout",
+            ),
         )
-
 
     # -- listing (last: its name shadows the builtin inside the class) ---------
 
-    async def list(self, *, limit: int = 20, after: str | None = None) -> AsyncIterator[Batch]:
+    async def list(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> AsyncIterator[Batch]:
         """All batches, newest first, fetched ``limit`` per page (``after``: start past this id).
+
+        ``extra_headers``, ``extra_query`` and ``timeout`` go with every page's
+        request; they send no body, so ``extra_body`` raises ``TypeError``.
 
         >>> async for batch in client.batches.list():  # doctest: +SKIP
         ...     print(batch.id, batch.status)
         """
+        options = call_options(extra_headers, extra_query, extra_body, timeout)
         while True:
             params: dict[str, Any] = {"limit": limit}
             if after:
                 params["after"] = after
-            reply = await self._requester.request("GET", "/batches", params=params)
+            reply = await self._request("GET", "/batches", params=params, **options)
             try:
                 page = reply.response.json()
                 data = page["data"]
@@ -539,67 +576,6 @@ class Batches:
         return obj
 
 
-async def _body(response: httpx.Response, file_id: str) -> AsyncIterator[bytes]:
-    """A file's content, chunk by chunk; a body that breaks is a typed error naming the file.
-
-    (A download is a GET: whoever catches this may simply ask again.)
-    """
-    received = 0
-    try:
-        async for chunk in response.aiter_bytes():
-            received += len(chunk)
-            yield chunk
-    except httpx.TimeoutException as exc:
-        raise APITimeoutError(
-            f"file {file_id}: the download stalled after {received:,} bytes ({exc})"
-        ) from exc
-    except httpx.HTTPError as exc:
-        raise APIConnectionError(
-            f"file {file_id}: the connection broke after {received:,} bytes of the download"
-            f" ({type(exc).__name__}: {exc})"
-        ) from exc
-
-
-async def _refuse_html(response: httpx.Response, file_id: str) -> None:
-    """A file's content that is an HTML page (a login or error page): say so, by file id."""
-    if "html" not in response.headers.get("content-type", "").lower():
-        return
-    try:
-        await response.aread()
-    except httpx.HTTPError as exc:
-        raise APIConnectionError(
-            f"file {file_id}: the connection broke reading an HTML answer ({type(exc).__name__})"
-        ) from exc
-    raise _not_jsonl(response, file_id)
-
-
-def _not_jsonl(
-    response: httpx.Response, file_id: str, first_bad: tuple[int, str] | None = None
-) -> InvalidResponseError:
-    """The error for a file whose content is not JSONL batch results at all.
-
-    ``first_bad``: the first bad line of a file read line by line; None for an
-    HTML page (read whole), which the message describes instead.
-    """
-    if first_bad is None:
-        base = invalid_response(response, "JSONL batch results")
-        return InvalidResponseError(
-            f"file {file_id} line 1: not JSONL: {base.message}",
-            status_code=base.status_code,
-            request_id=base.request_id,
-            body=base.body,
-        )
-    _, message = first_bad  # its text names the file and the line
-    rid = response.headers.get("x-request-id")
-    return InvalidResponseError(
-        f"file {file_id} is not JSONL batch results: no line is a result; the first bad one:"
-        f" {message}" + (f" [request id {rid}]" if rid else ""),
-        status_code=response.status_code,
-        request_id=rid,
-        body=message,
-    )
-
-
 _ID = re.compile(r"^[A-Za-z0-9_\-.:]+$")
 
 
@@ -607,28 +583,3 @@ def _check_id(batch_id: str) -> str:
     if not isinstance(batch_id, str) or not _ID.match(batch_id):
         raise ValueError(f"not a batch id: {batch_id!r}")
     return batch_id
-
-
-
-async def _jsonl_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The lines of a JSONL download, split at LF only.
-
-    Not ``aiter_lines``: like ``str.splitlines`` it also splits at U+2028, U+0085
-    and other characters a JSON string may hold unescaped, cutting a result in two.
-    """
-    pending: list[bytes] = []
-    async for chunk in chunks:
-        if b"\n" not in chunk:
-            pending.append(chunk)
-            continue
-        if pending:
-            pending.append(chunk)
-            chunk = b"".join(pending)
-            pending = []
-        *lines, rest = chunk.split(b"\n")
-        for line in lines:
-            yield line
-        if rest:
-            pending.append(rest)
-    if pending:
-        yield b"".join(pending)

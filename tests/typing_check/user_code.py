@@ -105,16 +105,34 @@ async def use_async(path: Path) -> None:
         saved: Path = await client.files.content(file.id, path.with_suffix(".out"))
         gone: FileDeleted = await client.files.delete(file.id)
 
-        batch: Batch = await client.batches.submit(path)
-        batch = await client.batches.retrieve(batch.id)
-        batch = await client.batches.wait(batch.id, poll_interval=1.0)
-        batch = await client.batches.cancel(batch.id)
-        async for result in client.batches.results(batch):
+        batch: Batch = await client.batches.submit(
+            path, extra_headers={"X-Trace": "1"}, extra_body={"priority": "low"}, timeout=5
+        )
+        uploaded: FileObject = await client.batches.upload(path, extra_query={"v": 1})
+        batch = await client.batches.create(
+            uploaded.id, extra_body={"priority": "low"}, timeout=httpx.Timeout(5.0)
+        )
+        batch = await client.batches.retrieve(batch.id, extra_query={"tenant": "a"}, timeout=5)
+        batch = await client.batches.wait(
+            batch.id, poll_interval=1.0, timeout=600.0, extra_headers={"X": "y"}, request_timeout=5
+        )
+        batch = await client.batches.cancel(batch.id, extra_headers={"X": "y"})
+        async for result in client.batches.results(batch, extra_headers={"X": "y"}, timeout=5):
             one: BatchResult = result
-        async for b in client.batches.list(limit=5):
+        async for b in client.batches.list(limit=5, extra_query={"tenant": "a"}, timeout=5.0):
             listed: Batch = b
-        written: Path = await client.batches.download(batch, path.with_suffix(".jsonl"))
-        report: BatchReport = await client.batches.run(path, journal="run.journal")
+        written: Path = await client.batches.download(
+            batch, path.with_suffix(".jsonl"), extra_headers={"X": "y"}, timeout=5
+        )
+        report: BatchReport = await client.batches.run(
+            path,
+            journal="run.journal",
+            timeout=3600.0,
+            extra_headers={"X-Trace": "1"},
+            extra_query={"tenant": "a"},
+            extra_body={"priority": "low"},
+            request_timeout=httpx.Timeout(30.0),
+        )
         del rid, limits, population, piece, usage, chunks, typed_stream, city, models, model
         del floats, same, files, saved, gone, one, listed, written, report
 
@@ -147,9 +165,12 @@ def use_sync(path: Path) -> None:
         gone: FileDeleted = client.files.delete(file.id)
 
         batch: Batch = client.batches.submit(path, metadata={"team": "a"})
-        batch = client.batches.wait(batch, timeout=60.0)
-        results: list[BatchResult] = list(client.batches.results(batch))
-        batches: Iterator[Batch] = client.batches.list()
-        report: BatchReport = client.batches.run(path, journal="q.journal")
+        batch = client.batches.wait(batch, timeout=60.0, request_timeout=5)
+        batch = client.batches.retrieve(batch.id, extra_headers={"X": "y"}, timeout=5)
+        results: list[BatchResult] = list(client.batches.results(batch, extra_query={"t": "a"}))
+        batches: Iterator[Batch] = client.batches.list(extra_headers={"X": "y"})
+        report: BatchReport = client.batches.run(
+            path, journal="q.journal", extra_body={"priority": "low"}, request_timeout=30
+        )
         del completion, population, piece, chunks, city, models, vectors, files, saved, gone
         del results, batches, report

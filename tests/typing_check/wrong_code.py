@@ -27,11 +27,14 @@ async def wrong_async(client: AsyncClient) -> None:
     number: int = done.parsed.city  # error
     await client.embeddings.create(model="m", input="x", encoding_format="int8")  # error
     await client.files.create(b"x", purpose="homework")  # error
+    await client.batches.run([], extra_query=["tenant"])  # error
 
 
 def wrong_sync(client: Client) -> None:
     client.chat.create(model="m", messages=MESSAGES, max_tokens="ten")  # error
     client.batches.retrieve(123)  # error
+    client.batches.wait("batch_1", request_timeout="soon")  # error
+    client.batches.submit([], extra_headers={"X": 1})  # error
     text: int = client.chat.create(model="m", messages=MESSAGES).text  # error
     client.models.retrieve("m", timeout="soon")  # error
     for chunk in client.chat.stream(model="m", messages=MESSAGES):

@@ -1,0 +1,99 @@
+"""Reading a batch's result files: chunks, lines, and the errors of a file that is not results.
+
+A download is a GET: whoever catches these errors may simply ask again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+
+from .errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
+
+__all__ = ["jsonl_lines", "not_jsonl", "read_body", "refuse_html"]
+
+
+async def read_body(response: httpx.Response, file_id: str) -> AsyncIterator[bytes]:
+    """A file's content, chunk by chunk; a body that breaks is a typed error naming the file.
+
+    (A download is a GET: whoever catches this may simply ask again.)
+    """
+    received = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            received += len(chunk)
+            yield chunk
+    except httpx.TimeoutException as exc:
+        raise APITimeoutError(
+            f"file {file_id}: the download stalled after {received:,} bytes ({exc})"
+        ) from exc
+    except httpx.HTTPError as exc:
+        raise APIConnectionError(
+            f"file {file_id}: the connection broke after {received:,} bytes of the download"
+            f" ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+async def refuse_html(response: httpx.Response, file_id: str) -> None:
+    """A file's content that is an HTML page (a login or error page): say so, by file id."""
+    if "html" not in response.headers.get("content-type", "").lower():
+        return
+    try:
+        await response.aread()
+    except httpx.HTTPError as exc:
+        raise APIConnectionError(
+            f"file {file_id}: the connection broke reading an HTML answer ({type(exc).__name__})"
+        ) from exc
+    raise not_jsonl(response, file_id)
+
+
+def not_jsonl(
+    response: httpx.Response, file_id: str, first_bad: tuple[int, str] | None = None
+) -> InvalidResponseError:
+    """The error for a file whose content is not JSONL batch results at all.
+
+    ``first_bad``: the first bad line of a file read line by line; None for an
+    HTML page (read whole), which the message describes instead.
+    """
+    if first_bad is None:
+        base = invalid_response(response, "JSONL batch results")
+        return InvalidResponseError(
+            f"file {file_id} line 1: not JSONL: {base.message}",
+            status_code=base.status_code,
+            request_id=base.request_id,
+            body=base.body,
+        )
+    _, message = first_bad  # its text names the file and the line
+    rid = response.headers.get("x-request-id")
+    return InvalidResponseError(
+        f"file {file_id} is not JSONL batch results: no line is a result; the first bad one:"
+        f" {message}" + (f" [request id {rid}]" if rid else ""),
+        status_code=response.status_code,
+        request_id=rid,
+        body=message,
+    )
+
+
+async def jsonl_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The lines of a JSONL download, split at LF only.
+
+    Not ``aiter_lines``: like ``str.splitlines`` it also splits at U+2028, U+0085
+    and other characters a JSON string may hold unescaped, cutting a result in two.
+    """
+    pending: list[bytes] = []
+    async for chunk in chunks:
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending = []
+        *lines, rest = chunk.split(b"\n")
+        for line in lines:
+            yield line
+        if rest:
+            pending.append(rest)
+    if pending:
+        yield b"".join(pending)
