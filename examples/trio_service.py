@@ -14,6 +14,7 @@ and each one closes its connection as it unwinds.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -57,6 +58,30 @@ async def answer_all(
 
 
 async def main(prompts: Sequence[str], *, deadline: float = 60.0) -> int:
+    """Answer ``prompts``; Ctrl-C cancels everything in flight and gives exit code 130.
+
+    Ctrl-C is taken as a signal and turned into a cancellation (trio's signal
+    receiver), rather than a ``KeyboardInterrupt`` that may land anywhere, even
+    between creating a task and starting it.
+    """
+    code = 130
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def serve() -> None:
+                nonlocal code
+                code = await _serve(prompts, deadline)
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(serve)
+            async for _ in signals:
+                print("interrupted", file=sys.stderr, flush=True)
+                nursery.cancel_scope.cancel()
+                break
+    return code
+
+
+async def _serve(prompts: Sequence[str], deadline: float) -> int:
     prompts = list(prompts) or [f"Tell me fact number {i} about sheep" for i in range(1, 7)]
     if os.environ.get("HOLYSHEEP_API_KEY"):
         async with AsyncClient(max_concurrency=8) as client:
@@ -95,9 +120,8 @@ def interrupted(exc: BaseException) -> bool:
 if __name__ == "__main__":
     try:
         sys.exit(trio.run(main, sys.argv[1:]))
-    except BaseException as exc:
+    except BaseException as exc:  # Ctrl-C before main() took the signal over
         if not interrupted(exc):
             raise
-        # Every stream in flight was cancelled with its nursery and closed its connection.
         print("interrupted", file=sys.stderr)
         sys.exit(130)

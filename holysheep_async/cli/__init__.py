@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .._version import __version__
@@ -83,6 +84,9 @@ def _leaf(exc: BaseException) -> BaseException:
 def _ended_by(exc: BaseException, verbose: int) -> int:
     if isinstance(exc, KeyboardInterrupt):
         _quiet_stdout_flush()
+        # Ctrl-C may land between creating a task's coroutine and starting it; that
+        # coroutine's "never awaited" warning at exit would be a second line.
+        warnings.filterwarnings("ignore", r"coroutine .* was never awaited", RuntimeWarning)
         print("\ninterrupted", file=sys.stderr)
         return 130
     if isinstance(exc, BrokenPipeError):
