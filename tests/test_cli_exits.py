@@ -125,8 +125,10 @@ def test_ctrl_c_at_a_random_moment(command: str, backend: str, tmp_path: Path) -
     code, output = interrupt(proc, after=ready, delay=delay)
     note = f"seed {seed}, Ctrl-C {delay:.2f} s after {ready!r}:\n{output}"
     assert_clean(output)
-    # Either it was interrupted, or it had finished just before the signal came.
-    assert code in (0, 130), note
+    # Either it was interrupted, or it had finished just before the signal came; a
+    # signal during the interpreter's own exit (Python has given SIGINT back to the
+    # default action by then) ends the process by SIGINT, which a shell shows as 130 too.
+    assert code in (0, 130, -signal.SIGINT), note
     if code == 130:
         assert output.rstrip().endswith("interrupted"), note
 
