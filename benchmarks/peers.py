@@ -8,9 +8,9 @@ client sends through its own default-headers option.
 
 from __future__ import annotations
 
-import json
 import importlib
 import io
+import json
 import time
 from types import TracebackType
 from typing import Any
@@ -58,7 +58,7 @@ class HolySheep(Adapter):
 
     def __init__(self, *args: Any, transport: str = "default", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        AsyncClient = importlib.import_module(self.package).AsyncClient  # noqa: N806
+        AsyncClient = importlib.import_module(self.package).AsyncClient
 
         http = None
         if transport == "httpx":
