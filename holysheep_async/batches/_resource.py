@@ -33,26 +33,14 @@ import anyio
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from . import _batch_run, _otel
-from ._batch_create import CLOCK_LEEWAY, CREATE_ID_KEY, MAX_METADATA_KEYS, create_once
-from ._batch_download import jsonl_lines, not_jsonl, read_body, refuse_html
-from ._batch_run import (
-    BatchReport,
-    ProgressCallback,
-    Requests,
-    RetryMode,
-    RunProgress,
-    _notify,
-    adaptive_poll_interval,
-    split_requests,
-)
-from ._options import CallOptions, call_options, without_body
-from .errors import (
+from .. import _otel
+from .._options import CallOptions, call_options, without_body
+from ..errors import (
     BatchTimeoutError,
     BatchValidationError,
     invalid_response,
 )
-from .jsonl import (
+from ..jsonl import (
     DEFAULT_ENDPOINT,
     MAX_FILE_BYTES,
     MAX_REQUESTS,
@@ -63,18 +51,31 @@ from .jsonl import (
     validate_requests,
     write_requests,
 )
-from .models import (
+from ..models import (
     Batch,
     FileObject,
     _FromResponse,
     attach_response,
 )
-from .resources import _Resource
-from .types import Headers, Query, Timeout
+from ..resources import _Resource
+from ..types import Headers, Query, Timeout
+from . import _run
+from ._create import CLOCK_LEEWAY, CREATE_ID_KEY, MAX_METADATA_KEYS, create_once
+from ._download import jsonl_lines, not_jsonl, read_body, refuse_html
+from ._run import (
+    BatchReport,
+    ProgressCallback,
+    Requests,
+    RetryMode,
+    RunProgress,
+    _notify,
+    adaptive_poll_interval,
+    split_requests,
+)
 
 if TYPE_CHECKING:
-    from ._requester import Requester
-    from .chat import Chat
+    from .._requester import Requester
+    from ..chat import Chat
 
 __all__ = ["BatchReport", "Batches", "RunProgress", "adaptive_poll_interval", "split_requests"]
 
@@ -502,7 +503,7 @@ class Batches(_Resource):
         >>> report.succeeded
         ['q1']
         """
-        return await _batch_run.run(
+        return await _run.run(
             self,
             requests,
             journal=journal,

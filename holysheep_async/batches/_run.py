@@ -27,13 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ._batch_create import create_once, find_batch
-from ._batch_index import FAILED, OK, RETRYABLE, RunIndex
-from ._batch_input import Requests, part_ids, prepare, request_lines, split_requests, write_parts
-from ._batch_journal import Journal, open_journal, workdir
-from ._batch_report import BatchReport, build_report
-from ._options import CallOptions, without_body
-from .errors import (
+from .._options import CallOptions, without_body
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -42,7 +37,7 @@ from .errors import (
     InvalidResponseError,
     PermissionDeniedError,
 )
-from .jsonl import (
+from ..jsonl import (
     DEFAULT_ENDPOINT,
     MAX_FILE_BYTES,
     MAX_REQUESTS,
@@ -53,11 +48,16 @@ from .jsonl import (
     to_request,
     write_results,
 )
-from .models import Batch, ChatCompletion, EmbeddingsResponse
-from .resources import Embeddings
+from ..models import Batch, ChatCompletion, EmbeddingsResponse
+from ..resources import Embeddings
+from ._create import create_once, find_batch
+from ._index import FAILED, OK, RETRYABLE, RunIndex
+from ._input import Requests, part_ids, prepare, request_lines, split_requests, write_parts
+from ._journal import Journal, open_journal, workdir
+from ._report import BatchReport, build_report
 
 if TYPE_CHECKING:
-    from .batches import Batches
+    from ._resource import Batches
 
 __all__ = [
     "BatchReport",

@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import _otel
-from ._options import CallOptions, without_body
-from .errors import APIConnectionError, APIStatusError, QuotaExceededError
-from .models import Batch
+from .. import _otel
+from .._options import CallOptions, without_body
+from ..errors import APIConnectionError, APIStatusError, QuotaExceededError
+from ..models import Batch
 
 if TYPE_CHECKING:
-    from .batches import Batches
+    from ._resource import Batches
 
 __all__ = ["CLOCK_LEEWAY", "CREATE_ID_KEY", "MAX_METADATA_KEYS", "create_once", "find_batch"]
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._batch_cost import usage_cost
-from ._batch_index import OK, IdList, ResultsFile, RunIndex
-from .jsonl import BatchResult, atomic_write
-from .models import Usage
+from ..jsonl import BatchResult, atomic_write
+from ..models import Usage
+from ._cost import usage_cost
+from ._index import OK, IdList, ResultsFile, RunIndex
 
 if TYPE_CHECKING:
-    from ._requester import Requester
+    from .._requester import Requester
 
 __all__ = ["BatchReport", "build_report"]
 

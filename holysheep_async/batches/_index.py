@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from .jsonl import BatchResult, parse_result_line
+from ..jsonl import BatchResult, parse_result_line
 
 __all__ = ["FAILED", "OK", "RETRYABLE", "IdList", "RunIndex", "ResultsFile"]
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from .errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
+from ..errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
 
 __all__ = ["jsonl_lines", "not_jsonl", "read_body", "refuse_html"]
 
