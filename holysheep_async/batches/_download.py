@@ -1,17 +1,105 @@
-"""Reading a batch's result files: chunks, lines, and the errors of a file that is not results.
+"""Reading a batch's result files: into a file, or result by result.
+
+:func:`download` streams the output (and error) file into a path, atomically;
+:func:`results` yields them one by one (as :class:`~holysheep_async.jsonl.BatchResult`),
+line by line. Below them: the chunks, the lines, and the errors of a file that
+is not results (an HTML page, lines of which none is a result). Both go through
+a :class:`~._api.BatchAPI` (the REST calls).
 
 A download is a GET: whoever catches these errors may simply ask again.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import os
+from collections.abc import AsyncGenerator, AsyncIterator
+from pathlib import Path
 
 import httpx
 
+from .. import _otel
+from .._options import CallOptions
 from ..errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
+from ..jsonl import BatchResult, atomic_write, parse_result_line
+from ..models import Batch
+from ._api import BatchAPI
 
-__all__ = ["jsonl_lines", "not_jsonl", "read_body", "refuse_html"]
+__all__ = ["download", "jsonl_lines", "not_jsonl", "read_body", "refuse_html", "results"]
+
+log = logging.getLogger("holysheep_async")
+
+
+async def results(
+    api: BatchAPI,
+    batch: Batch | str,
+    options: CallOptions,
+    problems: list[tuple[int, str]] | None = None,
+) -> AsyncGenerator[BatchResult, None]:
+    """``client.batches.results`` (its docstring says what it does)."""
+    batch = await api.as_batch(batch, options)
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        if not file_id:
+            continue
+        reply = await api.content(file_id, options)
+        try:
+            await refuse_html(reply.response, file_id)
+            lineno = 0
+            good = 0
+            first_bad: tuple[int, str] | None = None
+            async for line in jsonl_lines(read_body(reply.response, file_id)):
+                lineno += 1
+                if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
+                    line = line[3:]
+                if not line.strip():
+                    continue
+                try:
+                    result = parse_result_line(line)
+                except ValueError as exc:
+                    message = f"file {file_id} line {lineno}: not a batch result: {exc}"
+                    log.warning("%s", message)
+                    if problems is not None:
+                        problems.append((lineno, message))
+                    first_bad = first_bad or (lineno, message)
+                    continue
+                good += 1
+                yield result
+            if first_bad is not None and not good:
+                raise not_jsonl(reply.response, file_id, first_bad)
+        finally:
+            await reply.aclose()
+
+
+@_otel.batch_op("download", first="holysheep.batch.id")
+async def download(
+    api: BatchAPI,
+    batch: Batch | str,
+    path: str | os.PathLike[str],
+    options: CallOptions,
+    *,
+    include_errors: bool = True,
+) -> Path:
+    """``client.batches.download`` (its docstring says what it does)."""
+    batch = await api.as_batch(batch, options)
+    target = Path(path)
+    ids = [batch.output_file_id, batch.error_file_id if include_errors else None]
+    with atomic_write(target, "wb") as fh:
+        for file_id in ids:
+            if not file_id:
+                continue
+            reply = await api.content(file_id, options)
+            last = b"\n"
+            try:
+                await refuse_html(reply.response, file_id)
+                async for chunk in read_body(reply.response, file_id):
+                    if chunk:
+                        fh.write(chunk)
+                        last = chunk[-1:]
+            finally:
+                await reply.aclose()
+            if last != b"\n":
+                fh.write(b"\n")
+    return target
 
 
 async def read_body(response: httpx.Response, file_id: str) -> AsyncIterator[bytes]:
