@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 import anyio
 
-from ._compat import cross_loop_error, current_loop, loop_alive, running_library
+from .._compat import cross_loop_error, current_loop, loop_alive, running_library
 
 __all__ = ["LeakyBucket", "Limiter", "LimiterStats", "Limits", "Permit", "estimate_tokens"]
 
