@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from holysheep_async import AsyncClient
 from holysheep_async.errors import ConfigurationError, NotFoundError
 from holysheep_async.limits import LeakyBucket, Limiter, Permit, estimate_tokens
-from holysheep_async.limits import _local as limits_module
+from holysheep_async.limits import _bucket as limits_module
 from holysheep_async.testing import MockServer
 
 pytestmark = pytest.mark.anyio

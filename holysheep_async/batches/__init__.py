@@ -15,14 +15,13 @@ several requests applies ``extra_headers``, ``extra_query`` and the timeout to
 every one of them, and ``extra_body`` to the JSON body it sends: the batch
 create body. A method that sends no body raises ``TypeError`` for ``extra_body``.
 
-The package, from the top down (a module imports only modules below it):
-
-- ``_resource``: :class:`Batches`, the surface (``client.batches``);
-- ``_run``: the ``run`` pipeline (rounds, polling, direct calls, the journal's steps);
-- ``_create`` (upload, create exactly once), ``_download`` (result files),
-  ``_report`` (accounting), ``_input`` (requests into work files), ``_journal``;
-- ``_api`` (the REST calls, one request each), ``_index`` (the on-disk index),
-  ``_progress`` (``RunProgress``, poll pacing), ``_cost``.
+Inside, from the top down (a module imports only modules below it, never the
+class above it): ``_resource`` (``Batches``, this surface); ``_run`` (the ``run``
+pipeline: rounds, polling, direct calls, the journal's steps); ``_create``
+(upload, create exactly once), ``_download`` (result files), ``_report``
+(accounting), ``_input`` (requests into work files), ``_journal``; at the bottom
+``_api`` (the REST calls, one request each), ``_index`` (the on-disk index),
+``_progress`` (``RunProgress``, poll pacing) and ``_cost``.
 """
 
 from __future__ import annotations
@@ -38,4 +37,5 @@ from ._report import BatchReport
 from ._resource import Batches
 from ._run import RetryMode as RetryMode
 
-__all__ = ["BatchReport", "Batches", "RunProgress", "adaptive_poll_interval", "split_requests"]
+# In the order the API reference shows them.
+__all__ = ["BatchReport", "RunProgress", "Batches", "adaptive_poll_interval", "split_requests"]
