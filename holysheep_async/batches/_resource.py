@@ -489,7 +489,7 @@ class Batches(_Resource):
         ...     print(batch.id, batch.status)
         """
         options = call_options(extra_headers, extra_query, extra_body, timeout)
-        # Closing this generator closes the listing's at once (not when collected).
+        # Closing this generator closes the listing at once (not when collected).
         pages = self._api.list(limit=limit, after=after, **options)
         async with contextlib.aclosing(pages):
             async for batch in pages:

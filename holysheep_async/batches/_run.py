@@ -66,8 +66,8 @@ log = logging.getLogger("holysheep_async")
 
 RetryMode = Literal["direct", "batch", "none"]
 #: Sends one request of the run as a direct call (``chat.create``, ``embeddings.create``)
-#: with the run's options (never its ``extra_body``: that is for batch creates) and returns
-#: the answer; an error it raises becomes that request's result.
+#: with the run's headers, query and timeout (not its ``extra_body``: that is for batch
+#: creates) and returns the answer; an error it raises becomes that request's result.
 DirectCall = Callable[[BatchRequest, CallOptions], Awaitable["ChatCompletion | EmbeddingsResponse"]]
 #: Statuses of /files or /batches that mean "this server has no Batch API".
 NO_BATCH_API = frozenset({404, 405, 501})
