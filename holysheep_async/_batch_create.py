@@ -31,6 +31,10 @@ CREATE_ID_KEY = "holysheep_create_id"
 MAX_METADATA_KEYS = 16
 
 
+def _base_url(batches: Batches) -> str:
+    return batches._requester.base_url  # where the span says the request goes
+
+
 async def _create(
     batches: Batches,
     input_file_id: str,
@@ -58,7 +62,7 @@ async def _create(
     return batches._parse(reply.response, Batch, "a batch object")
 
 
-@_otel.batch_op("create", first="holysheep.batch.input_file_id")
+@_otel.batch_op("create", base_url=_base_url, first="holysheep.batch.input_file_id")
 async def create_once(
     batches: Batches,
     input_file_id: str,

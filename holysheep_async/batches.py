@@ -83,6 +83,10 @@ log = logging.getLogger("holysheep_async")
 M = TypeVar("M", bound=BaseModel)
 
 
+def _base_url(batches: Batches) -> str:
+    return batches._requester.base_url  # where the spans say the requests go
+
+
 class Batches(_Resource):
     """The Batch API: ``submit``, ``retrieve``, ``wait``, ``results``, ``download``, ``cancel``,
     ``list``, and ``run`` (all of it, resumable)."""
@@ -93,7 +97,7 @@ class Batches(_Resource):
 
     # -- files ----------------------------------------------------------------
 
-    @_otel.batch_op("upload")
+    @_otel.batch_op("upload", base_url=_base_url)
     async def upload(
         self,
         path: str | os.PathLike[str],
@@ -225,7 +229,7 @@ class Batches(_Resource):
             token=token,
         )
 
-    @_otel.batch_op("retrieve", first="holysheep.batch.id")
+    @_otel.batch_op("retrieve", base_url=_base_url, first="holysheep.batch.id")
     async def retrieve(
         self,
         batch_id: str,
@@ -269,7 +273,7 @@ class Batches(_Resource):
         )
         return self._parse(reply.response, Batch, "a batch object")
 
-    @_otel.batch_op("wait", first="holysheep.batch.id", progress=True)
+    @_otel.batch_op("wait", base_url=_base_url, first="holysheep.batch.id", progress=True)
     async def wait(
         self,
         batch: str | Batch,
@@ -386,7 +390,7 @@ class Batches(_Resource):
             finally:
                 await reply.aclose()
 
-    @_otel.batch_op("download", first="holysheep.batch.id")
+    @_otel.batch_op("download", base_url=_base_url, first="holysheep.batch.id")
     async def download(
         self,
         batch: Batch | str,
@@ -430,7 +434,7 @@ class Batches(_Resource):
 
     # -- the pipeline ---------------------------------------------------------
 
-    @_otel.batch_op("run", progress=True, kind="INTERNAL")
+    @_otel.batch_op("run", base_url=_base_url, progress=True, kind="INTERNAL")
     async def run(
         self,
         requests: Requests,
