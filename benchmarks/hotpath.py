@@ -10,8 +10,9 @@ against :mod:`benchmarks.server` in its own process (its CPU is not counted).
     python -m benchmarks.hotpath --before main         # and holysheep@main, alternating
     python -m benchmarks.hotpath --client openai --backend trio
 
-CPU: the best of ``--rounds`` rounds (the least disturbed one). Calls: one
-more round under cProfile (which slows it, so it is not timed).
+CPU: the best of ``--rounds`` rounds (the least disturbed one), the clients
+taking turns round by round. Calls: one more round under cProfile (which
+slows it, so it is not timed).
 """
 
 from __future__ import annotations
@@ -54,37 +55,51 @@ async def _streams(make: Any, base_url: str, streams: int, tokens: int) -> None:
                 raise AssertionError(f"expected {tokens} chunks, got {got}")
 
 
-def measure(
-    make: Any, base_url: str, backend: str, what: str, args: argparse.Namespace
-) -> tuple[float, float]:
-    """(CPU us, Python calls) per request (``nonstream``) or per chunk (``stream``)."""
+def _runner(make: Any, base_url: str, what: str, args: argparse.Namespace) -> tuple[Any, int]:
+    """The coroutine function of one round, and its units (requests or chunks)."""
     if what == "nonstream":
-        units = args.requests
 
-        async def run() -> None:
+        async def requests() -> None:
             await _nonstream(make, base_url, args.requests, args.concurrency)
 
-    else:
-        units = args.streams * args.tokens
+        return requests, args.requests
 
-        async def run() -> None:
-            await _streams(make, base_url, args.streams, args.tokens)
+    async def streams() -> None:
+        await _streams(make, base_url, args.streams, args.tokens)
 
-    best = float("inf")
+    return streams, args.streams * args.tokens
+
+
+def measure(
+    clients: dict[str, Any], base_url: str, backend: str, what: str, args: argparse.Namespace
+) -> dict[str, tuple[float, float]]:
+    """Per client: (CPU us, Python calls) per request (``nonstream``) or per chunk (``stream``).
+
+    The clients take turns round by round (a disturbance hits them alike); each
+    one's best round counts.
+    """
+    best = dict.fromkeys(clients, float("inf"))
     for _ in range(args.rounds):
-        gc.collect()
-        cpu0 = time.process_time()
+        for name, make in clients.items():
+            run, units = _runner(make, base_url, what, args)
+            gc.collect()
+            cpu0 = time.process_time()
+            anyio.run(run, backend=backend)
+            best[name] = min(best[name], (time.process_time() - cpu0) / units * 1e6)
+    out = {}
+    for name, make in clients.items():
+        run, units = _runner(make, base_url, what, args)
+        profile = cProfile.Profile()
+        profile.enable()
         anyio.run(run, backend=backend)
-        best = min(best, time.process_time() - cpu0)
-    profile = cProfile.Profile()
-    profile.enable()
-    anyio.run(run, backend=backend)
-    profile.disable()
-    stats = pstats.Stats(profile)
-    calls: int = stats.total_calls  # type: ignore[attr-defined]
-    if args.dump:
-        stats.sort_stats("tottime").print_stats(args.dump)
-    return best / units * 1e6, calls / units
+        profile.disable()
+        stats = pstats.Stats(profile)
+        calls: int = stats.total_calls  # type: ignore[attr-defined]
+        if args.dump:
+            print(f"-- {name}")
+            stats.sort_stats("tottime").print_stats(args.dump)
+        out[name] = (best[name], calls / units)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -108,12 +123,14 @@ def main(argv: list[str] | None = None) -> None:
         clients[name] = make
     with bench_server() as server:
         for backend in args.backend or ["asyncio", "trio"]:
+            here = {
+                n: m for n, m in clients.items() if backend in getattr(m, "backends", (backend,))
+            }
             for what in args.what or ["nonstream", "stream"]:
                 unit = "request" if what == "nonstream" else "chunk"
-                for name, make in clients.items():
-                    if backend not in getattr(make, "backends", (backend,)):
-                        continue
-                    cpu, calls = measure(make, server.base_url, backend, what, args)
+                for name, (cpu, calls) in measure(
+                    here, server.base_url, backend, what, args
+                ).items():
                     print(
                         f"{backend:<8} {what:<10} {name:<22} {cpu:8.2f} us CPU/{unit}"
                         f"  {calls:8.1f} calls/{unit}",

@@ -16,16 +16,17 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 
+from .._lean import header_value, headers_from_triples, read_response
 from .connection import _Connection, _NothingWritten, _StaleConnection, _timeout
 from .http11 import (
     _NO_BODY_STATUS,
     MAX_HEAD,
     SMALL_WRITE,
     ChunkedDecoder,
-    _header_tokens,
     _parse_head,
     find_head_end,
 )
@@ -288,6 +289,17 @@ async def exchange(
     return response
 
 
+def _tokens(values: list[bytes] | None) -> list[bytes]:
+    """The comma-separated tokens of a header's values, stripped and lowercased."""
+    if not values:
+        return []
+    return [t.strip().lower() for v in values for t in v.split(b",") if t.strip()]
+
+
+#: The headers that decide how a response is framed and whether its connection is kept.
+_FRAMING = frozenset({b"connection", b"transfer-encoding", b"content-length", b"content-encoding"})
+
+
 def _response(
     conn: _Connection,
     request: httpx.Request,
@@ -306,43 +318,50 @@ def _response(
     ``sent``: False when the request could not be sent whole (an early answer):
     the connection is not reused then.
     """
-    connection = _header_tokens(headers, b"connection")
+    # One pass: the headers as httpx keeps them, and the few that frame the body.
+    triples = [(k, k.lower(), v) for k, v in headers]
+    framing: dict[bytes, list[bytes]] = {}
+    for _, name, value in triples:
+        if name in _FRAMING:
+            framing.setdefault(name, []).append(value)
+    connection = _tokens(framing.get(b"connection"))
     keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
     keep = keep and sent
-    if keep and b"close" in request.headers.get("connection", "").lower().encode():
-        keep = False
+    if keep:
+        asked = header_value(request.headers, b"connection")
+        if asked is not None and b"close" in asked.lower():
+            keep = False
     length: int | None = None
     chunked = False
     if request.method == "HEAD" or status in _NO_BODY_STATUS:
         length = 0
     else:
-        codings = _header_tokens(headers, b"transfer-encoding")
+        codings = _tokens(framing.get(b"transfer-encoding"))
         if codings:
             chunked = codings[-1] == b"chunked"
             if not chunked:
                 keep = False  # framed by closing the connection
+        elif b"content-length" in framing:
+            values = {x.strip() for v in framing[b"content-length"] for x in v.split(b",")}
+            if len(values) != 1 or not next(iter(values)).isdigit():
+                raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
+            length = int(next(iter(values)))
         else:
-            lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
-            if lengths:
-                values = {x.strip() for v in lengths for x in v.split(b",")}
-                if len(values) != 1 or not next(iter(values)).isdigit():
-                    raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
-                length = int(next(iter(values)))
-            else:
-                keep = False
+            keep = False
     buf = conn.buf
+    extensions: dict[str, Any] = {"http_version": version, "reason_phrase": reason}
     if (
         length is not None
         and len(buf) >= length
-        and _header_tokens(headers, b"content-encoding") in ([], [b"identity"])
+        and _tokens(framing.get(b"content-encoding")) in ([], [b"identity"])
     ):
         # The whole body is here: no stream to read, no httpx layers to go through.
         conn.buf = b""
-        response = httpx.Response(
+        response = read_response(
             status,
-            headers=headers,
-            content=buf if len(buf) == length else buf[:length],
-            extensions={"http_version": version, "reason_phrase": reason},
+            headers_from_triples(triples),
+            buf if len(buf) == length else buf[:length],
+            extensions,
         )
         # Bytes after the body: the server is out of step with us.
         return response, keep and len(buf) == length
@@ -354,15 +373,9 @@ def _response(
         keep_alive=keep,
         timeout=read_timeout,
     )
+    extensions["holysheep_async.body"] = stream
     response = httpx.Response(
-        status,
-        headers=headers,
-        stream=stream,
-        extensions={
-            "http_version": version,
-            "reason_phrase": reason,
-            "holysheep_async.body": stream,
-        },
+        status, headers=headers_from_triples(triples), stream=stream, extensions=extensions
     )
     stream._response = weakref.ref(response)
     stream._started = started
