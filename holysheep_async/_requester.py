@@ -223,7 +223,10 @@ class Requester:
             # Encoded once for every attempt, the same way on either path (see _json_bytes).
             content = _json_bytes(json)
             json = None
-            if not any(k.lower() == "content-type" for k in all_headers):
+            for name in all_headers:
+                if name.lower() == "content-type":
+                    break
+            else:
                 all_headers["Content-Type"] = "application/json"
         attempt = 0
         while True:

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from .._lean import header_value, headers_from_triples, read_response
-from .connection import _Connection, _NothingWritten, _StaleConnection, _timeout
+from .connection import _Connection, _NothingWritten, _StaleConnection
 from .http11 import (
     _NO_BODY_STATUS,
     MAX_HEAD,
@@ -216,8 +216,14 @@ async def exchange(
     :class:`_StaleConnection` (the pool decides whether to send again).
     """
     started = time.perf_counter()
-    write_timeout = _timeout(request, "write")
-    read_timeout = _timeout(request, "read")
+    timeouts = request.extensions.get("timeout")
+    if timeouts:
+        write = timeouts.get("write")
+        read = timeouts.get("read")
+        write_timeout = None if write is None else float(write)
+        read_timeout = None if read is None else float(read)
+    else:
+        write_timeout = read_timeout = None
     got_bytes = False
     # Set when sending failed: the server may have answered early and closed
     # (413, 401 before the whole body): its answer is read and returned.
@@ -244,7 +250,7 @@ async def exchange(
                 unsent = exc  # as httpcore does: read what the server said first
             buf = conn.buf
             while True:
-                end, start = find_head_end(buf)
+                end, start = find_head_end(buf) if buf else (-1, -1)
                 if end >= 0:
                     version, status, reason, headers = _parse_head(buf[:end])
                     buf = buf[start:]
@@ -342,10 +348,14 @@ def _response(
             if not chunked:
                 keep = False  # framed by closing the connection
         elif b"content-length" in framing:
-            values = {x.strip() for v in framing[b"content-length"] for x in v.split(b",")}
-            if len(values) != 1 or not next(iter(values)).isdigit():
-                raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
-            length = int(next(iter(values)))
+            given = framing[b"content-length"]
+            if len(given) == 1 and given[0].isdigit():
+                length = int(given[0])  # the common case: one plain number
+            else:
+                values = {x.strip() for v in given for x in v.split(b",")}
+                if len(values) != 1 or not next(iter(values)).isdigit():
+                    raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
+                length = int(next(iter(values)))
         else:
             keep = False
     buf = conn.buf

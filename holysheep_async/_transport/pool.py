@@ -94,6 +94,8 @@ class Transport(httpx.AsyncBaseTransport):
         self._in_use = 0
         # Made once: a bound method per request would be an allocation on the hot path.
         self._give_back_cb = self._give_back
+        # By URL object: its URL, pool key and request target (see _target).
+        self._targets: dict[int, tuple[httpx.URL, Key, bytes]] = {}
 
     # -- pool ----------------------------------------------------------------------
 
@@ -206,14 +208,13 @@ class Transport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("the transport is closed")
         url = request.url
-        scheme = url.raw_scheme
-        if scheme not in (b"http", b"https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        port = url.port or (443 if scheme == b"https" else 80)
-        key = (scheme, url.raw_host, port)
+        known = self._targets.get(id(url))
+        if known is None or known[0] is not url:
+            known = self._target(url)
+        _, key, target = known
         if current_loop() is not self._loop:
             self._adopt(current_loop())
-        head = encode_head(request, url.raw_path)
+        head = encode_head(request, target)
         try:
             body: bytes | None = request.content
         except httpx.RequestNotRead:
@@ -233,6 +234,19 @@ class Transport(httpx.AsyncBaseTransport):
                 log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
         conn = self._lease(await self._connect(key, request))
         return await exchange(conn, request, head, body, self._give_back_cb)
+
+    def _target(self, url: httpx.URL) -> tuple[httpx.URL, Key, bytes]:
+        """``url``'s pool key and request target, kept for the next request to the same URL
+        object (the client reuses its parsed URLs; httpx works these out on every access)."""
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        port = url.port or (443 if scheme == b"https" else 80)
+        known = (url, (scheme, url.raw_host, port), url.raw_path)
+        if len(self._targets) >= 256:
+            self._targets.clear()
+        self._targets[id(url)] = known  # the URL is kept in it: its id is not reused meanwhile
+        return known
 
     async def _connect(self, key: Key, request: httpx.Request) -> _Connection:
         tls = self._ssl() if key[0] == b"https" else None
