@@ -27,6 +27,7 @@ import httpx
 
 __all__ = [
     "LEAN",
+    "header_list",
     "header_value",
     "headers_from_pairs",
     "headers_from_triples",
@@ -46,8 +47,8 @@ _ByteStream = httpx.ByteStream
 
 def _lean_headers(triples: list[Triple]) -> httpx.Headers:
     headers: httpx.Headers = _new(_Headers)
-    headers._list = triples  # type: ignore[attr-defined]
-    headers._encoding = None  # type: ignore[attr-defined]
+    headers._list = triples
+    headers._encoding = None
     return headers
 
 
@@ -60,7 +61,7 @@ def _lean_request(
     request.headers = headers
     request.extensions = extensions
     request.stream = _ByteStream(body)
-    request._content = body  # type: ignore[attr-defined]
+    request._content = body
     return request
 
 
@@ -70,7 +71,7 @@ def _lean_response(
     response: httpx.Response = _new(_Response)
     response.status_code = status
     response.headers = headers
-    response._request = None  # type: ignore[attr-defined]
+    response._request = None
     response.next_request = None
     response.extensions = extensions
     response.history = []
@@ -78,8 +79,8 @@ def _lean_response(
     response.is_stream_consumed = True
     response.default_encoding = "utf-8"
     response.stream = _ByteStream(content)
-    response._num_bytes_downloaded = 0  # type: ignore[attr-defined]  # as httpx leaves it
-    response._content = content  # type: ignore[attr-defined]
+    response._num_bytes_downloaded = 0  # as httpx leaves it
+    response._content = content
     return response
 
 
@@ -90,7 +91,7 @@ def _vars(obj: object) -> dict[str, Any]:
         if isinstance(value, httpx.Headers):
             # The encoding is worked out when first needed (httpx's response
             # constructor needs it at once): compare what it comes out as.
-            out[name] = (type(value), value._list, value.encoding)  # type: ignore[attr-defined]
+            out[name] = (type(value), value._list, value.encoding)
         elif isinstance(value, httpx.ByteStream):
             out[name] = (type(value), vars(value))
     return out
@@ -137,6 +138,13 @@ def headers_from_pairs(pairs: list[tuple[bytes, bytes]]) -> httpx.Headers:
     return httpx.Headers(pairs)
 
 
+def header_list(headers: httpx.Headers) -> list[Triple]:
+    """The headers as httpx keeps them (not a copy when built here: do not change it)."""
+    if LEAN:
+        return headers._list
+    return [(k, k.lower(), v) for k, v in headers.raw]
+
+
 def header_value(headers: httpx.Headers, name: bytes) -> bytes | None:
     """Header ``name``'s value (lowercase ``name``; several joined by ``, ``), None if absent.
 
@@ -144,7 +152,7 @@ def header_value(headers: httpx.Headers, name: bytes) -> bytes | None:
     every header each time (nor raising and catching a KeyError on a miss).
     """
     if LEAN:
-        found = [value for _, key, value in headers._list if key == name]  # type: ignore[attr-defined]
+        found = [value for _, key, value in headers._list if key == name]
     else:
         found = [v.encode(headers.encoding) for v in headers.get_list(name.decode("ascii"))]
     if not found:

@@ -137,7 +137,9 @@ class Requester:
         self._urls: dict[str, tuple[httpx.URL, tuple[bytes, bytes, bytes]]] = {}
         # The client's headers merged with ours, and what they were merged from (see _build).
         self._merged: (
-            tuple[list[tuple[bytes, bytes]], dict[str, str], list[tuple[bytes, bytes, bytes]]]
+            tuple[
+                list[tuple[bytes, bytes, bytes]], dict[str, str], list[tuple[bytes, bytes, bytes]]
+            ]
             | None
         ) = None
         # The last timeout's ``as_dict()`` (the same Timeout object, call after call).
@@ -383,13 +385,13 @@ class Requester:
         from them ready-built (``_lean``).
         """
         http = self.http
-        client_headers = http.headers.raw
+        client_headers = _lean.header_list(http.headers)
         merged = self._merged
         if merged is None or merged[0] != client_headers or merged[1] != headers:
             both = httpx.Headers(http.headers)
             both.update(headers)
             merged = self._merged = (
-                client_headers,
+                list(client_headers),  # a copy: the client's may change in place
                 dict(headers),
                 [(k, k.lower(), v) for k, v in both.raw],
             )

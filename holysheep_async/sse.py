@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from httpx_sse import ServerSentEvent
 
-__all__ = ["SSEDecoder", "SSEError", "ServerSentEvent"]
+__all__ = ["ByteEvent", "RawEvent", "SSEDecoder", "SSEError", "ServerSentEvent"]
 
-#: An event as the decoder builds it: (event name, data, id, retry). ``feed`` and
-#: ``flush`` wrap each in a :class:`ServerSentEvent`; the chat stream reads the
-#: tuples (``feed_raw``) and saves that object per event on its hot path.
+#: An event as tuples: (event name, data, id, retry). ``feed`` and ``flush`` wrap
+#: each in a :class:`ServerSentEvent`; ``feed_raw`` gives the tuples, which saves that
+#: object per event.
 RawEvent = tuple[str, str, str, "int | None"]
+#: The same with the data as the bytes that came (``feed_bytes``: the stream's hot
+#: path decodes the JSON in it straight from bytes).
+ByteEvent = tuple[str, bytes, str, "int | None"]
 
 _BOM = b"\xef\xbb\xbf"
 # A longer ``retry:`` is ignored (int() refuses more than 4,300 digits; 18 are ~3e10 years in ms).
@@ -87,6 +90,16 @@ class SSEDecoder:
 
     def feed_raw(self, chunk: bytes) -> list[RawEvent]:
         """Like ``feed``, as (event, data, id, retry) tuples; the event name is never empty."""
+        return [(e, d.decode("utf-8", "replace"), i, r) for e, d, i, r in self.feed_bytes(chunk)]
+
+    def feed_bytes(self, chunk: bytes) -> list[ByteEvent]:
+        """Like ``feed_raw``, each event's data the bytes that came (not decoded).
+
+        The hot path of a stream: at an event boundary, the events a read
+        completes are split on their blank lines, and one that is a single
+        ``data:`` line (what servers send) is taken whole; anything else goes
+        line by line, by the same rules.
+        """
         if not chunk:
             return []
         if not self._started:
@@ -110,11 +123,30 @@ class SSEDecoder:
             chunk = b"".join(self._pending)
             self._pending = []
             self._pending_size = 0
-        lines = chunk.split(b"\n")
-        last = lines.pop()
-        if last:
-            self._hold(last)
-        return self._lines(lines)
+        if self._data or self._event or self._retry is not None:
+            # Inside an event that began in an earlier read: line by line.
+            lines = chunk.split(b"\n")
+            last = lines.pop()
+            if last:
+                self._hold(last)
+            return self._lines(lines)
+        # At an event boundary: each block before a blank line is a whole event.
+        blocks = chunk.split(b"\n\n")
+        tail = blocks.pop()  # after the last blank line: an event not finished yet
+        events: list[ByteEvent] = []
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append(("message", block[6:], self._id, None))
+            else:  # its lines, and the blank line that ends it
+                events += self._lines([*block.split(b"\n"), b""])
+        if tail:
+            lines = tail.split(b"\n")
+            last = lines.pop()
+            if last:
+                self._hold(last)
+            if lines:
+                events += self._lines(lines)
+        return events
 
     def _start(self, chunk: bytes) -> bytes:
         # The BOM may itself arrive split across reads.
@@ -138,8 +170,8 @@ class SSEDecoder:
             )
         self._pending.append(piece)
 
-    def _lines(self, lines: list[bytes]) -> list[RawEvent]:
-        events: list[RawEvent] = []
+    def _lines(self, lines: list[bytes]) -> list[ByteEvent]:
+        events: list[ByteEvent] = []
         data = self._data
         for line in lines:
             # The hot path: "data: {...}" then a blank line.
@@ -173,9 +205,9 @@ class SSEDecoder:
             # Unknown fields are ignored, as the standard says.
         return events
 
-    def _dispatch(self) -> RawEvent:
+    def _dispatch(self) -> ByteEvent:
         raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = (self._event or "message", raw.decode("utf-8", "replace"), self._id, self._retry)
+        event = (self._event or "message", raw, self._id, self._retry)
         self._data = []
         self._event = ""
         self._retry = None
@@ -183,6 +215,10 @@ class SSEDecoder:
 
     def flush_raw(self) -> list[RawEvent]:
         """Like ``flush``, as tuples (see ``feed_raw``)."""
+        return [(e, d.decode("utf-8", "replace"), i, r) for e, d, i, r in self.flush_bytes()]
+
+    def flush_bytes(self) -> list[ByteEvent]:
+        """Like ``flush_raw``, the data as bytes (see ``feed_bytes``)."""
         lines = [b"".join(self._pending)] if self._pending else []
         if not self._started and lines and _BOM.startswith(lines[0]):
             lines = []
