@@ -59,14 +59,41 @@ class Reply:
 def _json_bytes(value: Any) -> bytes:
     """A request's JSON body, exactly as httpx encodes ``json=``: compact, UTF-8, no NaN.
 
-    One encoder made once (``json.dumps`` with options builds a new one per call).
-    pydantic-core's ``to_json`` is faster but not the same language: it writes a
-    ``None`` key as "None", joins tuple keys, takes bytes and sets.
+    orjson first where it is installed (a tenth of the stdlib's CPU), made to
+    refuse what the stdlib encoder would not write the same way: subclasses of
+    str, int, dict and list, dataclasses and datetimes (passed through, so
+    they fail and the stdlib encodes or refuses them), and any ``null`` in its
+    output (a NaN or an infinity, which orjson writes as null: the stdlib
+    raises for those). Two values orjson writes that the stdlib refuses stay
+    written: a ``uuid.UUID`` and an ``enum.Enum`` member (as their string and
+    value). The stdlib encoder is made once (``json.dumps`` with options builds
+    a new one per call). pydantic-core's ``to_json`` is not the same language:
+    it writes a ``None`` key as "None", joins tuple keys, takes bytes and sets.
     """
+    if _orjson_dumps is not None:
+        try:
+            out: bytes = _orjson_dumps(value, option=_ORJSON_OPTIONS)
+        except TypeError:  # orjson.JSONEncodeError: let the stdlib say why (or encode it)
+            pass
+        else:
+            if b"null" not in out:
+                return out
     return _ENCODE(value).encode()
 
 
 _ENCODE = JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+try:  # the fast path (CPython; see pyproject.toml)
+    import orjson
+
+    _orjson_dumps: Callable[..., bytes] | None = orjson.dumps
+    _ORJSON_OPTIONS = (
+        orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+    )
+except ImportError:  # pragma: no cover - PyPy, or installed without it
+    _orjson_dumps = None
+    _ORJSON_OPTIONS = 0
 
 
 def describe_transport_error(exc: BaseException) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import anyio
 import httpx
 
+from .._lean import header_list
+
 MAX_HEAD = 64 * 1024
 MAX_LINE = 8 * 1024
 READ_SIZE = 64 * 1024
@@ -206,13 +208,13 @@ def encode_head(request: httpx.Request, target: bytes) -> bytes:
     form for a forward proxy. A CR or LF inside a header or the target (header
     injection, request smuggling) fails here, before a byte is sent.
     """
-    raw = request.headers.raw
+    headers = header_list(request.headers)
     parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in raw:
-        parts += [name, b": ", value, b"\r\n"]
+    for name, _, value in headers:
+        parts += (name, b": ", value, b"\r\n")
     parts.append(b"\r\n")
     head = b"".join(parts)
-    lines = len(raw) + 2
+    lines = len(headers) + 2
     if head.count(b"\n") != lines or head.count(b"\r") != lines:
         raise httpx.LocalProtocolError("CR or LF inside a request header or target")
     return head

@@ -27,7 +27,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import anyio
 import httpx
@@ -59,6 +59,7 @@ _HEAD = 120  # bytes of a body kept to show in an error
 # connection can go back to the pool (normally it is already there).
 _DRAIN_GRACE = 0.5
 
+_loads: Callable[[bytes], Any]
 try:  # the fast path: orjson where it is installed (CPython; see pyproject.toml)
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - PyPy, or installed without it
@@ -356,13 +357,13 @@ class Wire:
         The per-chunk path: no Python call but the JSON decode and ``take``.
         """
         if events and isinstance(events[0][1], str):
-            events = [(e, d.encode(), i, r) for e, d, i, r in events]  # type: ignore[union-attr]
+            events = [(e, d if isinstance(d, bytes) else d.encode(), i, r) for e, d, i, r in events]
         out: list[Any] = []
         append = out.append
         take = self._take
         loads = _loads
         try:
-            for name, data, _, _ in events:
+            for name, data, _, _ in cast("list[ByteEvent]", events):
                 if name != "message":
                     if name in PING_EVENTS:
                         continue
