@@ -32,10 +32,12 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     RefusalError,
+    ResponseTooLargeError,
     SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
     StructuredOutputError,
+    TLSMismatchError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -95,6 +97,7 @@ __all__ = [
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidResponseError",
+    "ResponseTooLargeError",
     "Limiter",
     "Model",
     "MonthlyEstimate",
@@ -114,6 +117,7 @@ __all__ = [
     "StreamIdleTimeout",
     "StreamMetrics",
     "StructuredOutputError",
+    "TLSMismatchError",
     "SyncChatStream",
     "SyncParsedChatStream",
     "UnknownModelError",

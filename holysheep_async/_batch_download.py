@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from ._body import read_error_body
 from .errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
 
 __all__ = ["jsonl_lines", "not_jsonl", "read_body", "refuse_html"]
@@ -40,7 +41,7 @@ async def refuse_html(response: httpx.Response, file_id: str) -> None:
     if "html" not in response.headers.get("content-type", "").lower():
         return
     try:
-        await response.aread()
+        await read_error_body(response)  # the page's title is what the message needs
     except httpx.HTTPError as exc:
         raise APIConnectionError(
             f"file {file_id}: the connection broke reading an HTML answer ({type(exc).__name__})"

@@ -19,6 +19,7 @@ import anyio
 import httpx
 
 from . import _otel
+from ._body import DEFAULT_MAX_RESPONSE_BYTES, read_capped, read_error_body
 from ._transport import NO_RESEND, Transport
 from .errors import (
     APIConnectionError,
@@ -116,6 +117,7 @@ class Requester:
         stream_idle_timeout: float | None,
         headers: Mapping[str, str],
         allow_insecure_http: bool = False,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -126,6 +128,8 @@ class Requester:
         self.stream_idle_timeout = stream_idle_timeout
         self.headers = dict(headers)
         self.allow_insecure_http = allow_insecure_http
+        #: The most a non-streamed answer may read into memory (None: no cap; see _body).
+        self.max_response_bytes = max_response_bytes
         #: Replaced by tests with a fake clock; every backoff goes through it.
         self.sleep: Sleep = anyio.sleep
         #: Called with (model, usage, batch) for every answer that reports usage:
@@ -284,7 +288,7 @@ class Requester:
                 if status < 400:
                     if not stream:
                         try:
-                            await response.aread()
+                            await read_capped(response, self.max_response_bytes)
                         except httpx.TimeoutException as exc:
                             permit.release()
                             await response.aclose()
@@ -305,15 +309,23 @@ class Requester:
                         permit.release()
                     self._log(method, path, status, response, attempt, started)
                     return Reply(response, permit, attempt)
+                cut = False
                 try:
-                    await response.aread()
+                    cut = await read_error_body(response, self.max_response_bytes)
                 except httpx.HTTPError:
                     pass
                 finally:
                     await response.aclose()
                     permit.release()
                 self._log(method, path, status, response, attempt, started)
-                error = make_status_error(response, redact=self._api_key)
+                error = make_status_error(
+                    response,
+                    redact=self._api_key,
+                    note=f"The answer's body was longer than {len(response.content):,} bytes:"
+                    " only that much was read"
+                    if cut
+                    else None,
+                )
                 cause = None
                 if isinstance(error, QuotaExceededError) or not self.retry.should_retry_status(
                     status, response.headers
@@ -455,7 +467,7 @@ class Requester:
         """A redirect on the fast path: httpx builds the next request and follows from there."""
         http = self.http
         try:
-            await response.aread()
+            await read_error_body(response, self.max_response_bytes)
         finally:
             await response.aclose()
         build = getattr(http, "_build_redirect_request", None)

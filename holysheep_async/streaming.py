@@ -58,6 +58,7 @@ from pydantic_core import from_json
 from typing_extensions import Self
 
 from . import _otel
+from ._body import read_capped, read_error_body
 from ._compat import loop_clock
 from .errors import (
     _QUOTA_WORDS,
@@ -547,7 +548,7 @@ class ChatStream:
             # A captive portal or a relay's error page answered 200.
             error: HolySheepError
             try:
-                await response.aread()
+                await read_error_body(response)
                 error = invalid_response(response, "an event stream (text/event-stream)")
             except httpx.HTTPError as exc:
                 error = APIConnectionError(
@@ -802,7 +803,7 @@ class ChatStream:
         raw: bytes | None = None
         try:
             with anyio.CancelScope(deadline=self._deadline):
-                raw = await response.aread()
+                raw = await read_capped(response, self._requester.max_response_bytes)
         except httpx.HTTPError as exc:
             raise APIConnectionError(
                 f"The connection broke reading the answer ({type(exc).__name__}){self._rid()}"

@@ -27,6 +27,7 @@ from pydantic import BaseModel
 from typing_extensions import Self, Unpack
 
 from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._shared_config import SharedLimits
 from ._structured import ParsedChatStream
 from .batches import Batches
@@ -291,6 +292,7 @@ class Client:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         # Built first: bad settings raise here, before a thread is started.
         client = AsyncClient(
@@ -309,6 +311,7 @@ class Client:
             allow_insecure_http=allow_insecure_http,
             shared_limits=shared_limits,
             limits_namespace=limits_namespace,
+            max_response_bytes=max_response_bytes,
         )
         portal = Portal()
         self._client = client
