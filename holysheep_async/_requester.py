@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,10 +24,13 @@ from ._body import DEFAULT_MAX_RESPONSE_BYTES, read_capped, read_error_body
 from ._transport import NO_RESEND, Transport
 from .errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     ConfigurationError,
     HolySheepError,
+    NotFoundError,
     QuotaExceededError,
+    TLSMismatchError,
     make_status_error,
 )
 from .limits import Limits, Permit
@@ -91,6 +95,35 @@ def describe_transport_error(exc: BaseException) -> str:
             " set SSL_CERT_FILE, or pass http_client=httpx.AsyncClient(verify=...)"
         )
     return f"{type(exc).__name__}: {reason}"
+
+
+# OpenSSL's reasons for a handshake whose answer was not TLS at all (an HTTP server's
+# "HTTP/1.1 400 ..." read as a TLS record).
+_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "HTTP_REQUEST",
+        "PACKET_LENGTH_TOO_LONG",
+        "UNKNOWN_PROTOCOL",
+        "RECORD_LAYER_FAILURE",
+    }
+)
+# A path segment that is an API version: v1, v2, v1beta, v1alpha1.
+_VERSION = re.compile(r"v\d+(?:[a-z]+\d*)?")
+# Codes of a 404 that only says the path is unknown (not that a model or file is).
+_BARE_404_CODES = frozenset({"not_found", "notfound", "404", "unknown_url", "invalid_url"})
+
+
+def answered_plain_text(exc: BaseException) -> bool:
+    """Whether a TLS handshake failed because the server's answer was not TLS."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) and seen.reason in _NOT_TLS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def is_loopback(host: str) -> bool:
@@ -175,6 +208,27 @@ class Requester:
         return {"Authorization": f"Bearer {self._api_key}"}
 
     # -- sending --------------------------------------------------------------
+
+    def _not_tls(self, method: str, path: str, url: httpx.URL) -> str:
+        where = f"{url.host}:{url.port}" if url.port else url.host
+        plain = httpx.URL(self.base_url).copy_with(scheme="http")
+        return (
+            f"{method} {path}: the server at {where} did not answer TLS (it answered in plain"
+            f" text): it is a plain-HTTP server, but base_url says https://. Use"
+            f" base_url={str(plain)!r}"
+        )
+
+    def _version_hint(self, error: APIStatusError) -> str | None:
+        """For a bare 404 under a base URL with no version segment: where the API may be."""
+        if error.code is not None and error.code.lower() not in _BARE_404_CODES:
+            return None  # a 404 about something (a model, a file), not about the path
+        base = httpx.URL(self.base_url)
+        if any(_VERSION.fullmatch(part) for part in base.path.lower().split("/")):
+            return None
+        return (
+            f"The base URL {self.base_url} has no version prefix, and OpenAI-compatible APIs"
+            f" live under one: did you mean base_url={self.base_url + '/v1'!r}?"
+        )
 
     def url(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
@@ -272,6 +326,8 @@ class Requester:
                 ) from exc
             except httpx.TransportError as exc:
                 permit.release()
+                if url.scheme == "https" and answered_plain_text(exc):
+                    raise TLSMismatchError(self.redact(self._not_tls(method, path, url))) from exc
                 why = describe_transport_error(exc)
                 error = APIConnectionError(
                     self.redact(f"{method} {path}: connection failed ({why})")
@@ -326,6 +382,8 @@ class Requester:
                     if cut
                     else None,
                 )
+                if isinstance(error, NotFoundError) and (hint := self._version_hint(error)):
+                    error = make_status_error(response, redact=self._api_key, note=hint)
                 cause = None
                 if isinstance(error, QuotaExceededError) or not self.retry.should_retry_status(
                     status, response.headers

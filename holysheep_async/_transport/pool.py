@@ -199,6 +199,11 @@ class Transport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
         except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
             raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
+        except anyio.EndOfStream as exc:  # a clean close in the middle of the TLS handshake
+            raise httpx.ConnectError(
+                f"cannot connect to {hostname}:{port}: the server closed the connection"
+                " during the TLS handshake"
+            ) from exc
         self.connections_opened += 1
         return _Connection(key, stream)
 
