@@ -21,6 +21,7 @@ import httpx
 
 from . import _otel
 from ._body import DEFAULT_MAX_RESPONSE_BYTES, read_capped, read_error_body
+from ._otel._propagate import inject_trace_context
 from ._transport import NO_RESEND, Transport
 from .errors import (
     APIConnectionError,
@@ -262,6 +263,8 @@ class Requester:
         """
         auth = self._auth_headers()
         all_headers = {**self.headers, **auth, **(headers or {})}
+        # W3C traceparent / tracestate of the request's span, when OpenTelemetry is on.
+        inject_trace_context(all_headers, None if trace is None else trace.span)
         retries = self.retry.max_retries if max_retries is None else max_retries
         full = self.url(path)
         url = self._urls.get(full)
