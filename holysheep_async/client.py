@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ._fork import forget_after_fork, forget_httpx_connections
 from ._requester import Requester
 from ._shared_config import SharedLimits, default_namespace
 from ._shared_limits import SharedLimiter
@@ -248,6 +249,21 @@ class AsyncClient:
         self.usage = UsageTally()
         self._requester.usage_hooks.append(self.usage.record)
         self._closed = False
+        forget_after_fork(self)
+
+    def _after_fork(self) -> object:
+        """In a forked child: fresh connections, limiter state and usage (see ``_fork``).
+
+        The parent's sockets (its idle connections, a Redis connection) are
+        forgotten, never closed from here; the child connects on its first
+        request. An ``http_client`` handed in has its pools emptied the same way.
+        """
+        forgotten = forget_httpx_connections(self._requester.http)
+        reset = getattr(self._requester.limiter, "_after_fork", None)
+        if callable(reset):
+            forgotten.append(reset())
+        self.usage.reset()
+        return forgotten
 
     # -- configuration, readable but never the key -----------------------------
 

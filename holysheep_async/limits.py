@@ -473,6 +473,27 @@ class Limiter:
         self._charged_late = 0.0
         self._refunded = 0.0
 
+    def _after_fork(self) -> object:
+        """In a forked child: start afresh, as a new limiter with the same settings.
+
+        Full buckets, no cooldown, no permits in flight (the parent's are the
+        parent's), counters at zero. Each process has limits of its own; a
+        quota for all of them is what ``shared_limits=`` is for.
+        """
+        forgotten, gen = dict(vars(self)), self._gen
+        injected = self._injected
+        Limiter.__init__(
+            self,
+            rpm=self.rpm,
+            tpm=self.tpm,
+            max_concurrency=self.max_concurrency,
+            burst=self.burst if self.rpm else None,
+            clock=self.clock if injected else None,
+            sleep=self.sleep if injected else None,
+        )
+        self._gen = gen + 1  # a permit of the parent's never counts here
+        return forgotten
+
     def __repr__(self) -> str:
         return (
             f"<Limiter rpm={self.rpm} tpm={self.tpm} max_concurrency={self.max_concurrency}"
