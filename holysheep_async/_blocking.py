@@ -190,6 +190,7 @@ def iterate(
 
     pumping = None
     try:
+        portal._running()  # started before Ctrl-C is held back
         with _sigint_deferred():
             pumping = portal.start(pump)
         while True:
