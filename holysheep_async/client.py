@@ -16,8 +16,6 @@ import httpx
 
 from ._fork import forget_after_fork, forget_httpx_connections
 from ._requester import Requester
-from ._shared_config import SharedLimits, default_namespace
-from ._shared_limits import SharedLimiter
 from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
 from ._version import __version__
@@ -25,6 +23,8 @@ from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
 from .limits import Limiter, Limits
+from .limits._shared import SharedLimiter
+from .limits._shared_config import SharedLimits, default_namespace
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
 from .retry import RetryPolicy

@@ -54,10 +54,11 @@ from typing import Any
 import anyio
 import httpx
 
-from ._compat import running_library
+from .._compat import running_library
+from ..errors import ConfigurationError, SharedLimitsError
+from ._local import Limiter, _current_task_id
+from ._permit import Clock, LimiterStats, Permit, Sleep
 from ._shared_config import SharedLimits, _header_int, _safe_url, parse_reset
-from .errors import ConfigurationError, SharedLimitsError
-from .limits import Clock, Limiter, LimiterStats, Permit, Sleep, _current_task_id
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 
@@ -211,33 +212,6 @@ class SharedLimiter:
         self._refunded = 0.0
         #: Requests served by the fallback while Redis was unreachable.
         self.fallback_requests = 0
-
-    def _after_fork(self) -> object:
-        """In a forked child: forget the parent's Redis connection, leases and queues.
-
-        The Redis client and its background task belong to the parent's event
-        loop (its socket is the parent's: forgotten, not closed); the leases
-        are the parent's to renew and give back, and so are its queued
-        give-backs and corrections. The child re-attaches to Redis on its
-        first request, with counters at zero, as a new limiter.
-        """
-        forgotten, gen = dict(vars(self)), self._gen
-        clock = self.clock if self.clock is not anyio.current_time else None
-        sleep = self.sleep if self.sleep is not anyio.sleep else None
-        SharedLimiter.__init__(
-            self,
-            self.config,
-            self.namespace,
-            rpm=self.rpm,
-            tpm=self.tpm,
-            max_concurrency=self.max_concurrency,
-            burst=self.burst if self.rpm else None,
-            clock=clock,
-            sleep=sleep,
-            redis_time=self._redis_time,
-        )
-        self._gen = gen + 1
-        return forgotten  # its Redis client and task: kept from the garbage collector
 
     def __repr__(self) -> str:
         return (
@@ -648,8 +622,6 @@ class SharedLimiter:
 
     def _reconcile(self, permit: Permit, tokens_used: int) -> None:
         assert isinstance(permit, SharedPermit)
-        if permit._gen != self._gen:
-            return  # taken by the parent before a fork (see _release)
         delta = tokens_used - permit.tokens
         permit.tokens = tokens_used
         if not self.tpm or not delta:
@@ -665,8 +637,6 @@ class SharedLimiter:
         self._wake()
 
     def _release(self, permit: Permit | None = None) -> None:
-        if permit is not None and permit._gen != self._gen:
-            return  # taken by the parent before a fork: the parent gives it back
         self.in_flight -= 1
         if isinstance(permit, SharedPermit) and permit._lease:
             self._held.discard(permit._lease)
