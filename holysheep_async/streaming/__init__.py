@@ -55,7 +55,10 @@ The package: a protocol-neutral core, and chat on top of it
                each; retry, resume or raise), ``async with`` / ``aclose``, the
                response and its headers. Neutral: a stream class subclasses it.
 ``_chat``      :class:`~._chat.ChatState`: ``chat.completion.chunk`` parsing and
-               accumulation. Pure (dicts in, state out), tested without a network.
+               accumulation (text, reasoning, refusal, tool calls, logprobs, per
+               choice; the final completion). Pure (dicts in, state out), tested
+               without a network. ``_chat_events``: the typed events of
+               ``stream.events()`` and :class:`StreamedToolCall`.
 ``_stream``    :class:`ChatStream`: the core with a ChatState; the text and chunk
                iterators and the properties.
 
@@ -86,6 +89,16 @@ by the core for every protocol (see ``_protocol``).
 """
 
 from ._chat import ChatState as ChatState
+from ._chat_events import (
+    ChatStreamEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamDone,
+    StreamedToolCall,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+)
 from ._core import StreamCore as StreamCore
 from ._metrics import StreamMetrics
 from ._policy import RESUME_STRATEGIES, ResumeStrategy
@@ -94,4 +107,17 @@ from ._protocol import MALFORMED as MALFORMED
 from ._protocol import StreamProtocol as StreamProtocol
 from ._stream import ChatStream
 
-__all__ = ["RESUME_STRATEGIES", "ChatStream", "ResumeStrategy", "StreamMetrics"]
+__all__ = [
+    "RESUME_STRATEGIES",
+    "ChatStream",
+    "ChatStreamEvent",
+    "ReasoningDelta",
+    "RefusalDelta",
+    "ResumeStrategy",
+    "StreamDone",
+    "StreamMetrics",
+    "StreamedToolCall",
+    "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+]
