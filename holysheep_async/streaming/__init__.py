@@ -35,6 +35,14 @@ What it guarantees:
   left early is closed when the iterator is garbage collected: at once on
   CPython under asyncio; trio does it too but warns. Use ``async with``.)
 
+Beyond the text (docs/agents.md): ``stream.reasoning`` (``delta.reasoning_content``
+or ``delta.reasoning``), ``stream.tool_calls`` (assembled from fragments, robust to a
+repeated index, a missing index, every call at index 0), ``stream.events()`` (typed
+events), ``stream.final_completion()`` (the ``ChatCompletion`` ``chat.create``
+returns for the same answer). A stream that breaks inside a tool call after
+something was yielded is not resumed: the error carries ``partial_text``,
+``partial_reasoning`` and ``partial_tool_calls``.
+
 The text path builds no pydantic object per chunk: one JSON decode and a few
 dict lookups. :meth:`ChatStream.chunks` validates each chunk into a
 :class:`ChatCompletionChunk`, which costs more.

@@ -2,8 +2,9 @@
 
 The stream core (:class:`~._core.StreamCore`) does the requests, the reading,
 the retries and the closing; :class:`~._chat.ChatState` reads the chunks.
-What is left here is the surface: iterate the text (the hot path) or the
-typed chunks, and the properties that read the state.
+What is left here is the surface: iterate the text (the hot path), the
+typed chunks or the typed events, and the properties that read the state
+(text, reasoning, tool calls, the final completion).
 """
 
 from __future__ import annotations
