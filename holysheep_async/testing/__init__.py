@@ -9,10 +9,11 @@ Needs nothing beyond a plain ``pip install holysheep-async``.
 
 from __future__ import annotations
 
-from . import _batches, _chat, _files, _models  # noqa: F401  (register the routes)
+from . import _batches, _chat, _files, _models, _responses  # noqa: F401  (register the routes)
 from ._chat import answer_text, answer_tokens, prompt_tokens
 from ._faults import FAULT_KINDS, Fault
 from ._http import Request
+from ._responses_input import reasoning_model, response_answer_text
 from ._server import MockServer
 
 __all__ = [
@@ -23,4 +24,6 @@ __all__ = [
     "answer_text",
     "answer_tokens",
     "prompt_tokens",
+    "reasoning_model",
+    "response_answer_text",
 ]

@@ -54,6 +54,7 @@ from ._chat import _answer_length, _usage, answer_text
 from ._embeddings import embeddings_answer
 from ._files import _available, _Done, _Lines, _now, _Store, batch_store
 from ._http import Request, Responder, route
+from ._responses import batch_answer
 
 if TYPE_CHECKING:
     from ._server import MockServer
@@ -307,6 +308,12 @@ def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str
             payload = _error(_SERVER_ERROR, "server_error")
         else:
             status, payload = embeddings_answer(body)
+    elif line.get("url") == "/v1/responses":
+        if _fails(server, store, cid):
+            status = int(server.options.get("batch_fail_status", 500))
+            payload = _error(_SERVER_ERROR, "server_error")
+        else:
+            status, payload = batch_answer(server, body)
     elif not isinstance(messages, list) or not messages:
         status, payload = 400, _error("'messages' must be a non-empty array", "invalid_type")
     elif _fails(server, store, cid):

@@ -161,6 +161,12 @@ class MockServer:
 
         advance_batches(self, steps)
 
+    def advance_responses(self, events: int = 1) -> None:
+        """Move every unfinished background response ``events`` events on (see ``_responses``)."""
+        from ._responses import advance_responses
+
+        advance_responses(self, events)
+
     # -- lifecycle ----------------------------------------------------------------
 
     def start(self) -> MockServer:
