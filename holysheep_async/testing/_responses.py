@@ -321,7 +321,9 @@ async def create_response(
         with store.lock:
             record.started = _clock()
             record.offsets = list(itertools.accumulate(answer.delays))
-            record.move(server)
+            # response.created and response.queued are out at once: the create answers
+            # "queued", as OpenAI's does, however soon the response will be done.
+            record.floor = record.released = 2
             _remember(store, record)
             first = record.snapshot()
         if spec.stream:
