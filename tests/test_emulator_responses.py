@@ -714,3 +714,17 @@ async def test_output_items_are_valid_input_items(http: httpx.AsyncClient) -> No
     obj = await create(http, model="o3", input="x", reasoning={"summary": "auto"})
     for item in obj["output"]:
         ITEM.validate_python(item)
+
+
+@pytest.mark.parametrize(
+    ("argv", "switch"),
+    [([], None), (["--no-responses-api"], 404), (["--no-responses-api", "501"], 501)],
+)
+def test_holysheep_serve_switches_the_responses_api_off(
+    argv: list[str], switch: int | None
+) -> None:
+    from holysheep_async.cli import build_parser
+    from holysheep_async.cli.serve import emulator_options
+
+    options = emulator_options(build_parser().parse_args(["serve", *argv]))
+    assert options.get("responses_api") == switch

@@ -165,6 +165,16 @@ async def test_sdk_resumes_by_starting_after(sdk: AsyncOpenAI) -> None:
     assert final.output_text == response_answer_text("SDK resume.")
 
 
+async def test_sdk_streams_a_background_response(sdk: AsyncOpenAI) -> None:
+    async with sdk.responses.stream(model="gpt-4o", input="Bg stream.", background=True) as events:
+        kinds = [e.type async for e in events]
+        final = await events.get_final_response()
+    assert kinds[:3] == ["response.created", "response.queued", "response.in_progress"]
+    assert final.output_text == response_answer_text("Bg stream.") and final.background is True
+    again = await sdk.responses.retrieve(final.id)
+    assert again.status == "completed" and again.output_text == final.output_text
+
+
 async def test_background_stream_follows_the_response_as_it_moves(
     http: httpx.AsyncClient, server: MockServer, options: dict[str, Any]
 ) -> None:

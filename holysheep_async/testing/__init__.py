@@ -4,6 +4,19 @@
 >>> async with MockServer(ttft=0.05, itl=0.01) as server:  # doctest: +SKIP
 ...     client = AsyncClient(base_url=server.base_url, api_key="test")
 
+Routes: ``/v1/chat/completions`` (``_chat``), ``/v1/responses`` with
+retrieve, cancel, delete, input items and resumable background streams
+(``_responses``), ``/v1/files`` and ``/v1/batches`` (``_files``, ``_batches``),
+``/v1/models`` and ``/v1/embeddings`` (``_models``). Faults: ``_faults`` (and,
+for Responses streams, ``_responses_stream``). Options, ``MockServer(**options)``:
+the quotas (``_quota``), the batch lifecycle (``batch_*``, ``_batches``), and for
+the Responses API ``responses_api`` (``False`` or 404 / 405 / 501: a relay
+without it), ``background_speed`` and ``background_queue`` (``_responses``).
+
+Deterministic answers: :func:`answer_text` (chat), :func:`response_answer_text`
+(``/v1/responses``); :func:`reasoning_model` says which model names get
+reasoning items.
+
 Needs nothing beyond a plain ``pip install holysheep-async``.
 """
 
