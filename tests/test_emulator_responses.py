@@ -644,7 +644,10 @@ async def test_error_event_shapes(http: httpx.AsyncClient) -> None:
     check_stream(got)
     failed = got.events[-1]["response"]
     assert got.events[-1]["type"] == "response.failed" and failed["status"] == "failed"
-    assert failed["error"]["code"] == "server_error"
+    assert failed["error"]["code"] == "server_error" and failed["output"] == []
+    # After the message is done, the failed response keeps it.
+    late = (await stream(http, fault="error; after=23; body=failed")).events[-1]["response"]
+    assert text_of(late) == response_answer_text("Count the sheep.")
     # A stored response that failed is retrieved as failed.
     stored = (await http.get(f"/responses/{failed['id']}")).json()
     assert stored["status"] == "failed" and stored["error"] == failed["error"]

@@ -398,6 +398,8 @@ async def _stream(server: MockServer, responder: Responder, record: _Record) -> 
         if delay or extra:
             await emitter.pause(delay + extra)
             extra = 0.0
+        # What is out so far (a response that fails now keeps its finished items).
+        record.released = int(event["sequence_number"])
         if event["type"] in TERMINAL:
             record.released = len(answer.events)
             store = response_store(server)
