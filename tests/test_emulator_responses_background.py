@@ -17,7 +17,7 @@ from openai import AsyncOpenAI, NotFoundError
 from openai.types.responses import Response
 
 from holysheep_async.sse import SSEDecoder
-from holysheep_async.testing import MockServer, _responses, response_answer_text
+from holysheep_async.testing import MockServer, _responses_store, response_answer_text
 
 from .test_emulator_responses import (
     WEATHER,
@@ -46,7 +46,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(_responses, "_clock", fake)
+    monkeypatch.setattr(_responses_store, "_clock", fake)
     return fake
 
 

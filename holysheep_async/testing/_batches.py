@@ -54,7 +54,7 @@ from ._chat import _answer_length, _usage, answer_text
 from ._embeddings import embeddings_answer
 from ._files import _available, _Done, _Lines, _now, _Store, batch_store
 from ._http import Request, Responder, route
-from ._responses import batch_answer
+from ._responses_store import batch_answer
 
 if TYPE_CHECKING:
     from ._server import MockServer

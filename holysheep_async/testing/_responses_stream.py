@@ -34,14 +34,22 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ._chat import _client_gone
 from ._faults import Fault
 from ._http import Responder
 
-__all__ = ["STREAM_FAULTS", "Emitter"]
+__all__ = ["STREAM_FAULTS", "Emitter", "client_gone"]
 
 STREAM_FAULTS = frozenset({"drop", "stall", "malformed", "error", "truncate"})
 _MESSAGE = "The server had an error while processing your request. Sorry about that!"
+
+
+def client_gone(responder: Responder) -> bool:
+    """Whether the client closed its side (a long wait notices it, as a real server would)."""
+    writer = responder._writer
+    if writer.transport.is_closing():
+        return True
+    reader = getattr(writer, "_reader", None)
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
 
 
 class Emitter:
@@ -142,7 +150,7 @@ class Emitter:
         await self.responder.end()
 
     def gone(self) -> bool:
-        return _client_gone(self.responder)
+        return client_gone(self.responder)
 
     async def _inject(self) -> bool:
         """Apply the fault; True when the stream goes on afterwards (a stall that ends)."""

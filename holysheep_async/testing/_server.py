@@ -163,7 +163,7 @@ class MockServer:
 
     def advance_responses(self, events: int = 1) -> None:
         """Move every unfinished background response ``events`` events on (see ``_responses``)."""
-        from ._responses import advance_responses
+        from ._responses_store import advance_responses
 
         advance_responses(self, events)
 
