@@ -53,11 +53,10 @@ import itertools
 import re
 from typing import Any
 
-from ._http import Request, Responder, route
+from ._http import Request, Responder
 from ._responses_input import BadRequest, chat_messages, read_request
 from ._responses_plan import DELTAS, TERMINAL
 from ._responses_store import (
-    Emulator,
     Record,
     clock,
     conversation,
@@ -66,8 +65,9 @@ from ._responses_store import (
     response_store,
 )
 from ._responses_stream import Emitter, client_gone
+from ._state import Emulator, route
 
-__all__: list[str] = []
+__all__ = ["ROUTES"]
 
 # ---------------------------------------------------------------------------
 # creating
@@ -88,7 +88,6 @@ async def _available(server: Emulator, responder: Responder) -> bool:
     return False
 
 
-@route("POST", "/v1/responses")
 async def create_response(
     server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
@@ -247,7 +246,6 @@ async def _record(server: Emulator, responder: Responder, response_id: str) -> R
     return record
 
 
-@route("GET", r"/v1/responses/([^/]+)")
 async def retrieve_response(
     server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
@@ -285,7 +283,6 @@ async def retrieve_response(
     await responder.send_json(200, obj)
 
 
-@route("POST", r"/v1/responses/([^/]+)/cancel")
 async def cancel_response(
     server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
@@ -308,7 +305,6 @@ async def cancel_response(
     await responder.send_json(200, obj)
 
 
-@route("DELETE", r"/v1/responses/([^/]+)")
 async def delete_response(
     server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
@@ -324,7 +320,6 @@ async def delete_response(
     await responder.send_json(200, {"id": record.id, "object": "response", "deleted": True})
 
 
-@route("GET", r"/v1/responses/([^/]+)/input_items")
 async def list_input_items(
     server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
@@ -361,3 +356,12 @@ async def list_input_items(
             "has_more": len(items) > limit,
         },
     )
+
+
+ROUTES = (
+    route("POST", "/v1/responses", create_response),
+    route("GET", r"/v1/responses/([^/]+)", retrieve_response),
+    route("POST", r"/v1/responses/([^/]+)/cancel", cancel_response),
+    route("DELETE", r"/v1/responses/([^/]+)", delete_response),
+    route("GET", r"/v1/responses/([^/]+)/input_items", list_input_items),
+)

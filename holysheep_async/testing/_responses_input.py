@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._chat import answer_text
+from ._answers import answer_text
 
 __all__ = [
     "EFFORTS",

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ._chat import answer_tokens, prompt_tokens
+from ._answers import answer_tokens, prompt_tokens
 from ._responses_input import EFFORTS, Spec, chat_messages, text_of
 from ._schema import _pieces, instance, structured_answer
 

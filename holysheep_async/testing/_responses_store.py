@@ -19,13 +19,13 @@ import itertools
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ._responses_input import BadRequest, Spec, read_request
 from ._responses_plan import Plan, plan
+from ._state import Emulator
 
 __all__ = [
-    "Emulator",
     "Record",
     "Store",
     "advance_responses",
@@ -36,27 +36,6 @@ __all__ = [
     "remember",
     "response_store",
 ]
-
-
-class Emulator(Protocol):
-    """What the Responses API needs of the emulator (``MockServer`` is one)."""
-
-    @property
-    def ttft(self) -> float: ...
-
-    @property
-    def itl(self) -> float: ...
-
-    @property
-    def tokens(self) -> int: ...
-
-    @property
-    def options(self) -> dict[str, Any]: ...
-
-    @property
-    def state(self) -> dict[str, Any]: ...
-
-    def next_id(self, prefix: str) -> str: ...
 
 
 #: The clock background responses move on (a test may put a fake one here).
