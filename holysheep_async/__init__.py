@@ -8,6 +8,7 @@
 """
 
 from ._structured import ParsedChatStream
+from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -37,6 +38,7 @@ from .errors import (
     StreamIdleTimeout,
     StructuredOutputError,
     TLSMismatchError,
+    ToolLoopError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -60,8 +62,19 @@ from .models import (
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
-from .streaming import ChatStream, StreamMetrics
-from .sync import Client, SyncChatStream, SyncParsedChatStream
+from .streaming import (
+    ChatStream,
+    ChatStreamEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamDone,
+    StreamedToolCall,
+    StreamMetrics,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+)
+from .sync import Client, SyncChatStream, SyncParsedChatStream, SyncToolRunStream
 
 __all__ = [
     "APIConnectionError",
@@ -82,6 +95,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatStream",
+    "ChatStreamEvent",
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
@@ -108,18 +122,30 @@ __all__ = [
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "ReasoningDelta",
+    "RefusalDelta",
     "RefusalError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",
     "SharedLimitsError",
+    "StreamDone",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "StreamedToolCall",
     "StructuredOutputError",
     "TLSMismatchError",
     "SyncChatStream",
     "SyncParsedChatStream",
+    "SyncToolRunStream",
+    "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ToolLoopError",
+    "ToolResult",
+    "ToolRun",
+    "ToolRunStream",
     "UnknownModelError",
     "Usage",
     "UsageTally",
