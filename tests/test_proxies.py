@@ -258,6 +258,22 @@ async def test_a_dead_proxy_is_named_in_the_error(
     assert "s3cr" not in message and "carol" not in message
 
 
+async def test_a_proxy_hanging_up_is_named_in_the_error(emulator: MockServer) -> None:
+    from .rawserver import Conn, RawServer
+
+    def hang_up(conn: Conn) -> None:  # takes the request, closes without an answer
+        conn.read_request()
+
+    fake = RawServer(hang_up)
+    try:
+        with pytest.raises(APIConnectionError) as info:
+            async with client(target("http", emulator), proxy=fake.url) as c:
+                await ask(c)
+    finally:
+        fake.close()
+    assert f"without sending a response (through proxy {fake.url})" in str(info.value)
+
+
 async def test_a_proxy_that_never_answers_connect_times_out(front: TLSFront) -> None:
     with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts (in the kernel), says nothing
         address = f"http://127.0.0.1:{mute.getsockname()[1]}"

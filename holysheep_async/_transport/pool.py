@@ -238,21 +238,27 @@ class Transport(httpx.AsyncBaseTransport):
             await self._close_expired()
         conn = self._take_idle(key)
         response = None
-        if conn is not None:
-            try:
-                response = await exchange(
-                    self._lease(conn), request, head, body, self._give_back_cb
-                )
-            except _StaleConnection as exc:
-                if exc.sent and request.extensions.get(NO_RESEND):
-                    raise httpx.RemoteProtocolError(
-                        "server disconnected without sending a response (on a reused"
-                        " connection; not sent again: the server may have acted on it)"
-                    ) from exc
-                log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
-        if response is None:
-            conn = self._lease(await self._connect(key, request, proxy))
-            response = await exchange(conn, request, head, body, self._give_back_cb)
+        try:
+            if conn is not None:
+                try:
+                    response = await exchange(
+                        self._lease(conn), request, head, body, self._give_back_cb
+                    )
+                except _StaleConnection as exc:
+                    if exc.sent and request.extensions.get(NO_RESEND):
+                        raise httpx.RemoteProtocolError(
+                            "server disconnected without sending a response (on a reused"
+                            " connection; not sent again: the server may have acted on it)"
+                        ) from exc
+                    log.debug("idle connection to %s closed by the server: reconnecting", key[1])
+            if response is None:
+                conn = self._lease(await self._connect(key, request, proxy))
+                response = await exchange(conn, request, head, body, self._give_back_cb)
+        except httpx.TransportError as exc:
+            if proxy is None or "proxy" in str(exc):
+                raise
+            # Through a proxy, "the server" may be the proxy: say which way it went.
+            raise type(exc)(f"{exc} (through proxy {proxy})") from exc
         if (
             proxy is not None
             and scheme == b"http"
