@@ -8,6 +8,7 @@
 """
 
 from ._structured import ParsedChatStream
+from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -35,6 +36,7 @@ from .errors import (
     StreamError,
     StreamIdleTimeout,
     StructuredOutputError,
+    ToolLoopError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -58,8 +60,19 @@ from .models import (
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
 from .retry import RetryPolicy
-from .streaming import ChatStream, StreamMetrics
-from .sync import Client, SyncChatStream, SyncParsedChatStream
+from .streaming import (
+    ChatStream,
+    ChatStreamEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamDone,
+    StreamedToolCall,
+    StreamMetrics,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+)
+from .sync import Client, SyncChatStream, SyncParsedChatStream, SyncToolRunStream
 
 __all__ = [
     "APIConnectionError",
@@ -80,6 +93,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatStream",
+    "ChatStreamEvent",
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
@@ -105,17 +119,29 @@ __all__ = [
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "ReasoningDelta",
+    "RefusalDelta",
     "RefusalError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",
     "SharedLimitsError",
+    "StreamDone",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "StreamedToolCall",
     "StructuredOutputError",
     "SyncChatStream",
     "SyncParsedChatStream",
+    "SyncToolRunStream",
+    "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ToolLoopError",
+    "ToolResult",
+    "ToolRun",
+    "ToolRunStream",
     "UnknownModelError",
     "Usage",
     "UsageTally",

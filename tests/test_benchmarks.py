@@ -84,3 +84,22 @@ def test_the_proxy_scenarios_run_through_a_real_squid() -> None:
             assert set(got) == set(clients), (backend, scenario)  # the SDK too, when installed
             assert all(v > 0 for metrics in got.values() for v in metrics.values())
     assert any("| holysheep |" in line for line in lines)
+
+
+def test_the_agent_stream_benchmark_checks_what_every_client_assembled(tmp_path: Path) -> None:
+    from benchmarks import agent_streams
+
+    lines: list[str] = []
+    args = agent_streams.build_parser().parse_args(
+        ["--quick", "--backend", "asyncio", "--out", str(tmp_path / "agent.json")]
+    )
+    results = agent_streams.run(args, log=lines.append)
+    runs = results["runs"]
+    for shape in ("text", "agent"):
+        assert runs[f"asyncio/holysheep text/{shape}"]["chunks_per_s"] > 0
+        assert runs[f"asyncio/holysheep events/{shape}"]["chunks_per_s"] > 0
+    assert json.loads((tmp_path / "agent.json").read_text())["quick"] is True
+    # A client that assembles the wrong thing fails the run rather than being timed.
+    with pytest.raises(AssertionError, match="calls differ"):
+        wrong = {**agent_streams.expected("agent", 400), "calls": []}
+        agent_streams._check("x", "agent", 400, wrong)
