@@ -92,6 +92,15 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 
+@nox.session(name="bench-agents")
+def bench_agents(session: nox.Session) -> None:
+    """Agent streams (issue 23): chunk throughput with reasoning and tool-call accumulation on,
+    next to text only and the official SDK's ``chat.completions.stream`` helper, same run
+    (benchmarks/agent_streams.py; ``-- --quick`` for a smoke run)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks.agent_streams", *session.posargs)
+
+
 @nox.session(name="bench-otel")
 def bench_otel(session: nox.Session) -> None:
     """What OpenTelemetry costs: absent, API without a provider, SDK recording (RESULTS.md)."""
