@@ -453,6 +453,7 @@ class Client:
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
         max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         # Built first: bad settings raise here, before a thread is started.
         client = AsyncClient(
@@ -472,6 +473,7 @@ class Client:
             shared_limits=shared_limits,
             limits_namespace=limits_namespace,
             max_response_bytes=max_response_bytes,
+            proxy=proxy,
         )
         portal = Portal()
         self._client = client
