@@ -32,6 +32,8 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     RefusalError,
+    ResponsesNotSupportedError,
+    ResponseTimeoutError,
     SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
@@ -57,6 +59,16 @@ from .models import (
     Usage,
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
+from .responses import (
+    ParsedResponse,
+    ParsedResponseStream,
+    Response,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+    ResponseStream,
+    ResponseUsage,
+)
 from .retry import RetryPolicy
 from .streaming import ChatStream, StreamMetrics
 from .sync import Client, SyncChatStream, SyncParsedChatStream
@@ -101,11 +113,21 @@ __all__ = [
     "NotFoundError",
     "ParsedChatCompletion",
     "ParsedChatStream",
+    "ParsedResponse",
+    "ParsedResponseStream",
     "PermissionDeniedError",
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
     "RefusalError",
+    "Response",
+    "ResponseFunctionToolCall",
+    "ResponseOutputMessage",
+    "ResponseReasoningItem",
+    "ResponseStream",
+    "ResponseTimeoutError",
+    "ResponseUsage",
+    "ResponsesNotSupportedError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",

@@ -4,6 +4,7 @@
 
     HolySheepError
     ├── ConfigurationError            bad settings, missing API key (also a ValueError)
+    │   └── ResponsesNotSupportedError  a Responses request needs what this server lacks
     ├── APIConnectionError            the request or the response did not get through
     │   └── APITimeoutError           connect / read / write / pool timeout
     │       └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
@@ -25,6 +26,7 @@
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
     ├── BatchFailedError              a batch ended failed / expired / cancelled
     ├── BatchTimeoutError             waiting for a batch took longer than its timeout
+    ├── ResponseTimeoutError          waiting for a background response took longer than its timeout
     └── SharedLimitsError             shared limits' Redis unreachable, on_error="closed"
 
 Any error raised after a stream yielded text carries that text in
@@ -61,6 +63,8 @@ __all__ = [
     "RateLimitError",
     "SharedLimitsError",
     "RefusalError",
+    "ResponseTimeoutError",
+    "ResponsesNotSupportedError",
     "StreamError",
     "StreamIdleTimeout",
     "StructuredOutputError",
@@ -83,6 +87,19 @@ class HolySheepError(Exception):
 
 class ConfigurationError(HolySheepError, ValueError):
     """A client setting is missing or has the wrong type or value."""
+
+
+class ResponsesNotSupportedError(ConfigurationError):
+    """The server has no ``/responses`` (it answered 404, 405 or 501), so the request goes
+    as a chat completion, and it asks for what a chat completion cannot do.
+
+    ``field`` names it (``previous_response_id``, ``background``, ``store``, a tool
+    type...). Nothing was sent for this request.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class APIConnectionError(HolySheepError):
@@ -268,6 +285,18 @@ class BatchTimeoutError(HolySheepError, TimeoutError):
     def __init__(self, message: str, *, batch: object = None) -> None:
         super().__init__(message)
         self.batch = batch
+
+
+class ResponseTimeoutError(HolySheepError, TimeoutError):
+    """``responses.wait`` gave up: the background response was not final within ``timeout``.
+
+    ``response`` is its last known state; it goes on running on the server
+    (``client.responses.cancel(id)`` stops it).
+    """
+
+    def __init__(self, message: str, *, response: object = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 # ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ open-telemetry/semantic-conventions-genai, with no release yet; its unreleased
 
 Modules: ``_providers`` (is anyone listening, where the requests go), ``_chat``
 (the chat span and metrics, the hooks), ``_content`` (the opt-in messages),
-``_batches`` (the batch spans).
+``_batches`` (the batch spans), ``_responses`` (the Responses API's span, from plain values).
 
 Error messages are not recorded (they may quote a server's answer): a failed
 span has status ERROR with ``error.type`` as its description.
@@ -56,16 +56,19 @@ from ._providers import (
     server_attributes,
     use_providers,
 )
+from ._responses import ResponsesTrace, responses_started
 
 __all__ = [
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
     "ChatTrace",
+    "ResponsesTrace",
     "batch_op",
     "capture_content",
     "chat_create",
     "cooldown",
     "current",
+    "responses_started",
     "retrying",
     "server_attributes",
     "stream_closed",
