@@ -31,6 +31,7 @@ Responses stream sends). All pure: dicts in, dicts out.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -317,12 +318,10 @@ def _usage(usage: Any) -> dict[str, Any] | None:
         "output_tokens": completion,
         "total_tokens": usage.get("total_tokens") or prompt + completion,
     }
-    details = usage.get("prompt_tokens_details")
-    if isinstance(details, Mapping):
-        out["input_tokens_details"] = {"cached_tokens": details.get("cached_tokens") or 0}
-    details = usage.get("completion_tokens_details")
-    if isinstance(details, Mapping):
-        out["output_tokens_details"] = {"reasoning_tokens": details.get("reasoning_tokens") or 0}
+    cached = as_map(usage.get("prompt_tokens_details")).get("cached_tokens") or 0
+    out["input_tokens_details"] = {"cached_tokens": cached, "cache_write_tokens": 0}
+    thought = as_map(usage.get("completion_tokens_details")).get("reasoning_tokens") or 0
+    out["output_tokens_details"] = {"reasoning_tokens": thought}
     return out
 
 
@@ -340,7 +339,7 @@ def _envelope(
     return {
         "id": rid,
         "object": "response",
-        "created_at": created,
+        "created_at": created if isinstance(created, (int, float)) else int(time.time()),
         "status": status,
         "model": model or request.get("model") or "",
         "output": [],

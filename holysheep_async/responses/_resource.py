@@ -234,13 +234,13 @@ class Responses:
                     params=extra_query,
                     timeout=per_call,
                 )
+                response = self._parse(reply.response, cls)
             except (APIStatusError, InvalidResponseError) as exc:
                 reason = no_responses_api(exc)
                 if reason is None:
                     raise
                 self._fall_back(reason)
             else:
-                response = self._parse(reply.response, cls)
                 self._count(response, reply, created=True)
                 if parse is not None and response.is_final:
                     parse_output(response, parse)
