@@ -20,7 +20,8 @@
     │   └── InternalServerError       >= 500
     ├── InvalidResponseError          a 2xx answer whose body is not what the protocol says
     ├── StreamError                   error object or malformed event inside a 200 stream
-    │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    │   ├── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    │   └── ResponseFailedError       a Responses stream ended with ``response.failed``
     ├── StructuredOutputError         response_format=Model: the answer is not a valid Model
     │   └── RefusalError              ... because the model refused (``.refusal`` says why)
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
@@ -63,6 +64,7 @@ __all__ = [
     "RateLimitError",
     "SharedLimitsError",
     "RefusalError",
+    "ResponseFailedError",
     "ResponseTimeoutError",
     "ResponsesNotSupportedError",
     "StreamError",
@@ -219,6 +221,20 @@ class StreamError(HolySheepError):
 
 class IncompleteStreamError(StreamError):
     """The stream ended with neither ``data: [DONE]`` nor a finish reason: the answer may be cut."""
+
+
+class ResponseFailedError(StreamError):
+    """A Responses stream ended with ``response.failed``: the server gave up on the response.
+
+    ``response`` is the failed response object (a dict, its ``error`` says why);
+    ``code`` the error's code. Never retried (the same request would fail the same way).
+    """
+
+    def __init__(
+        self, message: str, *, response: object = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, body=response, code=code)
+        self.response = response
 
 
 class StructuredOutputError(HolySheepError):

@@ -177,7 +177,12 @@ def prompt(body: Mapping[str, Any]) -> list[dict[str, Any]]:
         return []
 
 
-def trace_end(trace: _otel.ResponsesTrace, response: Response) -> None:
+def trace_end(
+    trace: _otel.ResponsesTrace,
+    response: Response,
+    attributes: Mapping[str, Any] | None = None,
+) -> None:
+    """End ``trace`` with what ``response`` says (plain values)."""
     usage = response.usage
     trace.finished(
         response_id=response.id or None,
@@ -188,6 +193,7 @@ def trace_end(trace: _otel.ResponsesTrace, response: Response) -> None:
         reasoning_tokens=usage.reasoning_tokens if usage is not None else None,
         cached_tokens=usage.cached_tokens if usage is not None else None,
         output_text=response.output_text,
+        attributes=attributes,
     )
 
 

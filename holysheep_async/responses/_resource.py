@@ -416,10 +416,12 @@ class Responses:
             on_no_api=self._fall_back,
             count=self._count,
         )
+        if body is not None and self.fallback_reason is not None:
+            check_stateless(body, self.fallback_reason)  # at once, not when iterated
         if parse is None:
             return ResponseStream(setup)
         stream: ParsedResponseStream[Any] = ParsedResponseStream(setup)
-        stream._model_class = parse
+        stream._model_class_ = parse
         return stream
 
     # -- the stored response ------------------------------------------------------------

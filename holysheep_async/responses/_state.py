@@ -18,7 +18,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import StreamError, describe_error_body
+from ..errors import ResponseFailedError, StreamError, describe_error_body
 from ._accumulate import Accumulator
 from ._fallback import as_map, response_from_chat
 from ._fallback_stream import ChunkConverter
@@ -48,8 +48,6 @@ class ResponsesState:
     """
 
     whole_name = "a response object"
-    ending = "response.completed event"
-    done_marker = False
 
     def __init__(
         self,
@@ -63,12 +61,23 @@ class ResponsesState:
         self.chat = chat
         self.redact = redact
         self.where = where
+        #: Words for errors; whether ``data: [DONE]`` ends the body (chat streams only).
+        self.ending = "finish reason" if chat else "response.completed event"
+        self.done_marker = chat
         self.acc = Accumulator()
         self.converter = ChunkConverter(self.request) if chat else None
         #: A background response: a broken stream is resumed from its last event.
         self.background = bool(self.request.get("background"))
         #: Events made at the end of a chat stream (the fallback's closing events).
         self.closing: list[Item] = []
+
+    def to_chat(self) -> None:
+        """From now on the events are chat chunks (the server has no Responses API)."""
+        self.chat = True
+        self.ending = "finish reason"
+        self.done_marker = True
+        self.background = False
+        self.restart()
 
     # -- the protocol ---------------------------------------------------------------------
 
@@ -104,8 +113,9 @@ class ResponsesState:
             out.append((event, text))
         return out
 
-    def whole(self, obj: Any, data: str) -> list[Item]:
-        """The server answered one JSON body instead of a stream: the events it stands for."""
+    def whole(self, obj: Any, data: str) -> list[list[Item]]:
+        """The server answered one JSON body instead of a stream: the events it stands for
+        (one batch, as ``take`` would have made it)."""
         if not isinstance(obj, dict):
             raise self.malformed(data, "not a JSON object")
         if obj.get("error") and not obj.get("output") and not obj.get("choices"):
@@ -140,7 +150,7 @@ class ResponsesState:
             status or "", "response.completed"
         )
         events.append({"type": kind, "response": obj})
-        return self._feed(events, data)
+        return [self._feed(events, data)]
 
     def complete(self) -> bool:
         """Has the answer ended (``response.completed``, ``.incomplete``; chat: a finish reason)?"""
@@ -209,14 +219,14 @@ class ResponsesState:
             code=code,
         )
 
-    def failed(self, event: Mapping[str, Any]) -> StreamError:
+    def failed(self, event: Mapping[str, Any]) -> ResponseFailedError:
         """``response.failed``: the server gave up on the response; its ``error`` says why."""
         response = as_map(event.get("response"))
         error = as_map(response.get("error"))
         message = self.redact(str(error.get("message") or "no reason given"))
         code = error.get("code")
-        return StreamError(
+        return ResponseFailedError(
             f"The response failed: {message}" + (f" (code {code})" if code else "") + self.where(),
-            body=dict(response),
+            response=dict(response),
             code=None if code is None else str(code),
         )

@@ -36,4 +36,4 @@ class ResponseStream:
 
 
 class ParsedResponseStream(ResponseStream, Generic[ModelT]):
-    _model_class: type[ModelT]
+    _model_class_: type[ModelT]
