@@ -23,11 +23,26 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+MAX_MODULE_LINES = 700  # the house's rule (LAYOUT.md): a module fits in a reader's head
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff."""
-    session.install("ruff>=0.6")
+    """ruff; the house's structure (import-linter contracts in pyproject.toml: layers for the
+    wings, nothing importing upward, no import circles, type-checking imports included); no
+    module of the package over MAX_MODULE_LINES lines."""
+    session.install("ruff>=0.6", "import-linter>=2.1")
     session.run("ruff", "check", ".")
+    session.run("lint-imports", "--no-cache")
+    from pathlib import Path
+
+    too_long = [
+        f"{path}: {n} lines"
+        for path in sorted(Path("holysheep_async").rglob("*.py"))
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    if too_long:
+        session.error(f"modules over {MAX_MODULE_LINES} lines: " + "; ".join(too_long))
 
 
 @nox.session

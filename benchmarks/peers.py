@@ -8,6 +8,8 @@ client sends through its own default-headers option.
 
 from __future__ import annotations
 
+import importlib
+import io
 import json
 import time
 from types import TracebackType
@@ -52,9 +54,11 @@ class HolySheep(Adapter):
 
     name = "holysheep"
 
+    package = "holysheep_async"  # --before: the same adapter on an older tree's package
+
     def __init__(self, *args: Any, transport: str = "default", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        from holysheep_async import AsyncClient
+        AsyncClient = importlib.import_module(self.package).AsyncClient
 
         http = None
         if transport == "httpx":
@@ -193,6 +197,49 @@ class HttpxSSE(Adapter):
         )
         response.raise_for_status()
         return len(response.json()["choices"])
+
+
+def before(ref: str) -> tuple[str, Any]:
+    """``holysheep@REF``: this client as it was at git ``REF``, measured in the same run.
+
+    The package of that commit is extracted (``git archive``) into a temporary folder under
+    another name (``holysheep_before``); the package imports itself only relatively, so both
+    versions live in one process and alternate with the other clients run by run.
+    """
+    import subprocess
+    import sys
+    import tarfile
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    dest = Path(tempfile.mkdtemp(prefix="holysheep-before-"))
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", ref, "holysheep_async"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    (dest / "holysheep_async").rename(dest / "holysheep_before")
+    sys.path.insert(0, str(dest))
+    short = subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "--short", ref],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    name = f"holysheep@{short}"
+
+    class Before(HolySheep):
+        package = "holysheep_before"
+
+    def make(*args: Any, **kwargs: Any) -> HolySheep:
+        adapter = Before(*args, **kwargs)
+        adapter.name = name
+        return adapter
+
+    return name, make
 
 
 def available() -> dict[str, Any]:

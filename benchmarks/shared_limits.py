@@ -32,8 +32,8 @@ from typing import Any
 import anyio
 
 from holysheep_async import SharedLimits
-from holysheep_async._shared_limits import SharedLimiter
 from holysheep_async.limits import Limiter
+from holysheep_async.limits._shared import SharedLimiter
 
 
 @contextmanager

@@ -613,6 +613,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument(
         "--scenario", action="append", dest="scenarios", choices=list(SCENARIOS), help="repeatable"
     )
+    p.add_argument(
+        "--before",
+        metavar="REF",
+        default=None,
+        help="also run this client as it was at git REF (holysheep@REF), same run, alternating",
+    )
     p.add_argument("--no-batch", action="store_true", help="skip the JSONL scenarios")
     p.add_argument("--no-compare", action="store_true", help="skip streaming vs batch")
     p.add_argument("--out", type=Path, default=None, help="directory for results.json/.png")
@@ -638,6 +644,9 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> Results
         clients = {c: every[c] for c in args.clients}
     else:
         clients = every
+    if args.before:
+        name, make = peers.before(args.before)
+        clients = {**clients, name: make}
     scenarios = args.scenarios or list(SCENARIOS)
     results = Results(
         machine=machine_info(),

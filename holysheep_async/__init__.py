@@ -7,7 +7,6 @@
 ...             print(text, end="")
 """
 
-from ._shared_config import SharedLimits
 from ._structured import ParsedChatStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
@@ -42,6 +41,7 @@ from .errors import (
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
+from .limits._shared_config import SharedLimits
 from .models import (
     Batch,
     BatchRequestCounts,

@@ -15,8 +15,6 @@ from typing import Any
 import httpx
 
 from ._requester import Requester
-from ._shared_config import SharedLimits, default_namespace
-from ._shared_limits import SharedLimiter
 from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
 from ._version import __version__
@@ -24,6 +22,8 @@ from .batches import Batches
 from .chat import Chat
 from .errors import ConfigurationError
 from .limits import Limiter, Limits
+from .limits._shared import SharedLimiter
+from .limits._shared_config import SharedLimits, default_namespace
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
 from .responses import Responses

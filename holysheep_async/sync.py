@@ -27,11 +27,11 @@ from pydantic import BaseModel
 from typing_extensions import Self, Unpack
 
 from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
-from ._shared_config import SharedLimits
 from ._structured import ParsedChatStream
 from .batches import Batches
 from .client import AsyncClient
 from .limits import Limits
+from .limits._shared_config import SharedLimits
 from .models import ChatCompletion, ChatCompletionChunk, ModelT, ParsedChatCompletion, Usage
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from holysheep_async import AsyncClient, RateLimitError, SharedLimits
-from holysheep_async._shared_limits import SharedLimiter
+from holysheep_async.limits._shared import SharedLimiter
 
 
 def say(**fields: Any) -> None:

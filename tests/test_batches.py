@@ -461,7 +461,7 @@ async def test_cost_through_pricing(
 
 
 def test_usage_cost_without_pricing(monkeypatch: pytest.MonkeyPatch) -> None:
-    from holysheep_async._batch_cost import usage_cost
+    from holysheep_async.batches._cost import usage_cost
 
     monkeypatch.setitem(sys.modules, "holysheep_async.pricing", None)
     assert usage_cost("gpt-4o", Usage(prompt_tokens=1, completion_tokens=1), batch=True) is None

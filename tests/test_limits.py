@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from holysheep_async import AsyncClient
-from holysheep_async import limits as limits_module
 from holysheep_async.errors import ConfigurationError, NotFoundError
 from holysheep_async.limits import LeakyBucket, Limiter, Permit, estimate_tokens
+from holysheep_async.limits import _bucket as limits_module
 from holysheep_async.testing import MockServer
 
 pytestmark = pytest.mark.anyio

@@ -23,7 +23,7 @@ import anyio
 import pytest
 
 from holysheep_async import SharedLimits
-from holysheep_async._shared_limits import SharedLimiter
+from holysheep_async.limits._shared import SharedLimiter
 from holysheep_async.testing import MockServer
 
 from .redis_server import RedisServer

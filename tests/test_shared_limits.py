@@ -25,9 +25,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from holysheep_async import AsyncClient, RateLimitError, SharedLimits, SharedLimitsError
-from holysheep_async._shared_config import default_namespace, parse_reset
-from holysheep_async._shared_limits import SharedLimiter, SharedPermit
 from holysheep_async.errors import ConfigurationError
+from holysheep_async.limits._shared import SharedLimiter, SharedPermit
+from holysheep_async.limits._shared_config import default_namespace, parse_reset
 from holysheep_async.testing import MockServer
 
 from .redis_server import RedisServer, free_port

@@ -1,6 +1,6 @@
 """The settings of shared limits (``SharedLimits``) and the server headers they read.
 
-Kept apart from :mod:`._shared_limits` so that importing the package never
+Kept apart from :mod:`._shared` so that importing the package never
 needs the Redis client (``holysheep-async[redis]``).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from .errors import ConfigurationError
+from ..errors import ConfigurationError
 
 __all__ = ["OnError", "SharedLimits", "default_namespace", "parse_reset"]
 

@@ -6,34 +6,31 @@ instead of submitting again; where the server has no Batch API it answers
 every request with direct calls instead.
 
 Memory stays flat at any size: requests stream into work files
-(:mod:`._batch_input`), results stay in the files they came in, and an
-on-disk index (:mod:`._batch_index`) says where each ``custom_id`` stands.
+(:mod:`._input`), results stay in the files they came in, and an
+on-disk index (:mod:`._index`) says where each ``custom_id`` stands.
 The batches of a run are polled together by one loop, and each one's
 results are downloaded and merged as soon as it is final.
+
+It takes what it works with, never the ``client.batches`` surface above it: a
+:class:`~._api.BatchAPI` (the REST calls, through :mod:`._create` and
+:mod:`._download`), a :data:`DirectCall` for the direct calls, and where the
+usage of batch answers goes (a :class:`~._report.UsageSink`).
 """
 
 from __future__ import annotations
 
 import builtins
-import inspect
 import json
 import logging
 import os
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import anyio
 
-from ._batch_create import create_once, find_batch
-from ._batch_index import FAILED, OK, RETRYABLE, RunIndex
-from ._batch_input import Requests, part_ids, prepare, request_lines, split_requests, write_parts
-from ._batch_journal import Journal, open_journal, workdir
-from ._batch_report import BatchReport, build_report
-from ._options import CallOptions, without_body
-from .errors import (
+from .._options import CallOptions, without_body
+from ..errors import (
     APIConnectionError,
     APIStatusError,
     AuthenticationError,
@@ -42,7 +39,7 @@ from .errors import (
     InvalidResponseError,
     PermissionDeniedError,
 )
-from .jsonl import (
+from ..jsonl import (
     DEFAULT_ENDPOINT,
     MAX_FILE_BYTES,
     MAX_REQUESTS,
@@ -53,87 +50,29 @@ from .jsonl import (
     to_request,
     write_results,
 )
-from .models import Batch, ChatCompletion, EmbeddingsResponse
-from .resources import Embeddings
+from ..models import Batch, ChatCompletion, EmbeddingsResponse
+from ._api import BatchAPI
+from ._create import create_once, find_batch, upload_valid
+from ._download import download
+from ._index import RunIndex, result_state
+from ._input import Requests, part_ids, prepare, request_lines, write_parts
+from ._journal import Journal, open_journal, workdir
+from ._progress import PollClock, ProgressCallback, RunProgress, adaptive_poll_interval, notify
+from ._report import BatchReport, UsageSink, build_report
 
-if TYPE_CHECKING:
-    from .batches import Batches
-
-__all__ = [
-    "BatchReport",
-    "Requests",
-    "RunProgress",
-    "adaptive_poll_interval",
-    "run",
-    "split_requests",
-]
+__all__ = ["NO_BATCH_API", "DirectCall", "RetryMode", "run"]
 
 log = logging.getLogger("holysheep_async")
 
 RetryMode = Literal["direct", "batch", "none"]
+#: Sends one request of the run as a direct call (``chat.create``, ``embeddings.create``)
+#: with the run's headers, query and timeout (not its ``extra_body``: that is for batch
+#: creates) and returns the answer; an error it raises becomes that request's result.
+DirectCall = Callable[[BatchRequest, CallOptions], Awaitable["ChatCompletion | EmbeddingsResponse"]]
 #: Statuses of /files or /batches that mean "this server has no Batch API".
 NO_BATCH_API = frozenset({404, 405, 501})
-#: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
-_RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
 #: Tries of one results download (a GET: safe to send again) before the run gives up.
 _DOWNLOAD_TRIES = 3
-
-
-@dataclass
-class RunProgress:
-    """Where ``run`` is: ``phase`` ("submitting", "submitted", "waiting", "direct", "done"),
-    requests answered so far (``done``) out of ``total`` (the whole run), the batch
-    just polled, and the last state of every batch being polled (``in_flight``)."""
-
-    phase: str
-    done: int
-    total: int
-    batch: Batch | None = None
-    in_flight: tuple[Batch, ...] = ()
-
-    @property
-    def percent(self) -> float:
-        return 100.0 * self.done / self.total if self.total else 100.0
-
-
-ProgressCallback = Callable[[Any], Any]
-
-
-async def _notify(callback: ProgressCallback | None, value: object) -> None:
-    if callback is not None:
-        result = callback(value)
-        if inspect.isawaitable(result):
-            await result
-
-
-def adaptive_poll_interval(batch: Batch, polls: int) -> float:
-    """Seconds to wait before the next poll of ``batch`` after ``polls`` polls.
-
-    Small batches start at 1 s, big ones (>= 1,000 requests) at 2 s; each poll
-    waits 25% longer, up to 30 s (60 s for big batches). A batch that is
-    already old when we start (a resumed run) is polled less often from the
-    start: at least a 30th of its age.
-    """
-    total = batch.request_counts.total if batch.request_counts else 0
-    big = total >= 1_000
-    interval = (2.0 if big else 1.0) * 1.25**polls
-    if batch.created_at:
-        interval = max(interval, (time.time() - batch.created_at) / 30)
-    return min(interval, 60.0 if big else 30.0)
-
-
-def _retryable(result: BatchResult) -> bool:
-    if result.ok:
-        return False
-    code = result.error.get("code") if result.error else None
-    status = result.status_code
-    return status is None or status in (408, 409, 429) or status >= 500 or code in _RETRY_CODES
-
-
-def _state(result: BatchResult) -> int:
-    if result.ok:
-        return OK
-    return RETRYABLE if _retryable(result) else FAILED
 
 
 class _NoBatchAPI(Exception):
@@ -144,9 +83,11 @@ class _NoBatchAPI(Exception):
 
 
 async def run(
-    batches: Batches,
+    api: BatchAPI,
     requests: Requests,
     *,
+    direct: DirectCall,
+    usage: UsageSink,
     journal: str | os.PathLike[str] | None = None,
     on_progress: ProgressCallback | None = None,
     output: str | os.PathLike[str] | None = None,
@@ -174,7 +115,9 @@ async def run(
             fingerprint = await prepare(requests, work, endpoint, index)
             state = open_journal(journal, fingerprint, endpoint)
             r = _Run(
-                batches,
+                api,
+                direct,
+                usage,
                 state,
                 work,
                 index,
@@ -192,7 +135,7 @@ async def run(
             r.rebuild()
             await r.go(retry, max_retry_rounds)
             report = r.report(output)
-        await _notify(on_progress, RunProgress("done", len(report.results), r.total))
+        await notify(on_progress, RunProgress("done", len(report.results), r.total))
     except BaseException:
         if index is not None:
             index.close()
@@ -207,7 +150,9 @@ class _Run:
 
     def __init__(
         self,
-        batches: Batches,
+        api: BatchAPI,
+        send: DirectCall,
+        usage: UsageSink,
         state: Journal,
         workdir: Path,
         index: RunIndex,
@@ -223,7 +168,9 @@ class _Run:
         max_bytes: int,
         options: CallOptions,
     ) -> None:
-        self.b = batches
+        self.api = api
+        self.send = send
+        self.usage = usage
         self.state = state
         self.workdir = workdir
         self.index = index
@@ -293,7 +240,8 @@ class _Run:
                         message = f"not a batch result: {exc}"
                     else:
                         good += 1
-                        if index.merge(result, _state(result), src, here, part=part) == "foreign":
+                        state = result_state(result)
+                        if index.merge(result, state, src, here, part=part) == "foreign":
                             if part is None:
                                 log.warning(
                                     "result for unknown custom_id %r in %s ignored",
@@ -372,7 +320,7 @@ class _Run:
         try:
             for part in parts:
                 if part["batch_id"] is None:
-                    await _notify(
+                    await notify(
                         self.on_progress, RunProgress("submitting", self.answered, self.total)
                     )
                     await self.submit(part)
@@ -387,7 +335,7 @@ class _Run:
     async def poll(self, pending: builtins.list[dict[str, Any]]) -> None:
         """Poll every pending batch in one loop, each at its own adaptive interval;
         download and merge each one's results as soon as it is final."""
-        clock = _Clock(self.b._requester.sleep)
+        clock = PollClock(self.api.sleep)
         base = self.answered
         counts: dict[int, int] = {}
         latest: dict[int, Batch] = {}
@@ -398,11 +346,11 @@ class _Run:
             now = clock.now()
             for key in [k for k, t in due.items() if t <= now]:
                 part = parts[key]
-                batch = await self.b.retrieve(part["batch_id"], **self.bodiless)
+                batch = await self.api.retrieve(part["batch_id"], **self.bodiless)
                 latest[key] = batch
                 c = batch.request_counts
                 counts[key] = (c.completed + c.failed) if c else 0
-                await _notify(
+                await notify(
                     self.on_progress,
                     RunProgress(
                         "waiting",
@@ -447,7 +395,7 @@ class _Run:
         if batch.output_file_id or batch.error_file_id:
             for attempt in range(1, _DOWNLOAD_TRIES + 1):
                 try:
-                    await self.b.download(batch, path, **self.bodiless)
+                    await download(self.api, batch, path, self.bodiless)
                     break
                 except APIConnectionError as exc:
                     if attempt == _DOWNLOAD_TRIES:
@@ -477,7 +425,8 @@ class _Run:
         try:
             if part["input_file_id"] is None:
                 try:
-                    file = await self.b._upload_valid(
+                    file = await upload_valid(
+                        self.api,
                         self.workdir / part["file"],
                         self.endpoint,
                         self.options,
@@ -500,13 +449,13 @@ class _Run:
                 state.save()
             else:
                 # A crash may have come between creating the batch and saving its id.
-                found = await find_batch(self.b, part["input_file_id"], self.options)
+                found = await find_batch(self.api, part["input_file_id"], self.options)
                 if found is not None:
                     part["batch_id"] = found.id
                     state.save()
                     return
             batch = await create_once(
-                self.b,
+                self.api,
                 part["input_file_id"],
                 self.endpoint,
                 self.window,
@@ -529,7 +478,7 @@ class _Run:
         part["batch_id"] = batch.id
         state.save()
         log.info("submitted batch %s (%d requests)", batch.id, part["count"])
-        await _notify(self.on_progress, RunProgress("submitted", self.answered, self.total, batch))
+        await notify(self.on_progress, RunProgress("submitted", self.answered, self.total, batch))
 
     # -- direct calls -------------------------------------------------------------
 
@@ -568,11 +517,11 @@ class _Run:
                         here = log_file.tell()
                         log_file.write(_result_line(result))
                         log_file.flush()
-                        index.merge(result, _state(result), src, here)
+                        index.merge(result, result_state(result), src, here)
                         count += 1
                         if count % 500 == 0:
                             index.commit()
-                        await _notify(
+                        await notify(
                             self.on_progress,
                             RunProgress("direct", self.answered + count, self.total),
                         )
@@ -591,34 +540,9 @@ class _Run:
                 raise failure
 
     async def call(self, request: BatchRequest) -> BatchResult:
-        body = dict(request.body)
-        model = body.pop("model", None)
         cid = request.custom_id
-        answer: ChatCompletion | EmbeddingsResponse
-        # The run's headers, query and timeout; not its extra_body (that is for batch creates).
-        headers = self.options["extra_headers"]
-        query = self.options["extra_query"]
-        timeout = self.options["timeout"]
         try:
-            # The rest of the line's body as it stands (server-specific fields too).
-            if request.url.endswith("/embeddings"):
-                answer = await Embeddings(self.b._requester).create(
-                    model=model,
-                    input=body.pop("input", None),
-                    extra_body=body,
-                    extra_headers=headers,
-                    extra_query=query,
-                    timeout=timeout,
-                )
-            else:
-                answer = await self.b._chat.create(
-                    model=model,
-                    messages=body.pop("messages", None),
-                    extra_body=body,
-                    extra_headers=headers,
-                    extra_query=query,
-                    timeout=timeout,
-                )
+            answer = await self.send(request, self.options)
         except (AuthenticationError, PermissionDeniedError):
             raise  # every other request would fail the same way: stop, resume later
         except APIStatusError as exc:
@@ -649,29 +573,12 @@ class _Run:
     def report(self, output: str | os.PathLike[str] | None) -> BatchReport:
         return build_report(
             self.index,
-            self.b._requester,
+            self.usage,
             output,
             batch_ids=[p["batch_id"] for p in self.state.parts if p["batch_id"]],
             mode=str(self.state.data["mode"]),
             fallback_reason=self.state.data.get("fallback_reason"),
         )
-
-
-class _Clock:
-    """Seconds since the loop began: the clock, or the sleeps asked for where they are
-    faster (a test's fake sleep), so intervals work either way."""
-
-    def __init__(self, sleep: Callable[[float], Any]) -> None:
-        self._sleep = sleep
-        self._start = anyio.current_time()
-        self._slept = 0.0
-
-    def now(self) -> float:
-        return max(self._slept, anyio.current_time() - self._start)
-
-    async def sleep(self, seconds: float) -> None:
-        self._slept = self.now() + seconds
-        await self._sleep(seconds)
 
 
 def _result_line(result: BatchResult) -> bytes:

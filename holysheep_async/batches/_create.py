@@ -4,22 +4,32 @@ A create that got no answer, or a 5xx, may still have made the batch. Before
 each new try, the batch is looked for among the server's batches: by its input
 file (uploaded for this one batch), by the one-off ``holysheep_create_id`` in its
 metadata, or, where the server keeps no metadata, by its creation time.
+
+Also the upload before it (:func:`upload_valid`: only input that validates is
+sent). Everything here goes through a :class:`~._api.BatchAPI` (the REST calls);
+``client.batches`` and the ``run`` pipeline call these functions.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
 
-from . import _otel
-from ._options import CallOptions, without_body
-from .errors import APIConnectionError, APIStatusError, QuotaExceededError
-from .models import Batch
+from .. import _otel
+from .._options import CallOptions, without_body
+from ..errors import APIConnectionError, APIStatusError, BatchValidationError, QuotaExceededError
+from ..jsonl import MAX_FILE_BYTES, MAX_REQUESTS, validate_requests
+from ..models import Batch, FileObject
+from ._api import BatchAPI
 
-if TYPE_CHECKING:
-    from .batches import Batches
-
-__all__ = ["CLOCK_LEEWAY", "CREATE_ID_KEY", "MAX_METADATA_KEYS", "create_once", "find_batch"]
+__all__ = [
+    "CLOCK_LEEWAY",
+    "CREATE_ID_KEY",
+    "MAX_METADATA_KEYS",
+    "create_once",
+    "find_batch",
+    "upload_valid",
+]
 
 log = logging.getLogger("holysheep_async")
 
@@ -31,36 +41,26 @@ CREATE_ID_KEY = "holysheep_create_id"
 MAX_METADATA_KEYS = 16
 
 
-async def _create(
-    batches: Batches,
-    input_file_id: str,
+async def upload_valid(
+    api: BatchAPI,
+    path: Path,
     endpoint: str,
-    completion_window: str,
-    metadata: dict[str, str] | None,
     options: CallOptions,
-    max_retries: int | None = None,
-) -> Batch:
-    body: dict[str, Any] = {
-        "input_file_id": input_file_id,
-        "endpoint": endpoint,
-        "completion_window": completion_window,
-    }
-    if metadata:
-        body["metadata"] = metadata
-    reply = await batches._request(
-        "POST",
-        "/batches",
-        json=body,
-        max_retries=max_retries,
-        resend=max_retries != 0,
-        **options,
+    max_requests: int = MAX_REQUESTS,
+    max_bytes: int = MAX_FILE_BYTES,
+) -> FileObject:
+    """Upload ``path`` once it is known to be valid; else ``BatchValidationError``."""
+    report = validate_requests(
+        path, endpoint=endpoint, max_requests=max_requests, max_bytes=max_bytes
     )
-    return batches._parse(reply.response, Batch, "a batch object")
+    if not report.ok:
+        raise BatchValidationError(report.problems, source=str(path))
+    return await api.upload(path, **without_body(options))
 
 
 @_otel.batch_op("create", first="holysheep.batch.input_file_id")
 async def create_once(
-    batches: Batches,
+    api: BatchAPI,
     input_file_id: str,
     endpoint: str,
     window: str,
@@ -79,13 +79,13 @@ async def create_once(
     ``holysheep_create_id`` sent, and ``since`` the earliest creation time
     that counts where the server kept no metadata).
     """
-    policy = batches._requester.retry
+    policy = api.retry
     attempt = 0
     while True:
         attempt += 1
         try:
-            return await _create(
-                batches, input_file_id, endpoint, window, metadata, options, max_retries=0
+            return await api.create(
+                input_file_id, endpoint, window, metadata, options, max_retries=0
             )
         except (APIConnectionError, APIStatusError) as exc:
             if isinstance(exc, APIStatusError) and (
@@ -103,14 +103,14 @@ async def create_once(
                 input_file_id,
                 exc,
             )
-            await batches._requester.sleep(wait)
-            found = await find_batch(batches, input_file_id, options, since=since, token=token)
+            await api.sleep(wait)
+            found = await find_batch(api, input_file_id, options, since=since, token=token)
             if found is not None:
                 return found
 
 
 async def find_batch(
-    batches: Batches,
+    api: BatchAPI,
     input_file_id: str,
     options: CallOptions,
     *,
@@ -129,7 +129,7 @@ async def find_batch(
     """
     seen = 0
     try:
-        async for batch in batches.list(limit=100, **without_body(options)):
+        async for batch in api.list(limit=100, **without_body(options)):
             if since is not None and batch.created_at and batch.created_at < since:
                 break  # newest first: the rest are older still
             if batch.input_file_id == input_file_id:
@@ -140,7 +140,7 @@ async def find_batch(
             if seen >= 500:
                 break
     except APIStatusError as exc:
-        if batches._requester.retry.should_retry_status(exc.status_code, exc.headers):
+        if api.retry.should_retry_status(exc.status_code, exc.headers):
             raise
         # Some servers cannot list batches: creating one is the only way on.
         log.warning(

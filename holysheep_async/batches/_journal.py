@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import HolySheepError
-from .jsonl import atomic_write
+from ..errors import HolySheepError
+from ..jsonl import atomic_write
 
 __all__ = ["JOURNAL_VERSION", "Journal", "open_journal", "workdir"]
 

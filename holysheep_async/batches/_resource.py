@@ -1,99 +1,87 @@
-"""``client.batches``: the OpenAI Batch API (``/files`` + ``/batches``) and the whole pipeline.
+"""``client.batches``: :class:`Batches`, the surface of the Batch API and its ``run`` pipeline.
 
->>> report = await client.batches.run(tasks, journal="run.journal")  # doctest: +SKIP
->>> len(report.succeeded), len(report.failed), len(report.missing), report.cost_usd
-
-``run`` validates, splits at the API's limits, uploads, creates, polls,
-downloads and accounts; with a journal it resumes after a crash instead of
-submitting again; it retries expired and failed requests; and where the
-server has no Batch API it answers every request with direct calls instead.
-
-Every method takes the per-call options (``extra_headers``, ``extra_query``,
+Each method checks its per-call options (``extra_headers``, ``extra_query``,
 ``extra_body``, and ``timeout`` -- ``request_timeout`` on ``wait`` and ``run``,
-whose ``timeout`` is how long to wait for the batch). A method that makes
-several requests applies ``extra_headers``, ``extra_query`` and the timeout to
-every one of them, and ``extra_body`` to the JSON body it sends: the batch
-create body. A method that sends no body raises ``TypeError`` for ``extra_body``.
+whose ``timeout`` is how long to wait for the batch) and hands the work to the
+modules below: the REST calls to :class:`~._api.BatchAPI`, the exactly-once
+create to :mod:`._create`, result files to :mod:`._download`, ``run`` to
+:mod:`._run`. A method that makes several requests applies ``extra_headers``,
+``extra_query`` and the timeout to every one of them, and ``extra_body`` to the
+JSON body it sends: the batch create body. A method that sends no body raises
+``TypeError`` for ``extra_body``.
+
+The direct calls of ``run`` go through ``client.chat`` (any :class:`ChatCreate`)
+and ``client.embeddings``; nothing below this module knows either.
 """
 
 from __future__ import annotations
 
 import builtins
-import logging
+import contextlib
 import os
-import re
 import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import httpx
-from pydantic import BaseModel, ValidationError
 
-from . import _batch_run, _otel
-from ._batch_create import CLOCK_LEEWAY, CREATE_ID_KEY, MAX_METADATA_KEYS, create_once
-from ._batch_download import jsonl_lines, not_jsonl, read_body, refuse_html
-from ._batch_run import (
-    BatchReport,
-    ProgressCallback,
-    Requests,
-    RetryMode,
-    RunProgress,
-    _notify,
-    adaptive_poll_interval,
-    split_requests,
-)
-from ._options import CallOptions, call_options, without_body
-from .errors import (
-    BatchTimeoutError,
-    BatchValidationError,
-    invalid_response,
-)
-from .jsonl import (
+from .. import _otel
+from .._options import CallOptions, call_options
+from ..errors import BatchTimeoutError
+from ..jsonl import (
     DEFAULT_ENDPOINT,
     MAX_FILE_BYTES,
     MAX_REQUESTS,
     BatchRequest,
     BatchResult,
-    atomic_write,
-    parse_result_line,
-    validate_requests,
     write_requests,
 )
-from .models import (
-    Batch,
-    FileObject,
-    _FromResponse,
-    attach_response,
-)
-from .resources import _Resource
-from .types import Headers, Query, Timeout
+from ..models import Batch, ChatCompletion, EmbeddingsResponse, FileObject
+from ..resources import Embeddings, _Resource
+from ..types import ChatCompletionMessageParam, Headers, Query, Timeout
+from . import _download, _run
+from ._api import BatchAPI
+from ._create import CLOCK_LEEWAY, CREATE_ID_KEY, MAX_METADATA_KEYS, create_once, upload_valid
+from ._input import Requests
+from ._progress import ProgressCallback, adaptive_poll_interval, notify
+from ._report import BatchReport
+from ._run import RetryMode
 
 if TYPE_CHECKING:
-    from ._requester import Requester
-    from .chat import Chat
+    from .._requester import Requester
 
-__all__ = ["BatchReport", "Batches", "RunProgress", "adaptive_poll_interval", "split_requests"]
+__all__ = ["Batches", "ChatCreate"]
 
-log = logging.getLogger("holysheep_async")
 
-M = TypeVar("M", bound=BaseModel)
+class ChatCreate(Protocol):
+    """What the direct calls of ``run`` need of ``client.chat`` (a ``Chat`` has it)."""
+
+    async def create(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> ChatCompletion: ...
 
 
 class Batches(_Resource):
     """The Batch API: ``submit``, ``retrieve``, ``wait``, ``results``, ``download``, ``cancel``,
     ``list``, and ``run`` (all of it, resumable)."""
 
-    def __init__(self, requester: Requester, chat: Chat) -> None:
+    def __init__(self, requester: Requester, chat: ChatCreate) -> None:
         super().__init__(requester)
+        self._api = BatchAPI(requester)
         self._chat = chat
 
     # -- files ----------------------------------------------------------------
 
-    @_otel.batch_op("upload")
     async def upload(
         self,
         path: str | os.PathLike[str],
@@ -107,20 +95,13 @@ class Batches(_Resource):
 
         ``extra_body``: more form fields, as in ``client.files.create``.
         """
-        path = Path(path)
-        # httpx streams a multipart body from a sync file object (and rewinds it to retry).
-        with path.open("rb") as fh:  # noqa: ASYNC230
-            reply = await self._request(
-                "POST",
-                "/files",
-                files={"file": (path.name, fh, "application/jsonl")},
-                data={"purpose": "batch"},
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-                extra_body=extra_body,
-                timeout=timeout,
-            )
-        return self._parse(reply.response, FileObject, "a file object")
+        return await self._api.upload(
+            path,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+        )
 
     # -- batches --------------------------------------------------------------
 
@@ -162,25 +143,9 @@ class Batches(_Resource):
         metadata: dict[str, str] | None,
         options: CallOptions,
     ) -> Batch:
-        file = await self._upload_valid(path, endpoint, options)
+        file = await upload_valid(self._api, path, endpoint, options)
         # A fresh file: a batch made from it is ours, so a lost answer is looked up.
-        return await create_once(self, file.id, endpoint, window, metadata, options)
-
-    async def _upload_valid(
-        self,
-        path: Path,
-        endpoint: str,
-        options: CallOptions,
-        max_requests: int = MAX_REQUESTS,
-        max_bytes: int = MAX_FILE_BYTES,
-    ) -> FileObject:
-        """Upload ``path`` once it is known to be valid; else ``BatchValidationError``."""
-        report = validate_requests(
-            path, endpoint=endpoint, max_requests=max_requests, max_bytes=max_bytes
-        )
-        if not report.ok:
-            raise BatchValidationError(report.problems, source=str(path))
-        return await self.upload(path, **without_body(options))
+        return await create_once(self._api, file.id, endpoint, window, metadata, options)
 
     async def create(
         self,
@@ -215,7 +180,7 @@ class Batches(_Resource):
             metadata = {**(metadata or {}), CREATE_ID_KEY: token}
         since = int(time.time()) - CLOCK_LEEWAY
         return await create_once(
-            self,
+            self._api,
             input_file_id,
             endpoint,
             completion_window,
@@ -225,7 +190,6 @@ class Batches(_Resource):
             token=token,
         )
 
-    @_otel.batch_op("retrieve", first="holysheep.batch.id")
     async def retrieve(
         self,
         batch_id: str,
@@ -236,15 +200,13 @@ class Batches(_Resource):
         timeout: Timeout = None,
     ) -> Batch:
         """The batch as it stands (``GET /batches/{batch_id}``; it sends no body)."""
-        reply = await self._request(
-            "GET",
-            f"/batches/{_check_id(batch_id)}",
+        return await self._api.retrieve(
+            batch_id,
             extra_headers=extra_headers,
             extra_query=extra_query,
             extra_body=extra_body,
             timeout=timeout,
         )
-        return self._parse(reply.response, Batch, "a batch object")
 
     async def cancel(
         self,
@@ -259,15 +221,13 @@ class Batches(_Resource):
 
         The cancel request has no body, so ``extra_body`` raises ``TypeError``.
         """
-        reply = await self._request(
-            "POST",
-            f"/batches/{_check_id(batch_id)}/cancel",
+        return await self._api.cancel(
+            batch_id,
             extra_headers=extra_headers,
             extra_query=extra_query,
             extra_body=extra_body,
             timeout=timeout,
         )
-        return self._parse(reply.response, Batch, "a batch object")
 
     @_otel.batch_op("wait", first="holysheep.batch.id", progress=True)
     async def wait(
@@ -300,8 +260,8 @@ class Batches(_Resource):
         slept = 0.0  # counted apart from the clock: the sleep may be a test's fake
         polls = 0
         while True:
-            current = await self.retrieve(batch_id, **options)
-            await _notify(on_progress, current)
+            current = await self._api.retrieve(batch_id, **options)
+            await notify(on_progress, current)
             if current.is_final:
                 return current
             waited = max(slept, anyio.current_time() - started)
@@ -321,14 +281,6 @@ class Batches(_Resource):
             polls += 1
             slept += interval
             await self._requester.sleep(interval)
-
-    async def _as_batch(self, batch: Batch | str, options: CallOptions) -> Batch:
-        """A Batch as given, or retrieved by its id; anything else is a clear TypeError."""
-        if isinstance(batch, Batch):
-            return batch
-        if isinstance(batch, str) and batch:
-            return await self.retrieve(batch, **options)
-        raise TypeError(f"expected a Batch or a batch id, got {type(batch).__name__}")
 
     async def results(
         self,
@@ -354,39 +306,13 @@ class Batches(_Resource):
         >>> by_id = {r.custom_id: r async for r in client.batches.results(batch)}  # doctest: +SKIP
         """
         options = call_options(extra_headers, extra_query, extra_body, timeout)
-        batch = await self._as_batch(batch, options)
-        for file_id in (batch.output_file_id, batch.error_file_id):
-            if not file_id:
-                continue
-            reply = await self._request("GET", f"/files/{file_id}/content", stream=True, **options)
-            try:
-                await refuse_html(reply.response, file_id)
-                lineno = 0
-                good = 0
-                first_bad: tuple[int, str] | None = None
-                async for line in jsonl_lines(read_body(reply.response, file_id)):
-                    lineno += 1
-                    if lineno == 1 and line.startswith(b"\xef\xbb\xbf"):
-                        line = line[3:]
-                    if not line.strip():
-                        continue
-                    try:
-                        result = parse_result_line(line)
-                    except ValueError as exc:
-                        message = f"file {file_id} line {lineno}: not a batch result: {exc}"
-                        log.warning("%s", message)
-                        if problems is not None:
-                            problems.append((lineno, message))
-                        first_bad = first_bad or (lineno, message)
-                        continue
-                    good += 1
-                    yield result
-                if first_bad is not None and not good:
-                    raise not_jsonl(reply.response, file_id, first_bad)
-            finally:
-                await reply.aclose()
+        # Closing this generator closes the download at once (not when collected).
+        async with contextlib.aclosing(
+            _download.results(self._api, batch, options, problems)
+        ) as results:
+            async for result in results:
+                yield result
 
-    @_otel.batch_op("download", first="holysheep.batch.id")
     async def download(
         self,
         batch: Batch | str,
@@ -405,28 +331,9 @@ class Batches(_Resource):
         download); they send no body, so ``extra_body`` raises ``TypeError``.
         """
         options = call_options(extra_headers, extra_query, extra_body, timeout)
-        batch = await self._as_batch(batch, options)
-        target = Path(path)
-        ids = [batch.output_file_id, batch.error_file_id if include_errors else None]
-        with atomic_write(target, "wb") as fh:
-            for file_id in ids:
-                if not file_id:
-                    continue
-                reply = await self._request(
-                    "GET", f"/files/{file_id}/content", stream=True, **options
-                )
-                last = b"\n"
-                try:
-                    await refuse_html(reply.response, file_id)
-                    async for chunk in read_body(reply.response, file_id):
-                        if chunk:
-                            fh.write(chunk)
-                            last = chunk[-1:]
-                finally:
-                    await reply.aclose()
-                if last != b"\n":
-                    fh.write(b"\n")
-        return target
+        return await _download.download(
+            self._api, batch, path, options, include_errors=include_errors
+        )
 
     # -- the pipeline ---------------------------------------------------------
 
@@ -502,9 +409,11 @@ class Batches(_Resource):
         >>> report.succeeded
         ['q1']
         """
-        return await _batch_run.run(
-            self,
+        return await _run.run(
+            self._api,
             requests,
+            direct=self._direct,
+            usage=self._requester,
             journal=journal,
             on_progress=on_progress,
             output=output,
@@ -525,6 +434,38 @@ class Batches(_Resource):
                 request_timeout,
                 timeout_name="request_timeout",
             ),
+        )
+
+    async def _direct(
+        self, request: BatchRequest, options: CallOptions
+    ) -> ChatCompletion | EmbeddingsResponse:
+        """One request of a run answered by a direct call (the run's ``DirectCall``).
+
+        The rest of the line's body goes as it stands (server-specific fields
+        too); the run's headers, query and timeout go with it, never its
+        ``extra_body`` (that is for batch creates).
+        """
+        body = dict(request.body)
+        model = body.pop("model", None)
+        headers = options["extra_headers"]
+        query = options["extra_query"]
+        timeout = options["timeout"]
+        if request.url.endswith("/embeddings"):
+            return await Embeddings(self._requester).create(
+                model=model,
+                input=body.pop("input", None),
+                extra_body=body,
+                extra_headers=headers,
+                extra_query=query,
+                timeout=timeout,
+            )
+        return await self._chat.create(
+            model=model,
+            messages=body.pop("messages", None),
+            extra_body=body,
+            extra_headers=headers,
+            extra_query=query,
+            timeout=timeout,
         )
 
     # -- listing (last: its name shadows the builtin inside the class) ---------
@@ -548,38 +489,8 @@ class Batches(_Resource):
         ...     print(batch.id, batch.status)
         """
         options = call_options(extra_headers, extra_query, extra_body, timeout)
-        while True:
-            params: dict[str, Any] = {"limit": limit}
-            if after:
-                params["after"] = after
-            reply = await self._request("GET", "/batches", params=params, **options)
-            try:
-                page = reply.response.json()
-                data = page["data"]
-                batches = [Batch.model_validate(item) for item in data]
-            except (ValueError, KeyError, TypeError, ValidationError):
-                raise invalid_response(reply.response, "a list of batch objects") from None
-            for batch in batches:
+        # Closing this generator closes the listing at once (not when collected).
+        pages = self._api.list(limit=limit, after=after, **options)
+        async with contextlib.aclosing(pages):
+            async for batch in pages:
                 yield batch
-            if not batches or not page.get("has_more"):
-                return
-            after = page.get("last_id") or batches[-1].id
-
-    @staticmethod
-    def _parse(response: httpx.Response, model: type[M], expected: str) -> M:
-        try:
-            obj = model.model_validate_json(response.content)
-        except ValidationError:
-            raise invalid_response(response, expected) from None
-        if isinstance(obj, _FromResponse):
-            attach_response(obj, response)  # .request_id, .rate_limits
-        return obj
-
-
-_ID = re.compile(r"^[A-Za-z0-9_\-.:]+$")
-
-
-def _check_id(batch_id: str) -> str:
-    if not isinstance(batch_id, str) or not _ID.match(batch_id):
-        raise ValueError(f"not a batch id: {batch_id!r}")
-    return batch_id

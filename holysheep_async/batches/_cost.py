@@ -11,7 +11,7 @@ import importlib
 import logging
 from typing import Any
 
-from .models import Usage
+from ..models import Usage
 
 __all__ = ["usage_cost"]
 
@@ -20,7 +20,7 @@ log = logging.getLogger("holysheep_async")
 
 def _pricing_cost() -> Any:
     try:
-        module = importlib.import_module(f"{__package__}.pricing")
+        module = importlib.import_module("..pricing", __package__)
     except ImportError:
         return None
     return getattr(module, "cost", None)

@@ -31,12 +31,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
-from .jsonl import BatchResult, parse_result_line
+from ..jsonl import BatchResult, parse_result_line
 
-__all__ = ["FAILED", "OK", "RETRYABLE", "IdList", "RunIndex", "ResultsFile"]
+__all__ = ["FAILED", "OK", "RETRYABLE", "IdList", "RunIndex", "ResultsFile", "result_state"]
 
 #: ``state`` of a row: its best result so far succeeded / failed worth a retry / failed for good.
 OK, RETRYABLE, FAILED = 1, 2, 3
+#: Error codes worth another try (besides no answer at all, 408, 409, 429 and 5xx).
+_RETRY_CODES = frozenset({"batch_expired", "batch_cancelled", "batch_failed", "server_error"})
 _PAGE = 2_000
 _BOM = b"\xef\xbb\xbf"
 
@@ -56,6 +58,17 @@ CREATE TABLE ids (
 );
 CREATE TABLE files (id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
 """
+
+
+def result_state(result: BatchResult) -> int:
+    """The ``state`` a result gives its row: OK, RETRYABLE (no answer at all, 408, 409,
+    429, 5xx, an expired, cancelled or failed batch) or FAILED."""
+    if result.ok:
+        return OK
+    code = result.error.get("code") if result.error else None
+    status = result.status_code
+    retry = status is None or status in (408, 409, 429) or status >= 500 or code in _RETRY_CODES
+    return RETRYABLE if retry else FAILED
 
 
 class RunIndex:

@@ -20,9 +20,8 @@ from typing import IO, Any
 
 import anyio
 
-from ._batch_index import RunIndex
-from .errors import BatchValidationError
-from .jsonl import (
+from ..errors import BatchValidationError
+from ..jsonl import (
     MAX_FILE_BYTES,
     MAX_REQUESTS,
     BatchRequest,
@@ -33,6 +32,7 @@ from .jsonl import (
     atomic_write,
     to_request,
 )
+from ._index import RunIndex
 
 __all__ = [
     "Requests",

@@ -54,10 +54,11 @@ from typing import Any
 import anyio
 import httpx
 
-from ._compat import running_library
+from .._compat import running_library
+from ..errors import ConfigurationError, SharedLimitsError
+from ._local import Limiter, _current_task_id
+from ._permit import Clock, LimiterStats, Permit, Sleep
 from ._shared_config import SharedLimits, _header_int, _safe_url, parse_reset
-from .errors import ConfigurationError, SharedLimitsError
-from .limits import Clock, Limiter, LimiterStats, Permit, Sleep, _current_task_id
 
 __all__ = ["SharedLimiter", "SharedPermit"]
 

@@ -11,17 +11,20 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ._batch_cost import usage_cost
-from ._batch_index import OK, IdList, ResultsFile, RunIndex
-from .jsonl import BatchResult, atomic_write
-from .models import Usage
+from ..jsonl import BatchResult, atomic_write
+from ..models import Usage
+from ._cost import usage_cost
+from ._index import OK, IdList, ResultsFile, RunIndex
 
-if TYPE_CHECKING:
-    from ._requester import Requester
+__all__ = ["BatchReport", "UsageSink", "build_report"]
 
-__all__ = ["BatchReport", "build_report"]
+
+class UsageSink(Protocol):
+    """Where the usage of each batch answer goes (the client's requester: its usage hooks)."""
+
+    def record_usage(self, model: str, usage: Usage | None, *, batch: bool = False) -> None: ...
 
 
 @dataclass
@@ -31,7 +34,7 @@ class BatchReport:
 
     With ``output=``, nothing is held in memory: ``results`` reads each
     result from the output file when asked, and the three id lists are read
-    from the run's index (an :class:`~holysheep_async._batch_index.IdList`:
+    from the run's index (an :class:`~holysheep_async.batches._index.IdList`:
     a sequence that compares equal to a list; ``list(report.failed)`` makes
     one). Without ``output=`` they are a plain dict and lists.
 
@@ -62,7 +65,7 @@ class BatchReport:
 
 def build_report(
     index: RunIndex,
-    requester: Requester,
+    usage_sink: UsageSink,
     output: str | os.PathLike[str] | None,
     *,
     batch_ids: list[str],
@@ -80,7 +83,7 @@ def build_report(
         tokens += usage.total_tokens
         if not direct:
             # direct answers were recorded by chat.create already
-            requester.record_usage(model or "", usage, batch=True)
+            usage_sink.record_usage(model or "", usage, batch=True)
         if cost is not None:
             one = usage_cost(model or "", usage, batch=not direct)
             cost = None if one is None else cost + one
