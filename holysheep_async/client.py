@@ -242,7 +242,7 @@ class AsyncClient:
         )
         self.chat = Chat(self._requester)
         self.responses = Responses(self._requester)
-        self.batches = Batches(self._requester, self.chat)
+        self.batches = Batches(self._requester, self.chat, self.responses)
         self.models = Models(self._requester)
         self.embeddings = Embeddings(self._requester)
         self.files = Files(self._requester)
