@@ -94,6 +94,10 @@ def _apply(
     return parse
 
 
+def _base_url(chat: Chat) -> str:
+    return chat._requester.base_url
+
+
 class Chat:
     """Chat completions (``create``, ``stream``) with the OpenAI spec's request fields."""
 
@@ -132,7 +136,7 @@ class Chat:
         **params: Unpack[ChatParams],
     ) -> ChatCompletion: ...
 
-    @_otel.chat_create
+    @_otel.chat_create(_base_url)
     async def create(
         self,
         *,

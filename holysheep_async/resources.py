@@ -52,6 +52,7 @@ class _Resource:
     def __init__(self, requester: Requester) -> None:
         self._requester = requester
 
+
     async def _request(
         self,
         method: str,
@@ -106,6 +107,11 @@ class _Resource:
         except ValueError:
             pass
         raise invalid_response(response, expected)
+
+
+def base_url(resource: _Resource) -> str:
+    """Where ``resource``'s requests go (for the spans of ``_otel.batch_op``)."""
+    return resource._requester.base_url
 
 
 class Models(_Resource):

@@ -34,6 +34,12 @@ Modules: ``_providers`` (is anyone listening, where the requests go), ``_chat``
 (the chat span and metrics, the hooks), ``_content`` (the opt-in messages),
 ``_batches`` (the batch spans), ``_responses`` (the Responses API's span, from plain values).
 
+This package sits low: it imports only the wire models (for typing) and
+OpenTelemetry, never the client's classes. Callers hand it plain values: the
+base URL (``stream_started(base_url, body)``; the decorators take a function
+from the decorated method's ``self`` to its base URL), ids, finish reasons,
+usage (``ChatTrace.stream_ended``).
+
 Error messages are not recorded (they may quote a server's answer): a failed
 span has status ERROR with ``error.type`` as its description.
 """

@@ -16,9 +16,17 @@ R = TypeVar("R")
 
 
 def batch_op(
-    name: str, *, first: str | None = None, progress: bool = False, kind: str = "CLIENT"
+    name: str,
+    *,
+    base_url: Callable[[Any], str],
+    first: str | None = None,
+    progress: bool = False,
+    kind: str = "CLIENT",
 ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
     """Decorates a ``Batches`` method: a span ``batches.<name>`` around it.
+
+    ``base_url``: the method's first argument -> the base URL its requests go to
+    (given by the caller, which knows its class; this module does not).
 
     ``first``: the attribute the first argument goes into (a batch or a batch id:
     ``"holysheep.batch.id"``; a file id: ``"holysheep.batch.input_file_id"``).
@@ -36,7 +44,8 @@ def batch_op(
             live = current()
             if live is None or live.tracer is None:
                 return fn(*args, **kwargs)
-            return _traced_batch(live, name, kind, first, progress, fn, args, kwargs)
+            where = base_url(args[0])
+            return _traced_batch(live, name, kind, first, progress, where, fn, args, kwargs)
 
         mark_coroutine(call)
         return call
@@ -50,12 +59,13 @@ async def _traced_batch(
     kind: str,
     first: str | None,
     progress: bool,
+    base_url: str,
     fn: Callable[..., Coroutine[Any, Any, Any]],
     args: Any,
     kwargs: Any,
 ) -> Any:
     otel = live.otel_trace
-    provider, server = server_attributes(args[0]._requester.base_url)
+    provider, server = server_attributes(base_url)
     attrs: dict[str, Any] = {"gen_ai.provider.name": provider, **server}
     if first is not None and len(args) > 1:
         value = args[1]

@@ -21,9 +21,7 @@ from ._providers import (
 )
 
 if TYPE_CHECKING:
-    from .._requester import Requester
     from ..models import ChatCompletion, Usage
-    from ..streaming import ChatStream
 
 __all__ = [
     "ChatTrace",
@@ -56,7 +54,7 @@ class ChatTrace:
 
     __slots__ = ("_attrs", "_ended", "_live", "_queued", "_started", "_ttfc", "_ttft", "span")
 
-    def __init__(self, live: Live, requester: Requester, body: Mapping[str, Any], stream: bool):
+    def __init__(self, live: Live, base_url: str, body: Mapping[str, Any], stream: bool):
         self._live = live
         self._started = time.perf_counter()
         self._ended = False
@@ -64,7 +62,7 @@ class ChatTrace:
         self._ttfc: float | None = None
         self._ttft: float | None = None
         model = body.get("model")
-        provider, server = server_attributes(requester.base_url)
+        provider, server = server_attributes(base_url)
         attrs: dict[str, Any] = {
             "gen_ai.operation.name": "chat",
             "gen_ai.provider.name": provider,
@@ -126,23 +124,35 @@ class ChatTrace:
             ]
         self._end(completion.id, completion.model, reasons, completion.usage, output)
 
-    def stream_ended(self, stream: ChatStream) -> None:
-        """The stream read to its end (``[DONE]`` or every finish reason)."""
-        finish: dict[int, str] = getattr(stream, "_finish", {})
+    def stream_ended(
+        self,
+        response_id: str | None,
+        response_model: str | None,
+        finish: Mapping[int, str],
+        usage: Usage | None,
+        *,
+        text: str,
+        attempts: int,
+        resumes: int,
+        queued: float,
+    ) -> None:
+        """The stream read to its end (``[DONE]`` or every finish reason).
+
+        ``finish``: the finish reasons by choice index; ``text``: the first choice's.
+        """
         reasons = [finish[i] for i in sorted(finish)]
         output = None
         if self.span is not None:
-            metrics = stream.metrics
             self.span.set_attributes(
                 {
-                    "holysheep.stream.attempts": metrics.attempts,
-                    "holysheep.stream.resumes": metrics.resumes,
-                    "holysheep.limiter.waited": metrics.queued,
+                    "holysheep.stream.attempts": attempts,
+                    "holysheep.stream.resumes": resumes,
+                    "holysheep.limiter.waited": queued,
                 }
             )
             if capture_content():
-                output = [message_parts("assistant", stream.text, [], stream.finish_reason)]
-        self._end(stream.id, stream.model, reasons, stream.usage, output)
+                output = [message_parts("assistant", text, [], finish.get(0))]
+        self._end(response_id, response_model, reasons, usage, output)
 
     def closed(self, exc: BaseException | None) -> None:
         """The call is over, successfully or not (no-op after ``completed`` / ``stream_ended``)."""
@@ -247,14 +257,13 @@ def _usage_attributes(usage: Usage) -> dict[str, Any]:
     return attrs
 
 
-
 # -- hooks called from the rest of the package ------------------------------------------------
 
 
-def stream_started(requester: Requester, body: Mapping[str, Any]) -> ChatTrace | None:
+def stream_started(base_url: str, body: Mapping[str, Any]) -> ChatTrace | None:
     """A stream sends its first request: its span starts (None when nobody listens)."""
     live = current()
-    return None if live is None else ChatTrace(live, requester, body, stream=True)
+    return None if live is None else ChatTrace(live, base_url, body, stream=True)
 
 
 def stream_closed(trace: ChatTrace | None) -> None:
@@ -302,26 +311,36 @@ def waited(trace: ChatTrace | None, seconds: float) -> None:
 
 
 def chat_create(
-    fn: Callable[P, Coroutine[Any, Any, R]],
-) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Decorates ``Chat.create``: a span around the call when someone listens, else nothing."""
+    base_url: Callable[[Any], str],
+) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Decorates ``Chat.create``: a span around the call when someone listens, else nothing.
 
-    @functools.wraps(fn)
-    def create(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        live = current()
-        if live is None:
-            return fn(*args, **kwargs)
-        return _traced_create(live, fn, args, kwargs)
+    ``base_url``: the decorated method's ``self`` -> the base URL its requests go to
+    (the caller knows its class; this module does not).
+    """
 
-    mark_coroutine(create)
-    return create
+    def decorate(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        @functools.wraps(fn)
+        def create(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+            live = current()
+            if live is None:
+                return fn(*args, **kwargs)
+            return _traced_create(live, base_url(args[0]), fn, args, kwargs)
+
+        mark_coroutine(create)
+        return create
+
+    return decorate
 
 
 async def _traced_create(
-    live: Live, fn: Callable[..., Coroutine[Any, Any, Any]], args: Any, kwargs: Any
+    live: Live,
+    base_url: str,
+    fn: Callable[..., Coroutine[Any, Any, Any]],
+    args: Any,
+    kwargs: Any,
 ) -> Any:
-    requester = args[0]._requester
-    trace = ChatTrace(live, requester, kwargs, stream=False)  # create's keywords: the body
+    trace = ChatTrace(live, base_url, kwargs, stream=False)  # create's keywords: the body
     try:
         if trace.span is None:
             completion = await fn(*args, **kwargs)

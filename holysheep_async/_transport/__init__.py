@@ -48,11 +48,19 @@ its proxy support are used), HTTP/2, ``Expect: 100-continue``, upgrades.
 
 Opt out with ``HOLYSHEEP_TRANSPORT=httpx`` in the environment.
 
-Where things are (the seams httpcore has too): ``pool`` (the
-:class:`Transport`: pool, connecting, one request's exchange), ``http11``
-(the codec: response heads, chunked bodies, the response body stream),
-``connection`` (one connection: reads with their timers, writes),
-``asyncio_stream`` and ``trio_stream`` (the socket adapters of each runtime).
+Where things are, bottom to top (each module imports only those below it;
+nothing below names a class above, not even for typing):
+
+1. ``http11``: the codec. Request heads, response heads, chunked bodies;
+   bytes in, bytes out.
+2. ``asyncio_stream``, ``trio_stream``: the socket adapters of each runtime
+   (and trio's read-timeout watchdog, which calls back any ``Timed``).
+3. ``connection``: one connection; opening it, reads with their timer, writes.
+4. ``exchange``: one request on a leased connection, and the response body
+   read off it. It ends a lease by calling the ``give_back(conn, reuse)``
+   callback it was handed, as httpcore's pool wraps the body
+   (``PoolByteStream``) so that nothing below calls up.
+5. ``pool``: the :class:`Transport`; the idle stacks, leases, the give-back.
 """
 
 from __future__ import annotations

@@ -63,7 +63,6 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
             future.set_exception(error)
 
 
-
 class _Protocol(asyncio.Protocol):
     """The asyncio side of :class:`_AsyncioStream`: buffers what arrives, wakes the reader."""
 

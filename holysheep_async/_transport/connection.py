@@ -1,12 +1,19 @@
-"""One HTTP/1.1 connection: reads with their deadlines (one timer per connection), writes."""
+"""One HTTP/1.1 connection: opening it, reads under deadlines (one timer each), writes.
+
+It knows the socket adapters below it and nothing above: the exchange reads
+and writes through it, the pool keeps it (``leased``, ``reused``,
+``idle_since`` are the pool's marks on it).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import select
 import socket
+import ssl
 from typing import Any
 
 import anyio
@@ -14,9 +21,16 @@ import anyio.abc
 import httpx
 
 from .._compat import current_loop, running_library
-from .asyncio_stream import _AsyncioStream, abandon_transport
-from .http11 import READ_SIZE, NothingSent, _NothingWritten
+from .asyncio_stream import _asyncio_connect_ip, _AsyncioStream, _Protocol, abandon_transport
+from .http11 import READ_SIZE, NothingSent
 from .trio_stream import _TrioStream, _TrioWatchdog
+
+#: A pool key: (scheme, host, port).
+Key = tuple[bytes, bytes, int]
+
+
+class _NothingWritten(httpx.WriteError):
+    """Sending failed with not a byte of this send written (see :class:`.http11.NothingSent`)."""
 
 
 def _timeout(request: httpx.Request, which: str) -> float | None:
@@ -55,7 +69,6 @@ class _Connection:
         "_loop",
         "_sock",
         "_timer",
-        "_timer_at",
         "_trio",
         "buf",
         "idle_since",
@@ -65,9 +78,10 @@ class _Connection:
         "reused",
         "stream",
         "timed_out",
+        "timer_at",
     )
 
-    def __init__(self, key: tuple[bytes, bytes, int], stream: anyio.abc.ByteStream) -> None:
+    def __init__(self, key: Key, stream: anyio.abc.ByteStream) -> None:
         self.key = key
         self.stream = stream
         self.buf = b""
@@ -88,7 +102,7 @@ class _Connection:
         self._sock: socket.socket | None = None
         self._deadline = math.inf  # of the read in progress (inf: none, or not reading)
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = math.inf  # when the armed timer fires (inf: not armed)
+        self.timer_at = math.inf  # when the armed timer fires (inf: not armed)
         library = running_library()
         if library == "asyncio":
             self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
@@ -127,24 +141,24 @@ class _Connection:
         return anyio.current_time()
 
     def _arm(self, when: float) -> None:
-        superseded = self._timer_at != math.inf
-        self._timer_at = when
+        superseded = self.timer_at != math.inf
+        self.timer_at = when
         if self._loop is not None:
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = self._loop.call_at(when, self._on_timer, when)
+            self._timer = self._loop.call_at(when, self.on_timer, when)
         else:
             assert self._dog is not None
             if superseded:
                 self._dog.discard()
             self._dog.arm(self, when)
 
-    def _on_timer(self, when: float) -> None:
+    def on_timer(self, when: float) -> None:
         """The timer fired: expire the read in progress if it is past its deadline."""
-        if when != self._timer_at:
+        if when != self.timer_at:
             return  # superseded by an earlier timer (trio's heap keeps old entries)
         self._timer = None
-        self._timer_at = math.inf
+        self.timer_at = math.inf
         deadline = self._deadline
         if deadline == math.inf:
             return  # no read waiting: stay disarmed until the next read arms it
@@ -183,7 +197,7 @@ class _Connection:
                 return await self.stream.receive(READ_SIZE)
             if self._loop is not None or self._dog is not None:
                 self._deadline = deadline
-                if deadline < self._timer_at:
+                if deadline < self.timer_at:
                     self._arm(deadline)
                 try:
                     return await self.stream.receive(READ_SIZE)
@@ -214,17 +228,17 @@ class _Connection:
         socket is closed directly.
         """
         self._timer = None
-        self._timer_at = math.inf
+        self.timer_at = math.inf
         self._dog = None
         stream = self.stream
         if isinstance(stream, _AsyncioStream) or (
-            isinstance(stream, _TrioStream) and stream._owner is None
+            isinstance(stream, _TrioStream) and stream.owner is None
         ):
             stream.abandon()
             return
         if isinstance(stream, _TrioStream):
-            stream._closed = True
-            stream = stream._owner  # type: ignore[assignment]
+            stream.abandon()
+            stream = stream.owner  # type: ignore[assignment]
         # anyio's streams: TLS over a socket stream; an asyncio transport underneath.
         inner = getattr(stream, "transport_stream", stream)
         transport = getattr(inner, "_transport", None)
@@ -242,13 +256,13 @@ class _Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._timer_at != math.inf:
-            self._timer_at = math.inf
+        if self.timer_at != math.inf:
+            self.timer_at = math.inf
             if self._dog is not None:
                 self._dog.discard()  # its entry in the watchdog's heap is stale now
         stream = self.stream
         if isinstance(stream, _AsyncioStream) or (
-            isinstance(stream, _TrioStream) and stream._owner is None
+            isinstance(stream, _TrioStream) and stream.owner is None
         ):
             await stream.aclose()  # nothing to wait for, nothing to cancel
             return
@@ -272,3 +286,66 @@ class _StaleConnection(Exception):
     def __init__(self, *, sent: bool) -> None:
         super().__init__()
         self.sent = sent
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+async def connect(key: Key, timeout: float | None, tls: ssl.SSLContext | None) -> _Connection:
+    """A new connection to ``key``'s host and port (TLS with ``tls`` for https).
+
+    Errors are httpx's: ``ConnectTimeout`` after ``timeout``, ``ConnectError``
+    naming the host and port.
+    """
+    scheme, host, port = key
+    hostname = host.decode("ascii")
+    if scheme == b"http" and _is_ip(hostname) and running_library() == "asyncio":
+        # The common local case (an inference server, a relay on 127.0.0.1):
+        # a socket of our own, its timeout a loop timer, not a cancel scope.
+        try:
+            transport, protocol = await _asyncio_connect_ip(hostname, port, timeout)
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
+        return _Connection(key, _AsyncioStream(transport, protocol))
+    try:
+        with anyio.fail_after(timeout):
+            if scheme == b"https":
+                assert tls is not None
+                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                    hostname,
+                    port,
+                    tls=True,
+                    ssl_context=tls,
+                    tls_hostname=hostname,
+                    tls_standard_compatible=False,
+                )
+            elif running_library() == "asyncio":
+                # Happy eyeballs only where there can be a choice of address: its
+                # staggered race costs ~100 us of CPU per connection even with one.
+                transport, protocol = await asyncio.get_running_loop().create_connection(
+                    _Protocol, hostname, port, happy_eyeballs_delay=0.25
+                )
+                stream = _AsyncioStream(transport, protocol)
+            elif running_library() == "trio" and _is_ip(hostname):
+                import trio
+
+                stream = await _TrioStream.connect(trio, hostname, port)
+            else:
+                stream = await anyio.connect_tcp(hostname, port)
+                sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+                if sock is not None and running_library() == "trio":
+                    import trio
+
+                    stream = _TrioStream(sock, trio, owner=stream)
+    except TimeoutError:
+        raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
+    except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
+        raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
+    return _Connection(key, stream)

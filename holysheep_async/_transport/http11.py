@@ -1,19 +1,14 @@
-"""The HTTP/1.1 codec: response heads, chunked bodies, and a response body read off a connection."""
+"""The HTTP/1.1 codec: request heads, response heads, chunked bodies. Bytes in, bytes out.
+
+The bottom of the transport: it knows no connection, socket or pool (those
+sit above it and take its functions). ``NothingSent`` and ``READ_SIZE`` are
+the wire's vocabulary the socket adapters share.
+"""
 
 from __future__ import annotations
 
-import datetime
-import math
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
-
 import anyio
 import httpx
-
-if TYPE_CHECKING:
-    from .connection import _Connection
-    from .pool import Transport
 
 MAX_HEAD = 64 * 1024
 MAX_LINE = 8 * 1024
@@ -25,10 +20,6 @@ _HEX = b"0123456789abcdefABCDEF"
 
 class NothingSent(anyio.BrokenResourceError):
     """A socket adapter's send found the connection closed before writing a byte of it."""
-
-
-class _NothingWritten(httpx.WriteError):
-    """Sending failed with not a byte of this send written (see :class:`NothingSent`)."""
 
 
 class ChunkedDecoder:
@@ -208,156 +199,20 @@ def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[byte
     return out
 
 
-class _Body(httpx.AsyncByteStream):
-    """A response body read off a connection; gives the connection back when fully read.
+def encode_head(request: httpx.Request, target: bytes) -> bytes:
+    """The request's head: ``METHOD target HTTP/1.1``, its header lines, the blank line.
 
-    Besides iteration (what httpx uses), :meth:`next_piece` reads it directly:
-    the streaming code takes that path when a response came from this
-    transport (``response.extensions["holysheep_async.body"]``), which skips
-    httpx's per-read layers and folds its stall deadline into the read's timer.
+    ``target``: the origin form (``/v1/chat/completions?x=1``), or the absolute
+    form for a forward proxy. A CR or LF inside a header or the target (header
+    injection, request smuggling) fails here, before a byte is sent.
     """
-
-    __slots__ = (
-        "_chunked",
-        "_conn",
-        "_decoder",
-        "_done",
-        "_keep",
-        "_left",
-        "_length",
-        "_response",
-        "_started",
-        "_timeout",
-        "_transport",
-    )
-
-    def __init__(
-        self,
-        transport: Transport,
-        conn: _Connection,
-        *,
-        length: int | None,
-        chunked: bool,
-        keep_alive: bool,
-        timeout: float | None,
-    ) -> None:
-        self._transport = transport
-        self._conn: _Connection | None = conn
-        self._length = length
-        self._left = length or 0
-        self._chunked = chunked
-        self._decoder = ChunkedDecoder() if chunked else None
-        self._keep = keep_alive
-        self._timeout = timeout
-        self._done = False
-        # For response.elapsed once the body is read (httpx sets it only on its
-        # own send path). A weak reference: the response holds this body.
-        self._response: Callable[[], httpx.Response | None] | None = None
-        self._started = 0.0
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            piece = await self.next_piece()
-            if not piece:
-                return
-            yield piece
-
-    async def next_piece(self, stall: float = math.inf) -> bytes | None:
-        """The next bytes of the body; b"" at its end.
-
-        ``stall``: a deadline on the running loop's clock; None when it passes
-        before the next bytes arrive (the connection is closed then). The
-        request's read timeout applies to every read as well.
-        """
-        while True:
-            conn = self._conn
-            if conn is None or self._done:
-                return b""
-            decoder = self._decoder
-            if decoder is None and self._length is not None and not self._left:
-                self._done = True  # Content-Length: 0
-                await self._finish()
-                return b""
-            data = conn.buf
-            if data:
-                conn.buf = b""
-            else:
-                timeout = self._timeout
-                if stall == math.inf and timeout is None:
-                    data = await conn.receive_until(math.inf)
-                else:
-                    deadline = math.inf if timeout is None else conn.now() + timeout
-                    if stall < deadline:
-                        if conn.timed_out:
-                            # The timer fired as the last bytes came in: whose deadline?
-                            if conn.now() < stall:
-                                raise httpx.ReadTimeout("timed out waiting for the server")
-                            await self._finish()
-                            return None
-                        try:
-                            data = await conn.receive_until(stall)
-                        except httpx.ReadTimeout:
-                            await self._finish()
-                            return None
-                    else:
-                        data = await conn.receive_until(deadline)
-                if not data:
-                    if decoder is not None:
-                        raise httpx.RemoteProtocolError(
-                            "peer closed connection without sending complete message body"
-                            " (incomplete chunked read)"
-                        )
-                    if self._length is not None:
-                        raise httpx.RemoteProtocolError(
-                            "peer closed connection without sending complete message body:"
-                            f" received {self._length - self._left} bytes,"
-                            f" expected {self._length}"
-                        )
-                    # Read until the server closes: this is the end.
-                    self._keep = False
-                    self._done = True
-                    await self._finish()
-                    return b""
-            if decoder is not None:
-                piece = decoder.feed(data)
-                if decoder.done:
-                    # Bytes after the body: the server is out of step with us.
-                    self._keep = self._keep and not decoder.extra
-                    self._done = True
-                    await self._finish()
-                if piece:
-                    return piece
-            elif self._length is not None:
-                left = self._left
-                if len(data) >= left:
-                    self._keep = self._keep and len(data) == left
-                    self._done = True
-                    self._left = 0
-                    await self._finish()
-                    return data[:left] if len(data) > left else data
-                self._left = left - len(data)
-                return data
-            else:
-                return data
-
-    async def _finish(self) -> None:
-        conn, self._conn = self._conn, None
-        ref, self._response = self._response, None
-        if ref is not None:
-            response = ref()
-            if response is not None:
-                response.elapsed = datetime.timedelta(seconds=time.perf_counter() - self._started)
-        if conn is not None:
-            self._transport._unlease(conn)
-            if self._done and self._keep:
-                await self._transport._release(conn)
-            else:
-                await conn.close()
-
-    async def aclose(self) -> None:
-        await self._finish()
-
-    @property
-    def finished(self) -> bool:
-        """Read to its end or closed: the connection is no longer this body's."""
-        return self._conn is None
+    raw = request.headers.raw
+    parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in raw:
+        parts += [name, b": ", value, b"\r\n"]
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        raise httpx.LocalProtocolError("CR or LF inside a request header or target")
+    return head

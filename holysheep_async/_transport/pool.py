@@ -1,38 +1,28 @@
-"""The :class:`Transport`: the idle-connection pool, connecting, and one request's exchange."""
+"""The :class:`Transport`: the idle-connection pool, leases, and the give-back callback.
+
+The top of the transport: it connects (``connection.connect``), leases a
+connection to one request's :func:`~.exchange.exchange`, and gets it back
+through :meth:`Transport._give_back`, the callback the exchange and the
+response body call when the connection's part in the request ends.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
-import ipaddress
 import logging
 import os
 import ssl
 import time
 import urllib.request
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import anyio.abc
 import httpx
 
-from .._compat import cross_loop_error, current_loop, loop_alive, running_library
+from .._compat import cross_loop_error, current_loop, loop_alive
 from .._tls import create_ssl_context
-from .asyncio_stream import _asyncio_connect_ip, _AsyncioStream, _Protocol
-from .connection import NO_RESEND, _Connection, _StaleConnection, _timeout
-from .http11 import (
-    _NO_BODY_STATUS,
-    MAX_HEAD,
-    SMALL_WRITE,
-    _Body,
-    _header_tokens,
-    _NothingWritten,
-    _parse_head,
-    find_head_end,
-)
-from .trio_stream import _TrioStream
+from .connection import NO_RESEND, Key, _Connection, _StaleConnection, _timeout, connect
+from .exchange import exchange
+from .http11 import encode_head
 
 log = logging.getLogger("holysheep_async")
 
@@ -54,16 +44,6 @@ def default_transport() -> Transport | None:
         log.debug("proxy configured in the environment (%s): using httpx's transport", *proxies)
         return None
     return Transport()
-
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
 
 
 @dataclass(frozen=True)
@@ -103,7 +83,7 @@ class Transport(httpx.AsyncBaseTransport):
         self._cert = cert
         self._trust_env = trust_env
         self._ssl_context = ssl_context
-        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
+        self._idle: dict[Key, list[_Connection]] = {}
         self._max_idle = max_idle_per_host
         self._expiry = keepalive_expiry
         self._expired: list[_Connection] = []
@@ -112,6 +92,8 @@ class Transport(httpx.AsyncBaseTransport):
         #: Connections opened so far (for tests and benchmarks).
         self.connections_opened = 0
         self._in_use = 0
+        # Made once: a bound method per request would be an allocation on the hot path.
+        self._give_back_cb = self._give_back
 
     # -- pool ----------------------------------------------------------------------
 
@@ -133,11 +115,24 @@ class Transport(httpx.AsyncBaseTransport):
         self._in_use += 1
         return conn
 
-    def _unlease(self, conn: _Connection) -> None:
-        # Idempotent: a connection leaves the in-use count once, whichever path ends it.
+    async def _give_back(self, conn: _Connection, reuse: bool) -> None:
+        """A lease ends (the exchange's and the body's callback): keep ``conn`` or close it.
+
+        Idempotent for the count: a connection leaves the in-use count once,
+        whichever path ends it. Kept only when ``reuse`` and the pool may: not
+        closed, the read timer never fired, its loop the pool's, room on its stack.
+        """
         if conn.leased:
             conn.leased = False
             self._in_use -= 1
+        if reuse and not (self._closed or conn.timed_out or conn.loop is not self._loop):
+            stack = self._idle.setdefault(conn.key, [])
+            if len(stack) < self._max_idle:
+                conn.reused = True
+                conn.idle_since = time.monotonic()
+                stack.append(conn)
+                return
+        await conn.close()
 
     def _ssl(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -151,58 +146,7 @@ class Transport(httpx.AsyncBaseTransport):
             self._ssl_context = ctx
         return self._ssl_context
 
-    async def _connect(self, key: tuple[bytes, bytes, int], request: httpx.Request) -> _Connection:
-        scheme, host, port = key
-        hostname = host.decode("ascii")
-        timeout = _timeout(request, "connect")
-        if scheme == b"http" and _is_ip(hostname) and running_library() == "asyncio":
-            # The common local case (an inference server, a relay on 127.0.0.1):
-            # a socket of our own, its timeout a loop timer, not a cancel scope.
-            try:
-                transport, protocol = await _asyncio_connect_ip(hostname, port, timeout)
-            except TimeoutError:
-                raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
-            except OSError as exc:
-                raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
-            self.connections_opened += 1
-            return _Connection(key, _AsyncioStream(transport, protocol))
-        try:
-            with anyio.fail_after(timeout):
-                if scheme == b"https":
-                    stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-                        hostname,
-                        port,
-                        tls=True,
-                        ssl_context=self._ssl(),
-                        tls_hostname=hostname,
-                        tls_standard_compatible=False,
-                    )
-                elif running_library() == "asyncio":
-                    # Happy eyeballs only where there can be a choice of address: its
-                    # staggered race costs ~100 us of CPU per connection even with one.
-                    transport, protocol = await asyncio.get_running_loop().create_connection(
-                        _Protocol, hostname, port, happy_eyeballs_delay=0.25
-                    )
-                    stream = _AsyncioStream(transport, protocol)
-                elif running_library() == "trio" and _is_ip(hostname):
-                    import trio
-
-                    stream = await _TrioStream.connect(trio, hostname, port)
-                else:
-                    stream = await anyio.connect_tcp(hostname, port)
-                    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-                    if sock is not None and running_library() == "trio":
-                        import trio
-
-                        stream = _TrioStream(sock, trio, owner=stream)
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
-        except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
-            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
-        self.connections_opened += 1
-        return _Connection(key, stream)
-
-    def _take_idle(self, key: tuple[bytes, bytes, int]) -> _Connection | None:
+    def _take_idle(self, key: Key) -> _Connection | None:
         stack = self._idle.get(key)
         if not stack:
             return None
@@ -214,18 +158,6 @@ class Transport(httpx.AsyncBaseTransport):
             # Expired, or closed by the server: closed at the next await (none here).
             self._expired.append(conn)
         return None
-
-    async def _release(self, conn: _Connection) -> None:
-        if self._closed or conn.timed_out or conn.loop is not self._loop:
-            await conn.close()
-            return
-        stack = self._idle.setdefault(conn.key, [])
-        if len(stack) >= self._max_idle:
-            await conn.close()
-            return
-        conn.reused = True
-        conn.idle_since = time.monotonic()
-        stack.append(conn)
 
     async def aclose(self) -> None:
         self._closed = True
@@ -281,13 +213,17 @@ class Transport(httpx.AsyncBaseTransport):
         key = (scheme, url.raw_host, port)
         if current_loop() is not self._loop:
             self._adopt(current_loop())
-        head, body = await self._encode(request)
+        head = encode_head(request, url.raw_path)
+        try:
+            body: bytes | None = request.content
+        except httpx.RequestNotRead:
+            body = None  # streamed
         if self._expired:
             await self._close_expired()
         conn = self._take_idle(key)
         if conn is not None:
             try:
-                return await self._exchange(self._lease(conn), request, head, body)
+                return await exchange(self._lease(conn), request, head, body, self._give_back_cb)
             except _StaleConnection as exc:
                 if exc.sent and request.extensions.get(NO_RESEND):
                     raise httpx.RemoteProtocolError(
@@ -296,202 +232,10 @@ class Transport(httpx.AsyncBaseTransport):
                     ) from exc
                 log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
         conn = self._lease(await self._connect(key, request))
-        return await self._exchange(conn, request, head, body)
+        return await exchange(conn, request, head, body, self._give_back_cb)
 
-    async def _encode(self, request: httpx.Request) -> tuple[bytes, bytes | None]:
-        """The request head, and the whole body when it is in memory (None: stream it)."""
-        target = request.url.raw_path
-        parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-        for name, value in request.headers.raw:
-            parts += [name, b": ", value, b"\r\n"]
-        parts.append(b"\r\n")
-        head = b"".join(parts)
-        lines = len(request.headers.raw) + 2
-        if head.count(b"\n") != lines or head.count(b"\r") != lines:
-            raise httpx.LocalProtocolError("CR or LF inside a request header or target")
-        try:
-            body: bytes | None = request.content
-        except httpx.RequestNotRead:
-            body = None
-        return head, body
-
-    async def _send_body(
-        self, conn: _Connection, request: httpx.Request, timeout: float | None
-    ) -> None:
-        chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
-        stream = request.stream
-        assert isinstance(stream, httpx.AsyncByteStream)
-        async for part in stream:
-            if part:
-                await conn.send(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part, timeout)
-        if chunked:
-            await conn.send(b"0\r\n\r\n", timeout)
-
-    async def _exchange(
-        self, conn: _Connection, request: httpx.Request, head: bytes, body: bytes | None
-    ) -> httpx.Response:
-        """Send ``request`` on ``conn`` and read the response head; the body stays on the wire.
-
-        Unless the whole body came with the head (a small answer with a
-        Content-Length): then the response carries it read, and the
-        connection is back in the pool before httpx sees the response.
-        """
-        started = time.perf_counter()
-        write_timeout = _timeout(request, "write")
-        read_timeout = _timeout(request, "read")
-        got_bytes = False
-        # Set when sending failed: the server may have answered early and closed
-        # (413, 401 before the whole body): its answer is read and returned.
-        unsent: httpx.WriteError | None = None
-        try:
-            try:
-                wrote = False
-                try:
-                    if body is None:
-                        await conn.send(head, write_timeout)
-                        wrote = True
-                        await self._send_body(conn, request, write_timeout)
-                    else:
-                        data = head + body
-                        # An idle connection's send buffer (16 KiB at least) takes a small
-                        # request without blocking: no write timeout to arm (~10 us saved).
-                        await conn.send(data, write_timeout if len(data) > SMALL_WRITE else None)
-                except _NothingWritten as exc:
-                    if not wrote and conn.reused:
-                        # Found closed before a byte of this request went out.
-                        raise _StaleConnection(sent=False) from exc
-                    unsent = exc
-                except httpx.WriteError as exc:
-                    unsent = exc  # as httpcore does: read what the server said first
-                buf = conn.buf
-                while True:
-                    end, start = find_head_end(buf)
-                    if end >= 0:
-                        version, status, reason, headers = _parse_head(buf[:end])
-                        buf = buf[start:]
-                        if 100 <= status < 200:
-                            if status == 101:
-                                raise httpx.RemoteProtocolError(
-                                    "protocol upgrades are not supported"
-                                )
-                            continue  # informational: the real answer follows
-                        break
-                    if len(buf) > MAX_HEAD:
-                        raise httpx.RemoteProtocolError("response head larger than 64 KiB")
-                    data = await conn.receive(read_timeout)
-                    if not data:
-                        if unsent is not None and not got_bytes:
-                            raise unsent
-                        if not got_bytes and conn.reused:
-                            raise _StaleConnection(sent=True)
-                        raise httpx.RemoteProtocolError(
-                            "server disconnected without sending a complete response"
-                            if got_bytes
-                            else "server disconnected without sending a response"
-                        )
-                    got_bytes = True
-                    buf += data
-            except (httpx.WriteError, httpx.ReadError) as exc:
-                if not got_bytes and conn.reused:
-                    raise _StaleConnection(sent=True) from exc
-                if unsent is not None and not got_bytes and exc is not unsent:
-                    raise unsent from exc  # the write failed first: that is the error
-                raise
-            conn.buf = buf
-            response, reuse = self._response(
-                conn, request, version, status, reason, headers, read_timeout, started,
-                sent=unsent is None,
-            )
-        except BaseException:
-            self._unlease(conn)
-            await conn.close()
-            raise
-        if reuse is not None:
-            # Read whole already (see _response): hand the connection back now.
-            self._unlease(conn)
-            response.elapsed = datetime.timedelta(seconds=time.perf_counter() - started)
-            if reuse:
-                await self._release(conn)
-            else:
-                await conn.close()
-        return response
-
-    def _response(
-        self,
-        conn: _Connection,
-        request: httpx.Request,
-        version: bytes,
-        status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
-        read_timeout: float | None,
-        started: float,
-        *,
-        sent: bool = True,
-    ) -> tuple[httpx.Response, bool | None]:
-        """The response, and whether to reuse the connection now (None: once its body is read).
-
-        ``sent``: False when the request could not be sent whole (an early answer):
-        the connection is not reused then.
-        """
-        connection = _header_tokens(headers, b"connection")
-        keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
-        keep = keep and sent
-        if keep and b"close" in request.headers.get("connection", "").lower().encode():
-            keep = False
-        length: int | None = None
-        chunked = False
-        if request.method == "HEAD" or status in _NO_BODY_STATUS:
-            length = 0
-        else:
-            codings = _header_tokens(headers, b"transfer-encoding")
-            if codings:
-                chunked = codings[-1] == b"chunked"
-                if not chunked:
-                    keep = False  # framed by closing the connection
-            else:
-                lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
-                if lengths:
-                    values = {x.strip() for v in lengths for x in v.split(b",")}
-                    if len(values) != 1 or not next(iter(values)).isdigit():
-                        raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
-                    length = int(next(iter(values)))
-                else:
-                    keep = False
-        buf = conn.buf
-        if (
-            length is not None
-            and len(buf) >= length
-            and _header_tokens(headers, b"content-encoding") in ([], [b"identity"])
-        ):
-            # The whole body is here: no stream to read, no httpx layers to go through.
-            conn.buf = b""
-            response = httpx.Response(
-                status,
-                headers=headers,
-                content=buf if len(buf) == length else buf[:length],
-                extensions={"http_version": version, "reason_phrase": reason},
-            )
-            # Bytes after the body: the server is out of step with us.
-            return response, keep and len(buf) == length
-        stream = _Body(
-            self,
-            conn,
-            length=length,
-            chunked=chunked,
-            keep_alive=keep,
-            timeout=read_timeout,
-        )
-        response = httpx.Response(
-            status,
-            headers=headers,
-            stream=stream,
-            extensions={
-                "http_version": version,
-                "reason_phrase": reason,
-                "holysheep_async.body": stream,
-            },
-        )
-        stream._response = weakref.ref(response)
-        stream._started = started
-        return response, None
+    async def _connect(self, key: Key, request: httpx.Request) -> _Connection:
+        tls = self._ssl() if key[0] == b"https" else None
+        conn = await connect(key, _timeout(request, "connect"), tls)
+        self.connections_opened += 1
+        return conn

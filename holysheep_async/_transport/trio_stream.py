@@ -9,15 +9,12 @@ import math
 import os
 import socket
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 
 from .http11 import READ_SIZE, NothingSent
-
-if TYPE_CHECKING:
-    from .connection import _Connection
 
 log = logging.getLogger("holysheep_async")
 
@@ -38,7 +35,8 @@ class _TrioStream(anyio.abc.ByteStream):
     ) -> None:
         self._sock = sock
         self._trio = trio
-        self._owner = owner
+        #: The anyio stream that owns the socket (None: the socket is this stream's own).
+        self.owner = owner
         self._closed = False
 
     @classmethod
@@ -62,8 +60,8 @@ class _TrioStream(anyio.abc.ByteStream):
 
     @property
     def extra_attributes(self) -> Mapping[Any, Callable[[], Any]]:
-        if self._owner is not None:
-            return self._owner.extra_attributes
+        if self.owner is not None:
+            return self.owner.extra_attributes
         sock = self._sock
         return {anyio.abc.SocketAttribute.raw_socket: lambda: sock}
 
@@ -92,8 +90,8 @@ class _TrioStream(anyio.abc.ByteStream):
             raise anyio.EndOfStream
 
     async def send(self, item: bytes) -> None:
-        if self._owner is not None:
-            await self._owner.send(item)
+        if self.owner is not None:
+            await self.owner.send(item)
             return
         trio = self._trio
         sock = self._sock
@@ -117,37 +115,56 @@ class _TrioStream(anyio.abc.ByteStream):
         await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def send_eof(self) -> None:
-        if self._owner is not None:
-            await self._owner.send_eof()
+        if self.owner is not None:
+            await self.owner.send_eof()
         else:
             self._sock.shutdown(socket.SHUT_WR)
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._owner is not None:
-            await self._owner.aclose()
+        if self.owner is not None:
+            await self.owner.aclose()
             return
         if self._sock.fileno() >= 0:
             self._trio.lowlevel.notify_closing(self._sock)
             self._sock.close()
 
     def abandon(self) -> None:
-        """Close the socket when the trio run it was used in is over (no trio call)."""
+        """Close it when the trio run it was used in is over (no trio call).
+
+        A socket of its own is closed here; with an ``owner``, it only stops
+        being usable: closing the owner is the caller's.
+        """
         self._closed = True
-        self._sock.close()
+        if self.owner is None:
+            self._sock.close()
+
+
+class Timed(Protocol):
+    """What the watchdog looks after: a read timer that fires by calling ``on_timer``.
+
+    (A connection is one; the watchdog knows nothing else of it.)
+    """
+
+    @property
+    def timer_at(self) -> float:
+        """When its armed timer fires (an entry at another time is stale)."""
+
+    def on_timer(self, when: float) -> None:
+        """The timer armed for ``when`` fired."""
 
 
 class _TrioWatchdog:
     """One system task per trio run that expires reads past their deadline.
 
     trio has no loop timers; a cancel scope per read costs ~8 us. Connections
-    register the deadline they must be looked at by (see ``_Connection``);
+    register the deadline they must be looked at by (see ``connection``);
     the watchdog sleeps until the earliest and calls them back.
     """
 
     def __init__(self, trio: Any) -> None:
         self._trio = trio
-        self._heap: list[tuple[float, int, _Connection]] = []
+        self._heap: list[tuple[float, int, Timed]] = []
         self._seq = 0
         self._stale = 0
         self._scope: Any = None
@@ -174,11 +191,11 @@ class _TrioWatchdog:
         self._stale += 1
         heap = self._heap
         if self._stale * 2 > len(heap):
-            heap[:] = [e for e in heap if e[2]._timer_at == e[0]]
+            heap[:] = [e for e in heap if e[2].timer_at == e[0]]
             heapq.heapify(heap)
             self._stale = 0
 
-    def arm(self, conn: _Connection, when: float) -> None:
+    def arm(self, conn: Timed, when: float) -> None:
         self._seq += 1
         heapq.heappush(self._heap, (when, self._seq, conn))
         scope = self._scope
@@ -192,10 +209,10 @@ class _TrioWatchdog:
             now = trio.current_time()
             while heap and heap[0][0] <= now:
                 when, _, conn = heapq.heappop(heap)
-                if when != conn._timer_at and self._stale:
+                if when != conn.timer_at and self._stale:
                     self._stale -= 1  # a stale entry leaves the heap
                 try:
-                    conn._on_timer(when)
+                    conn.on_timer(when)
                 except Exception:  # never let one connection take the run down
                     log.exception("expiring a read failed")
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:

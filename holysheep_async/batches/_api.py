@@ -27,7 +27,7 @@ from .. import _otel
 from .._options import CallOptions
 from ..errors import invalid_response
 from ..models import Batch, FileObject, _FromResponse, attach_response
-from ..resources import _Resource
+from ..resources import _Resource, base_url
 from ..types import Headers, Query, Timeout
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class BatchAPI(_Resource):
         """The client's sleep (a test may replace it with a fake one)."""
         await self._requester.sleep(seconds)
 
-    @_otel.batch_op("upload")
+    @_otel.batch_op("upload", base_url=base_url)
     async def upload(
         self,
         path: str | os.PathLike[str],
@@ -114,7 +114,7 @@ class BatchAPI(_Resource):
         )
         return self._parse(reply.response, Batch, "a batch object")
 
-    @_otel.batch_op("retrieve", first="holysheep.batch.id")
+    @_otel.batch_op("retrieve", base_url=base_url, first="holysheep.batch.id")
     async def retrieve(
         self,
         batch_id: str,

@@ -20,6 +20,7 @@ from .._options import CallOptions, without_body
 from ..errors import APIConnectionError, APIStatusError, BatchValidationError, QuotaExceededError
 from ..jsonl import MAX_FILE_BYTES, MAX_REQUESTS, validate_requests
 from ..models import Batch, FileObject
+from ..resources import base_url
 from ._api import BatchAPI
 
 __all__ = [
@@ -58,7 +59,7 @@ async def upload_valid(
     return await api.upload(path, **without_body(options))
 
 
-@_otel.batch_op("create", first="holysheep.batch.input_file_id")
+@_otel.batch_op("create", base_url=base_url, first="holysheep.batch.input_file_id")
 async def create_once(
     api: BatchAPI,
     input_file_id: str,

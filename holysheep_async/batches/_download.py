@@ -23,6 +23,7 @@ from .._options import CallOptions
 from ..errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
 from ..jsonl import BatchResult, atomic_write, parse_result_line
 from ..models import Batch
+from ..resources import base_url
 from ._api import BatchAPI
 
 __all__ = ["download", "jsonl_lines", "not_jsonl", "read_body", "refuse_html", "results"]
@@ -70,7 +71,7 @@ async def results(
             await reply.aclose()
 
 
-@_otel.batch_op("download", first="holysheep.batch.id")
+@_otel.batch_op("download", base_url=base_url, first="holysheep.batch.id")
 async def download(
     api: BatchAPI,
     batch: Batch | str,

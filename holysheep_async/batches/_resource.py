@@ -41,7 +41,7 @@ from ..jsonl import (
     write_requests,
 )
 from ..models import Batch, ChatCompletion, FileObject, _FromResponse
-from ..resources import Embeddings, _Resource
+from ..resources import Embeddings, _Resource, base_url
 from ..types import ChatCompletionMessageParam, Headers, Query, Timeout
 from . import _download, _run
 from ._api import BatchAPI
@@ -248,7 +248,7 @@ class Batches(_Resource):
             timeout=timeout,
         )
 
-    @_otel.batch_op("wait", first="holysheep.batch.id", progress=True)
+    @_otel.batch_op("wait", base_url=base_url, first="holysheep.batch.id", progress=True)
     async def wait(
         self,
         batch: str | Batch,
@@ -356,7 +356,7 @@ class Batches(_Resource):
 
     # -- the pipeline ---------------------------------------------------------
 
-    @_otel.batch_op("run", progress=True, kind="INTERNAL")
+    @_otel.batch_op("run", base_url=base_url, progress=True, kind="INTERNAL")
     async def run(
         self,
         requests: Requests,

@@ -1,4 +1,4 @@
-"""``/v1/files`` and ``/v1/batches`` in the emulator: the OpenAI Batch API with a visible lifecycle.
+"""``/v1/batches`` in the emulator: the OpenAI Batch API with a visible lifecycle.
 
 A batch moves one step each time it is retrieved (or when a test calls
 ``server.advance_batches()``), so tests never wait on a wall clock; with
@@ -35,9 +35,10 @@ Settings, read from ``server.options`` at each step (change them any time):
 
 Output and error files use the OpenAI line format, in shuffled order.
 
-Files (``/v1/files``, in ``_files``) live on disk, so a run of a million
-requests costs the emulator disk, not memory; a batch reads its input file
-one step at a time and appends its answers to a file while it runs.
+Files (``/v1/files`` in ``_files``; the store both share in ``_store``) live
+on disk, so a run of a million requests costs the emulator disk, not memory;
+a batch reads its input file one step at a time and appends its answers to a
+file while it runs.
 """
 
 from __future__ import annotations
@@ -47,33 +48,18 @@ import random
 import re
 import time
 import zlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._chat import _answer_length, _usage, answer_text
+from ._answers import answer_length, answer_text, completion_usage
 from ._embeddings import embeddings_answer
-from ._files import _available, _Done, _Lines, _now, _Store, batch_store
-from ._http import Request, Responder, route
+from ._http import Request, Responder
+from ._state import Emulator, route
+from ._store import Batch, BatchAnswers, Store, batch_api_available, batch_store, unix_now
 
-if TYPE_CHECKING:
-    from ._server import MockServer
-
-__all__ = ["advance_batches", "batch_store"]
+# batch_store: re-exported (tests import it from here).
+__all__ = ["ROUTES", "advance_batches", "batch_store"]
 
 ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/completions", "/v1/responses")
-
-
-@dataclass
-class _Batch:
-    obj: dict[str, Any]
-    done: _Done
-    lines: _Lines = field(default_factory=_Lines)
-    steps_in_progress: int = 0
-    started: float = 0.0  # _clock() when it went in_progress (batch_duration)
-
-    @property
-    def status(self) -> str:
-        return str(self.obj["status"])
 
 
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +67,7 @@ def _public(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: json.loads(json.dumps(v)) for k, v in obj.items() if v is not None}
 
 
-def advance_batches(server: MockServer, steps: int = 1) -> None:
+def advance_batches(server: Emulator, steps: int = 1) -> None:
     """Move every unfinished batch ``steps`` steps along its lifecycle."""
     store = batch_store(server)
     with store.lock:
@@ -98,7 +84,7 @@ def advance_batches(server: MockServer, steps: int = 1) -> None:
 _clock = time.monotonic
 
 
-def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = False) -> None:
+def _step(server: Emulator, store: Store, batch: Batch, *, force: bool = False) -> None:
     opts = server.options
     duration = opts.get("batch_duration")
     if duration is not None and not force:
@@ -114,9 +100,11 @@ def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = Fal
     if status == "validating":
         errors = _validate(server, batch)
         if errors:
-            obj.update(status="failed", failed_at=_now(), errors={"object": "list", "data": errors})
+            obj.update(
+                status="failed", failed_at=unix_now(), errors={"object": "list", "data": errors}
+            )
             return
-        obj.update(status="in_progress", in_progress_at=_now())
+        obj.update(status="in_progress", in_progress_at=unix_now())
         obj["request_counts"]["total"] = len(batch.lines)
         batch.started = _clock()
     elif status == "in_progress":
@@ -139,7 +127,7 @@ def _step(server: MockServer, store: _Store, batch: _Batch, *, force: bool = Fal
         )
 
 
-def _move_with_time(server: MockServer, store: _Store, batch: _Batch, duration: float) -> None:
+def _move_with_time(server: Emulator, store: Store, batch: Batch, duration: float) -> None:
     """``batch_duration``: the whole way a batch has come by now, in one retrieve.
 
     ``finalizing`` (and ``cancelling``) still shows for one retrieve, as a real
@@ -161,7 +149,7 @@ def _move_with_time(server: MockServer, store: _Store, batch: _Batch, duration: 
         _step(server, store, batch, force=True)
 
 
-def _answer_more(server: MockServer, store: _Store, batch: _Batch, n: int) -> None:
+def _answer_more(server: Emulator, store: Store, batch: Batch, n: int) -> None:
     """Answer the next ``n`` requests; a batch with all answered moves to finalizing."""
     start = len(batch.done)
     counts = batch.obj["request_counts"]
@@ -170,10 +158,10 @@ def _answer_more(server: MockServer, store: _Store, batch: _Batch, n: int) -> No
         batch.done.append(answer)
         counts["completed" if answer["response"]["status_code"] == 200 else "failed"] += 1
     if len(batch.done) >= len(batch.lines):
-        batch.obj.update(status="finalizing", finalizing_at=_now())
+        batch.obj.update(status="finalizing", finalizing_at=unix_now())
 
 
-def _expire(server: MockServer, store: _Store, batch: _Batch) -> None:
+def _expire(server: Emulator, store: Store, batch: Batch) -> None:
     _finish(
         server,
         store,
@@ -184,7 +172,7 @@ def _expire(server: MockServer, store: _Store, batch: _Batch) -> None:
     )
 
 
-def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
+def _validate(server: Emulator, batch: Batch) -> list[dict[str, Any]]:
     store = batch_store(server)
     file = store.files.get(str(batch.obj["input_file_id"]))
     if file is None:
@@ -245,7 +233,7 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
             seen.add(cid)
             models.add(str(body.get("model")))
             said = body.get("messages") or body.get("input")  # chat or embeddings
-            tokens += _answer_length(server, body) + len(json.dumps(said)) // 4
+            tokens += answer_length(server, body) + len(json.dumps(said)) // 4
             batch.lines.count += 1
     if len(models) > 1:
         errors.append(
@@ -278,7 +266,7 @@ def _validate(server: MockServer, batch: _Batch) -> list[dict[str, Any]]:
     return errors
 
 
-def _fails(server: MockServer, store: _Store, cid: str) -> bool:
+def _fails(server: Emulator, store: Store, cid: str) -> bool:
     opts = server.options
     pattern = opts.get("batch_fail")
     rate = float(opts.get("batch_fail_rate") or 0.0)
@@ -295,7 +283,7 @@ def _fails(server: MockServer, store: _Store, cid: str) -> bool:
 _SERVER_ERROR = "The server had an error while processing your request."
 
 
-def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str, Any]:
+def _answer(server: Emulator, store: Store, line: dict[str, Any]) -> dict[str, Any]:
     cid = line["custom_id"]
     body = line["body"]
     request_id = server.next_id("req_")
@@ -313,12 +301,12 @@ def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str
         status = int(server.options.get("batch_fail_status", 500))
         payload = _error("The server had an error while processing your request.", "server_error")
     else:
-        n = _answer_length(server, body)
+        n = answer_length(server, body)
         status = 200
         payload = {
             "id": f"chatcmpl-{request_id}",
             "object": "chat.completion",
-            "created": _now(),
+            "created": unix_now(),
             "model": body.get("model"),
             "choices": [
                 {
@@ -332,7 +320,7 @@ def _answer(server: MockServer, store: _Store, line: dict[str, Any]) -> dict[str
                     "finish_reason": "stop",
                 }
             ],
-            "usage": _usage(body, n),
+            "usage": completion_usage(body, n),
             "system_fingerprint": "fp_holysheep_mock",
         }
     out["response"] = {"status_code": status, "request_id": request_id, "body": payload}
@@ -351,7 +339,7 @@ def _error(message: str, code: str) -> dict[str, Any]:
 
 
 def _finish(
-    server: MockServer, store: _Store, batch: _Batch, status: str, code: str, message: str
+    server: Emulator, store: Store, batch: Batch, status: str, code: str, message: str
 ) -> None:
     obj = batch.obj
     outputs: list[bytes] = []
@@ -383,18 +371,17 @@ def _finish(
     counts["failed"] = len(errors)
     counts["completed"] = len(outputs)
     obj["status"] = status
-    obj[f"{status}_at"] = _now()
+    obj[f"{status}_at"] = unix_now()
 
 
 # ---------------------------------------------------------------------------
 # HTTP
 
 
-@route("POST", "/v1/batches")
 async def create_batch(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+    server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
-    if not await _available(server, responder):
+    if not await batch_api_available(server, responder):
         return
     try:
         body = request.json()
@@ -426,7 +413,7 @@ async def create_batch(
     if metadata is not None and not isinstance(metadata, dict):
         await responder.error(400, "metadata must be an object", param="metadata")
         return
-    now = _now()
+    now = unix_now()
     obj: dict[str, Any] = {
         "id": server.next_id("batch_"),
         "object": "batch",
@@ -450,13 +437,13 @@ async def create_batch(
         "metadata": metadata,
     }
     with store.lock:
-        store.batches[obj["id"]] = _Batch(obj, _Done(store.folder / f"{obj['id']}.done"))
+        store.batches[obj["id"]] = Batch(obj, BatchAnswers(store.folder / f"{obj['id']}.done"))
         store.order.append(obj["id"])
     await responder.send_json(200, _public(obj))
 
 
-async def _batch(server: MockServer, responder: Responder, batch_id: str) -> _Batch | None:
-    if not await _available(server, responder):
+async def _batch(server: Emulator, responder: Responder, batch_id: str) -> Batch | None:
+    if not await batch_api_available(server, responder):
         return None
     batch = batch_store(server).batches.get(batch_id)
     if batch is None:
@@ -464,9 +451,8 @@ async def _batch(server: MockServer, responder: Responder, batch_id: str) -> _Ba
     return batch
 
 
-@route("GET", r"/v1/batches/([^/]+)")
 async def retrieve_batch(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+    server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
     batch = await _batch(server, responder, match.group(1))
     if batch is None:
@@ -478,9 +464,8 @@ async def retrieve_batch(
     await responder.send_json(200, obj)
 
 
-@route("POST", r"/v1/batches/([^/]+)/cancel")
 async def cancel_batch(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+    server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
     batch = await _batch(server, responder, match.group(1))
     if batch is None:
@@ -491,16 +476,15 @@ async def cancel_batch(
             await responder.error(409, f"Cannot cancel a batch with status '{batch.status}'.")
             return
         if batch.status != "cancelling":
-            batch.obj.update(status="cancelling", cancelling_at=_now())
+            batch.obj.update(status="cancelling", cancelling_at=unix_now())
         obj = _public(batch.obj)
     await responder.send_json(200, obj)
 
 
-@route("GET", "/v1/batches")
 async def list_batches(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+    server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
-    if not await _available(server, responder):
+    if not await batch_api_available(server, responder):
         return
     store = batch_store(server)
     try:
@@ -529,3 +513,11 @@ async def list_batches(
             "has_more": len(ids) > limit,
         },
     )
+
+
+ROUTES = (
+    route("POST", "/v1/batches", create_batch),
+    route("GET", "/v1/batches", list_batches),
+    route("GET", r"/v1/batches/([^/]+)", retrieve_batch),
+    route("POST", r"/v1/batches/([^/]+)/cancel", cancel_batch),
+)

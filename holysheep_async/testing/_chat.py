@@ -1,7 +1,7 @@
 """``POST /v1/chat/completions`` in the emulator, streamed and not.
 
-Answers are deterministic: :func:`answer_text` gives the exact text the
-emulator will send for a request, so tests can check every character.
+Answers are deterministic (``_answers``): :func:`answer_text` gives the exact
+text the emulator will send for a request, so tests can check every character.
 """
 
 from __future__ import annotations
@@ -10,174 +10,23 @@ import asyncio
 import json
 import re
 import time
-import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ._answers import (
+    answer_text,
+    answer_tokens,
+    chat_answer,
+    choice_count,
+    completion_usage,
+    is_refusal,
+    prompt_tokens,
+)
 from ._faults import Fault
-from ._http import Request, Responder, route
-from ._schema import structured_answer
+from ._http import Request, Responder
+from ._state import Emulator, route
 
-if TYPE_CHECKING:
-    from ._server import MockServer
-
-__all__ = ["answer_text", "answer_tokens", "prompt_tokens"]
-
-_WORDS = [
-    "the",
-    "sheep",
-    "stream",
-    "batch",
-    "token",
-    "quick",
-    "answer",
-    "model",
-    "relay",
-    "cost",
-    "fast",
-    "steady",
-    "cloud",
-    "wool",
-    "meadow",
-    "shepherd",
-    "flock",
-    "river",
-    "light",
-    "byte",
-    "queue",
-    "window",
-    "minute",
-    "second",
-    "request",
-    "result",
-    "price",
-    "half",
-    "file",
-    "line",
-    "order",
-    "retry",
-    "limit",
-    "bucket",
-    "async",
-    "trio",
-    "event",
-    "chunk",
-    "usage",
-    "report",
-    "green",
-    "hill",
-    "morning",
-    "field",
-    "quiet",
-    "clear",
-    "bright",
-    "simple",
-    "exact",
-    "small",
-    "large",
-    "every",
-    "each",
-]
-
-
-def _seed(messages: Any) -> int:
-    last = ""
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                last = content if isinstance(content, str) else json.dumps(content)
-                break
-    return zlib.crc32(last.encode("utf-8", "replace"))
-
-
-def answer_tokens(messages: Any, n: int, choice: int = 0) -> list[str]:
-    """The ``n`` tokens of the emulator's answer to ``messages`` (choice ``choice``)."""
-    seed = _seed(messages) + 7919 * choice
-    size = len(_WORDS)
-    out = []
-    for i in range(n):
-        word = _WORDS[(seed + i * 13) % size]
-        out.append(word if i == 0 else " " + word)
-    if out:
-        out[0] = out[0].capitalize()
-    return out
-
-
-def answer_text(messages: Any, n: int = 16, choice: int = 0) -> str:
-    """The exact text the emulator answers to ``messages`` with ``n`` tokens."""
-    return "".join(answer_tokens(messages, n, choice))
-
-
-def prompt_tokens(messages: Any) -> int:
-    """The emulator's prompt token count: about four characters per token."""
-    chars = 0
-    if isinstance(messages, list):
-        for message in messages:
-            if isinstance(message, dict):
-                content = message.get("content")
-                chars += len(content) if isinstance(content, str) else len(json.dumps(content))
-    return chars // 4 + 1
-
-
-def _answer_length(server: MockServer, body: dict[str, Any]) -> int:
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    return limit if isinstance(limit, int) and limit > 0 else server.tokens
-
-
-def _prefix(server: MockServer, body: dict[str, Any]) -> str:
-    """The assistant prefix a request asks the emulator to continue ("" for none)."""
-    if server.options.get("prefill", True) is False:
-        return ""
-    last = body["messages"][-1]
-    if isinstance(last, dict) and last.get("role") == "assistant":
-        content = last.get("content")
-        if isinstance(content, str):
-            return content
-    return ""
-
-
-def _answer(server: MockServer, body: dict[str, Any], choice: int) -> list[str]:
-    """The tokens the emulator sends for one choice of ``body``.
-
-    With an assistant prefix that begins the emulator's own answer, the rest of
-    that answer: ``max_tokens`` more tokens when set, else up to ``server.tokens``
-    in all, so that a resumed stream adds up to the answer an unbroken one gives.
-    """
-    messages = body["messages"]
-    limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    limit = limit if isinstance(limit, int) and limit > 0 else None
-    if "response_format" in body:
-        plain = "".join(answer_tokens(messages, limit or server.tokens, choice))
-        structured = structured_answer(body, plain)
-        if structured is not None:
-            return structured[0]
-    prefix = _prefix(server, body) if choice == 0 else ""
-    if prefix:
-        full = answer_tokens(messages, len(prefix) + (limit or server.tokens) + 1, choice)
-        said = ""
-        k = 0
-        while k < len(full) and len(said) < len(prefix):
-            said += full[k]
-            k += 1
-        if said.startswith(prefix):
-            # A prefix that ends inside a token gets the rest of that token first.
-            piece = [said[len(prefix) :]] if len(said) > len(prefix) else []
-            count = limit if limit is not None else max(0, server.tokens - k)
-            return piece + full[k : k + count]
-    return answer_tokens(messages, limit or server.tokens, choice)
-
-
-def _refused(body: dict[str, Any]) -> bool:
-    """Whether the answer to ``body`` is a refusal (structured output asked, ``[refuse]`` said)."""
-    if "response_format" not in body:
-        return False
-    structured = structured_answer(body, "")
-    return structured is not None and structured[1]
-
-
-def _choices(body: dict[str, Any]) -> int:
-    n = body.get("n")
-    return n if isinstance(n, int) and n > 0 else 1
+# answer_text and friends: re-exported (tests import them from here).
+__all__ = ["ROUTES", "answer_text", "answer_tokens", "prompt_tokens"]
 
 
 async def _check(body: Any, responder: Responder) -> bool:
@@ -202,9 +51,8 @@ async def _check(body: Any, responder: Responder) -> bool:
     return True
 
 
-@route("POST", "/v1/chat/completions")
 async def chat_completions(
-    server: MockServer, request: Request, responder: Responder, match: re.Match[str]
+    server: Emulator, request: Request, responder: Responder, match: re.Match[str]
 ) -> None:
     try:
         body = request.json()
@@ -222,20 +70,11 @@ async def chat_completions(
         await _complete(server, request, responder, body)
 
 
-def _usage(body: dict[str, Any], completion: int) -> dict[str, int]:
-    prompt = prompt_tokens(body.get("messages"))
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-
-
 async def _complete(
-    server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
+    server: Emulator, request: Request, responder: Responder, body: dict[str, Any]
 ) -> None:
-    n_choices = _choices(body)
-    answers = [_answer(server, body, i) for i in range(n_choices)]
+    n_choices = choice_count(body)
+    answers = [chat_answer(server, body, i) for i in range(n_choices)]
     n_tokens = max(len(a) for a in answers)
     delay = server.ttft + server.itl * max(0, n_tokens - 1)
     if delay > 0.1:
@@ -249,7 +88,7 @@ async def _complete(
             await asyncio.sleep(min(0.02, max(0.0, deadline - loop.time())))
     elif delay:
         await asyncio.sleep(delay)
-    refused = _refused(body)
+    refused = is_refusal(body)
     choices = [
         {
             "index": i,
@@ -271,7 +110,7 @@ async def _complete(
             "created": int(time.time()),
             "model": body["model"],
             "choices": choices,
-            "usage": _usage(body, sum(len(a) for a in answers)),
+            "usage": completion_usage(body, sum(len(a) for a in answers)),
             "system_fingerprint": "fp_holysheep_mock",
         },
         {"x-request-id": request.request_id or "", **request.answer_headers},
@@ -282,7 +121,7 @@ _STREAM_FAULTS = frozenset({"drop", "stall", "malformed", "error", "truncate"})
 
 
 async def _stream(
-    server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
+    server: Emulator, request: Request, responder: Responder, body: dict[str, Any]
 ) -> None:
     fault: Fault | None = request.fault
     kind = fault.kind if fault is not None else None
@@ -292,7 +131,7 @@ async def _stream(
     ping = b": ping\r\n\r\n" if relay else b": ping\n\n"
     # kind "ping": a comment before every event.
     lead = ping if kind == "ping" else b""
-    n_choices = _choices(body)
+    n_choices = choice_count(body)
     options = body.get("stream_options")
     include_usage = (
         isinstance(options, dict) and bool(options.get("include_usage")) and kind != "no_usage"
@@ -325,9 +164,9 @@ async def _stream(
             **request.answer_headers,
         },
     )
-    answers = [_answer(server, body, i) for i in range(n_choices)]
+    answers = [chat_answer(server, body, i) for i in range(n_choices)]
     n_tokens = max(len(a) for a in answers)
-    delta_head = '{"refusal":' if _refused(body) else '{"content":'
+    delta_head = '{"refusal":' if is_refusal(body) else '{"content":'
     if kind == "ping":
         await responder.write(b"event: ping\ndata: {}\n\n", flush=False)
     for i in range(n_choices):
@@ -386,7 +225,9 @@ async def _stream(
         batch.append(event(choice(i, "{}", "stop")))
     if include_usage:
         completion = sum(len(a) for a in answers)
-        batch.append(event('"choices":[],"usage":%s}' % json.dumps(_usage(body, completion))))
+        batch.append(
+            event('"choices":[],"usage":%s}' % json.dumps(completion_usage(body, completion)))
+        )
     if kind != "no_done":
         batch.append(lead + sep + b"[DONE]" + end)
     await responder.write(b"".join(batch))
@@ -450,3 +291,6 @@ async def _apply_fault(
                 next_ping += fault.ping or 0.0
         return True
     return False
+
+
+ROUTES = (route("POST", "/v1/chat/completions", chat_completions),)

@@ -3,24 +3,20 @@
 Only what an OpenAI-compatible API needs: keep-alive, ``Content-Length`` and
 chunked request bodies, fixed-length and chunked (streamed) responses, and a
 way to drop a connection mid-answer. Handlers get a :class:`Request` and a
-:class:`Responder` and are registered with :func:`route`.
+:class:`Responder` (and the emulator, see ``_state``); this module knows
+nothing of handlers or routes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-if TYPE_CHECKING:
-    from ._server import MockServer
-
-__all__ = ["ROUTES", "Request", "Responder", "route"]
+__all__ = ["BadHTTP", "Request", "Responder", "read_request"]
 
 MAX_HEADER = 64 * 1024
 MAX_BODY = 512 * 1024 * 1024
@@ -157,20 +153,6 @@ class Responder:
         self._keep_alive = False
         transport = self._writer.transport
         transport.abort()
-
-
-Handler = Callable[["MockServer", Request, Responder, "re.Match[str]"], Awaitable[None]]
-ROUTES: list[tuple[str, re.Pattern[str], Handler]] = []
-
-
-def route(method: str, pattern: str) -> Callable[[Handler], Handler]:
-    """Register a handler for ``method`` and a full-match path regex."""
-
-    def register(handler: Handler) -> Handler:
-        ROUTES.append((method, re.compile(pattern), handler))
-        return handler
-
-    return register
 
 
 class BadHTTP(Exception):

@@ -29,13 +29,11 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ._chat import prompt_tokens
+from ._answers import prompt_tokens
 from ._http import Request, Responder
-
-if TYPE_CHECKING:
-    from ._server import MockServer
+from ._state import Emulator
 
 __all__ = ["Quota", "install_quota", "quota_check"]
 
@@ -71,7 +69,7 @@ class Quota:
         return max(0, math.floor(self._available))
 
 
-def _charge(server: MockServer, body: dict[str, Any]) -> int:
+def _charge(server: Emulator, body: dict[str, Any]) -> int:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     answer = limit if isinstance(limit, int) and limit > 0 else server.tokens
     n = body.get("n")
@@ -79,7 +77,7 @@ def _charge(server: MockServer, body: dict[str, Any]) -> int:
     return prompt_tokens(body.get("messages")) + answer * choices
 
 
-def _number(server: MockServer, name: str, default: float | None) -> float | None:
+def _number(server: Emulator, name: str, default: float | None) -> float | None:
     value = server.options.get(name, default)
     if value is None:
         return None
@@ -90,7 +88,7 @@ def _number(server: MockServer, name: str, default: float | None) -> float | Non
     return float(value)
 
 
-def install_quota(server: MockServer) -> None:
+def install_quota(server: Emulator) -> None:
     """Check the quota options and, when a quota is set, hook :func:`quota_check` in."""
     rpm = _number(server, "rpm_quota", None)
     tpm = _number(server, "tpm_quota", None)
@@ -110,7 +108,7 @@ def _fmt_reset(seconds: float) -> str:
 
 
 async def quota_check(
-    server: MockServer, request: Request, responder: Responder, body: dict[str, Any]
+    server: Emulator, request: Request, responder: Responder, body: dict[str, Any]
 ) -> bool:
     """The chat handler's hook: True to serve the request, False once a 429 was sent."""
     config = server.state["quota"]

@@ -24,11 +24,23 @@ from typing import Any
 
 import anyio
 
+from . import _batches, _chat, _files, _models
 from ._faults import Fault, parse_fault_header
-from ._http import MAX_HEADER, ROUTES, BadHTTP, Request, Responder, read_request
+from ._http import MAX_HEADER, BadHTTP, Request, Responder, read_request
 from ._quota import install_quota
+from ._state import Route
 
-__all__ = ["MockServer"]
+__all__ = ["ROUTES", "MockServer"]
+
+#: The route table: every route family the emulator answers, in the order they
+#: are tried. Adding a family (``/v1/responses``, say) is one module with a
+#: ``ROUTES`` tuple (see ``_state.route``) and one line here.
+ROUTES: tuple[Route, ...] = (
+    *_chat.ROUTES,
+    *_models.ROUTES,
+    *_files.ROUTES,
+    *_batches.ROUTES,
+)
 
 log = logging.getLogger("holysheep_async.testing")
 
@@ -157,9 +169,7 @@ class MockServer:
 
     def advance_batches(self, steps: int = 1) -> None:
         """Move every unfinished batch ``steps`` steps along its lifecycle (see ``_batches``)."""
-        from ._batches import advance_batches
-
-        advance_batches(self, steps)
+        _batches.advance_batches(self, steps)
 
     # -- lifecycle ----------------------------------------------------------------
 
