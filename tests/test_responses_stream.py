@@ -307,3 +307,43 @@ async def test_the_chat_fallback_streams_too(client: AsyncClient, relay: respx.M
     async with client.responses.stream(model="gpt-4o", input="again") as second:
         assert "".join([t async for t in second]) == "Hi there"
     assert chat.call_count == 2
+
+
+def test_the_sync_client_creates_streams_and_waits(relay: respx.MockRouter) -> None:
+    from holysheep_async import Client
+
+    relay.post("/responses").mock(
+        side_effect=[
+            httpx.Response(200, json=completed([message("sync hi")])),
+            streamed(story(["a", "b"]).events),
+            httpx.Response(200, json={**completed([]), "status": "queued"}),
+        ]
+    )
+    relay.get("/responses/resp_1").mock(
+        return_value=httpx.Response(200, json=completed([message("late")]))
+    )
+    with Client(api_key="sk-test-key", base_url=BASE) as client:
+        client.async_client._requester.sleep = FakeSleep()
+        assert client.responses.create(model="gpt-4o", input="q").output_text == "sync hi"
+        with client.responses.stream(model="gpt-4o", input="q") as stream:
+            texts = list(stream)
+        assert texts == ["a", "b"] and stream.response.output_text == "ab"
+        started = client.responses.create(model="gpt-4o", input="q", background=True)
+        assert client.responses.wait(started.id).output_text == "late"
+        assert client.usage.requests == 3
+
+
+async def test_a_stream_is_a_span_with_its_first_token(
+    client: AsyncClient, relay: respx.MockRouter, telemetry: Any
+) -> None:
+    relay.post("/responses").mock(return_value=streamed(story(["x", "y"]).events))
+    async with client.responses.stream(model="gpt-4o", input="q") as stream:
+        async for _ in stream:
+            pass
+    (span,) = [s for s in telemetry.spans() if s.name == "chat gpt-4o"]
+    attrs = dict(span.attributes)
+    assert attrs["gen_ai.request.stream"] is True and attrs["holysheep.api"] == "responses"
+    assert attrs["gen_ai.response.id"] == "resp_1"
+    assert attrs["gen_ai.usage.output_tokens"] == 7
+    assert attrs["holysheep.stream.attempts"] == 1
+    assert "holysheep.time_to_first_token" in attrs
