@@ -390,7 +390,7 @@ class ParsedResponse(Response, Generic[ModelT]):
 
 class ResponseDeleted(_FromResponse):
     id: str = ""
-    object: str = "response.deleted"
+    object: str = "response"
     deleted: bool = True
 
 
