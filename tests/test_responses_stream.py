@@ -347,3 +347,18 @@ async def test_a_stream_is_a_span_with_its_first_token(
     assert attrs["gen_ai.usage.output_tokens"] == 7
     assert attrs["holysheep.stream.attempts"] == 1
     assert "holysheep.time_to_first_token" in attrs
+
+
+async def test_a_background_stream_without_event_numbers_is_read_again_not_sent_again(
+    client: AsyncClient, relay: respx.MockRouter
+) -> None:
+    events = Events(background=True).start("queued").text(["a", "b"]).complete().events
+    for event in events:
+        del event["sequence_number"]  # a relay that drops them
+    post = relay.post("/responses").mock(return_value=streamed(events[:3], then="drop"))
+    get = relay.get("/responses/resp_1").mock(return_value=streamed(events))
+    async with client.responses.stream(model="gpt-4o", input="q", background=True) as stream:
+        texts = [t async for t in stream]
+    assert texts == ["a", "b"] and stream.response.output_text == "ab"
+    assert post.call_count == 1
+    assert dict(get.calls[0].request.url.params) == {"stream": "true"}

@@ -163,25 +163,24 @@ class ResponsesState:
 
     def restart(self) -> None:
         """Another attempt follows. A background response resumes after its last event
-        (everything kept); any other stream starts again from scratch."""
-        if self.resume_id() is not None:
+        (everything kept; without event numbers it is read again from its start); any
+        other stream starts again from scratch."""
+        resume_id = self.resume_id()
+        if resume_id is not None and self.acc.sequence_number is not None:
             return
         self.acc = Accumulator()
+        self.acc.id = resume_id
         self.converter = ChunkConverter(self.request) if self.chat else None
         self.closing = []
 
     def resumable(self) -> bool:
-        return self.resume_id() is not None
+        """Can a stream that yielded something go on after its last event (no text twice)?"""
+        return self.resume_id() is not None and self.acc.sequence_number is not None
 
     def resume_id(self) -> str | None:
-        """The id to resume from (a background response whose events are numbered), or None."""
+        """The background response to read the events of (``GET``), or None: POST."""
         acc = self.acc
-        if (
-            self.background
-            and self.converter is None
-            and acc.id
-            and acc.sequence_number is not None
-        ):
+        if self.background and self.converter is None and acc.id:
             return acc.id
         return None
 
