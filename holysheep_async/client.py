@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ._fork import forget_after_fork, forget_httpx_connections
 from ._requester import Requester
 from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
@@ -119,6 +120,10 @@ class AsyncClient:
     a long time before the first token need a larger value, or ``None``. A
     stream's read timeout is raised to it when it is the larger, so that it is
     the idle timeout that bounds a stream's silence (docs/proxies.md).
+
+    Made before ``os.fork()`` (a module imported by Celery's prefork pool or
+    ``gunicorn --preload``), it works in the children: each connects anew and
+    has a limiter and ``usage`` of its own (docs/workers.md).
     """
 
     def __init__(
@@ -198,21 +203,22 @@ class AsyncClient:
             raise ConfigurationError(
                 f"limits_namespace must be a non-empty string, got {limits_namespace!r}"
             )
-        limiter: Limits
+        shared = shared_limits
+        namespace = limits_namespace or default_namespace(str(url).rstrip("/"), api_key)
+
+        def new_limiter() -> Limits:
+            if shared is None:
+                return Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
+            return SharedLimiter(
+                shared, namespace, rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst
+            )
+
         try:
-            if shared_limits is None:
-                limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
-            else:
-                limiter = SharedLimiter(
-                    shared_limits,
-                    limits_namespace or default_namespace(str(url).rstrip("/"), api_key),
-                    rpm=rpm,
-                    tpm=tpm,
-                    max_concurrency=max_concurrency,
-                    burst=burst,
-                )
+            limiter = new_limiter()
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        #: A limiter with these settings and fresh state (a forked child's, see _after_fork).
+        self._new_limiter = new_limiter
         self._owns_http = http_client is None
         if http_client is None:
             # Our pool and codec (DESIGN.md, Performance); None -> httpx's own (proxies, opt-out).
@@ -250,6 +256,22 @@ class AsyncClient:
         self.usage = UsageTally()
         self._requester.usage_hooks.append(self.usage.record)
         self._closed = False
+        forget_after_fork(self)
+
+    def _after_fork(self) -> object:
+        """In a forked child: fresh connections, limiter state and usage (see ``_fork``).
+
+        The parent's sockets (its idle connections, a Redis connection) are
+        forgotten, never closed from here; the child connects on its first
+        request. An ``http_client`` handed in has its pools emptied the same way.
+        """
+        forgotten = forget_httpx_connections(self._requester.http)
+        # A new limiter, as this client made it: the old one (the parent's Redis client
+        # and task, leases, counters; its permits point at it) is kept, never used here.
+        forgotten.append(self._requester.limiter)
+        self._requester.limiter = self._new_limiter()
+        self.usage.reset()
+        return forgotten
 
     # -- configuration, readable but never the key -----------------------------
 

@@ -10,15 +10,21 @@ it in one background event loop thread (see :mod:`._blocking`)::
                 print(text, end="", flush=True)
 
 Any thread may call it (calls from several threads run concurrently in the
-loop, under the client's limits). Inside a running event loop's thread it
-refuses at once: use ``AsyncClient`` there. Ctrl-C during a call or a stream
-cancels it and closes its connection.
+loop, under the client's limits), a thread running an event loop of its own
+too (a Jupyter notebook's cells); only a callback running in the client's own
+loop thread is refused. The loop thread starts at the first call. A client
+made before ``os.fork()`` works in the children (Celery prefork, ``gunicorn
+--preload``, ``multiprocessing``): each gets its own loop thread and fresh
+connections (see :mod:`._fork`). Ctrl-C during a call or a stream cancels it
+and closes its connection.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -255,11 +261,45 @@ class SyncEmbeddings(SyncResource):
 class SyncFiles(SyncResource):
     """``client.files``, blocking."""
 
+    _async: Any
+
     create = blocking(Files.create)
     retrieve = blocking(Files.retrieve)
     list = blocking(Files.list)
     delete = blocking(Files.delete)
-    content = blocking(Files.content)
+
+    @overload
+    def content(
+        self,
+        file_id: str,
+        path: None = None,
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> bytes: ...
+
+    @overload
+    def content(
+        self,
+        file_id: str,
+        path: str | os.PathLike[str],
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> Path: ...
+
+    def content(
+        self, file_id: str, path: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> bytes | Path:
+        """A file's content: the bytes, or streamed to ``path`` (see ``AsyncClient.files``)."""
+        result: bytes | Path = self._portal.run(
+            lambda: self._async.content(file_id, path, **kwargs)
+        )
+        return result
 
 
 class Client:
@@ -268,10 +308,11 @@ class Client:
     >>> with Client() as client:  # doctest: +SKIP
     ...     print(client.chat.create(model="gpt-4o", messages=[...]).text)
 
-    Runs an ``AsyncClient`` in one background event loop thread (an
-    ``http_client`` handed in is used from that thread). Close it
-    (``with``, or ``close()``) to stop that thread; one left open is closed
-    when it is garbage collected or at exit.
+    Runs an ``AsyncClient`` in one background event loop thread, started at the
+    first call (an ``http_client`` handed in is used from that thread). Close
+    it (``with``, or ``close()``) to stop that thread; one left open is closed
+    when it is garbage collected or at exit. Made before a fork, it works in
+    the children (their own thread, fresh connections).
     """
 
     def __init__(
@@ -378,6 +419,11 @@ class Client:
 
 def _shutdown(portal: Portal, client: AsyncClient) -> None:
     if portal.closed:
+        return
+    if not portal.started:
+        # Never used in this process (or only by the parent before a fork): nothing of
+        # ours is open here, and no thread is started just to close nothing.
+        portal.close()
         return
     try:
         portal.run(client.aclose)

@@ -195,6 +195,20 @@ class Transport(httpx.AsyncBaseTransport):
                 conn.abandon()
         self._loop = loop
 
+    def _after_fork(self) -> object:
+        """In a forked child: forget the parent's connections, never closing them.
+
+        Their sockets are the parent's too (closing one here could send a TLS
+        close alert or unregister it from the parent's epoll instance); the
+        child connects anew on its first request. Returns what it forgot, for
+        ``holysheep_async._fork`` to keep from the garbage collector.
+        """
+        forgotten = (self._idle, self._expired)
+        self._idle, self._expired = {}, []
+        self._loop = None
+        self._in_use = 0
+        return forgotten
+
     async def _close_expired(self) -> None:
         expired, self._expired = self._expired, []
         for conn in expired:

@@ -103,6 +103,7 @@ async def use_async(path: Path) -> None:
         same: FileObject = await client.files.retrieve(file.id, extra_headers={"X": "y"})
         files: list[FileObject] = await client.files.list(purpose="batch", limit=10)
         saved: Path = await client.files.content(file.id, path.with_suffix(".out"))
+        data: bytes = await client.files.content(file.id)
         gone: FileDeleted = await client.files.delete(file.id)
 
         batch: Batch = await client.batches.submit(
@@ -134,7 +135,7 @@ async def use_async(path: Path) -> None:
             request_timeout=httpx.Timeout(30.0),
         )
         del rid, limits, population, piece, usage, chunks, typed_stream, city, models, model
-        del floats, same, files, saved, gone, one, listed, written, report
+        del floats, same, files, saved, data, gone, one, listed, written, report
 
 
 def use_sync(path: Path) -> None:
@@ -162,6 +163,7 @@ def use_sync(path: Path) -> None:
         file: FileObject = client.files.create(b"data", purpose="user_data")
         files: list[FileObject] = client.files.list()
         saved: Path = client.files.content(file.id, path)
+        data: bytes = client.files.content(file.id, timeout=5)
         gone: FileDeleted = client.files.delete(file.id)
 
         batch: Batch = client.batches.submit(path, metadata={"team": "a"})
@@ -173,4 +175,5 @@ def use_sync(path: Path) -> None:
             path, journal="q.journal", extra_body={"priority": "low"}, request_timeout=30
         )
         del completion, population, piece, chunks, city, models, vectors, files, saved, gone
+        del data
         del results, batches, report
