@@ -7,7 +7,8 @@
   request parameters; :mod:`._events`: the typed stream events;
 - :mod:`._accumulate`: a response built from its stream's events (pure);
 - :mod:`._state`: the stream protocol the stream core reads with (pure);
-  :mod:`._stream`: :class:`ResponseStream`, the surface;
+  :mod:`._stream`: :class:`ResponseStream`, the surface on the stream core;
+- :mod:`._sync`: the sync client's ``client.responses``;
 - :mod:`._fallback`, :mod:`._fallback_stream`: a request as a chat completion,
   the answer (whole or streamed) back as a response (pure).
 
