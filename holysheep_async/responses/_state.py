@@ -161,10 +161,10 @@ class ResponsesState:
     def partial_text(self) -> str:
         return self.acc.text
 
-    def restart(self) -> None:
+    def restart(self, resume: bool = False) -> None:
         """Another attempt follows. A background response resumes after its last event
-        (everything kept; without event numbers it is read again from its start); any
-        other stream starts again from scratch."""
+        (everything kept; without event numbers it is read again from its start), whether
+        or not something was yielded (``resume``); any other stream starts from scratch."""
         resume_id = self.resume_id()
         if resume_id is not None and self.acc.sequence_number is not None:
             return
