@@ -32,6 +32,9 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     RefusalError,
+    ResponseFailedError,
+    ResponsesNotSupportedError,
+    ResponseTimeoutError,
     SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
@@ -59,6 +62,16 @@ from .models import (
     Usage,
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
+from .responses import (
+    ParsedResponse,
+    ParsedResponseStream,
+    Response,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+    ResponseStream,
+    ResponseUsage,
+)
 from .retry import RetryPolicy
 from .streaming import (
     ChatStream,
@@ -115,6 +128,8 @@ __all__ = [
     "NotFoundError",
     "ParsedChatCompletion",
     "ParsedChatStream",
+    "ParsedResponse",
+    "ParsedResponseStream",
     "PermissionDeniedError",
     "PriceTable",
     "QuotaExceededError",
@@ -122,6 +137,15 @@ __all__ = [
     "ReasoningDelta",
     "RefusalDelta",
     "RefusalError",
+    "Response",
+    "ResponseFailedError",
+    "ResponseFunctionToolCall",
+    "ResponseOutputMessage",
+    "ResponseReasoningItem",
+    "ResponseStream",
+    "ResponseTimeoutError",
+    "ResponseUsage",
+    "ResponsesNotSupportedError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",
