@@ -32,6 +32,9 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     RefusalError,
+    ResponseFailedError,
+    ResponsesNotSupportedError,
+    ResponseTimeoutError,
     ResponseTooLargeError,
     SharedLimitsError,
     StreamError,
@@ -61,6 +64,16 @@ from .models import (
     Usage,
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
+from .responses import (
+    ParsedResponse,
+    ParsedResponseStream,
+    Response,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+    ResponseStream,
+    ResponseUsage,
+)
 from .retry import RetryPolicy
 from .streaming import (
     ChatStream,
@@ -118,6 +131,8 @@ __all__ = [
     "NotFoundError",
     "ParsedChatCompletion",
     "ParsedChatStream",
+    "ParsedResponse",
+    "ParsedResponseStream",
     "PermissionDeniedError",
     "PriceTable",
     "QuotaExceededError",
@@ -125,6 +140,15 @@ __all__ = [
     "ReasoningDelta",
     "RefusalDelta",
     "RefusalError",
+    "Response",
+    "ResponseFailedError",
+    "ResponseFunctionToolCall",
+    "ResponseOutputMessage",
+    "ResponseReasoningItem",
+    "ResponseStream",
+    "ResponseTimeoutError",
+    "ResponseUsage",
+    "ResponsesNotSupportedError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",

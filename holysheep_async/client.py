@@ -1,6 +1,6 @@
 """``AsyncClient``: configuration, the HTTP transport, limits, retries, and the resources.
 
-``.chat``, ``.batches``, ``.models``, ``.embeddings``, ``.files``.
+``.chat``, ``.responses``, ``.batches``, ``.models``, ``.embeddings``, ``.files``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .limits._shared import SharedLimiter
 from .limits._shared_config import SharedLimits, default_namespace
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
+from .responses import Responses
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
@@ -307,7 +308,8 @@ class AsyncClient:
             max_response_bytes=max_response_bytes,
         )
         self.chat = Chat(self._requester)
-        self.batches = Batches(self._requester, self.chat)
+        self.responses = Responses(self._requester)
+        self.batches = Batches(self._requester, self.chat, self.responses)
         self.models = Models(self._requester)
         self.embeddings = Embeddings(self._requester)
         self.files = Files(self._requester)

@@ -4,6 +4,7 @@
 
     HolySheepError
     ├── ConfigurationError            bad settings, missing API key (also a ValueError)
+    │   └── ResponsesNotSupportedError  a Responses request needs what this server lacks
     ├── APIConnectionError            the request or the response did not get through
     │   ├── APITimeoutError           connect / read / write / pool timeout
     │   │   └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
@@ -22,13 +23,15 @@
     ├── InvalidResponseError          a 2xx answer whose body is not what the protocol says
     │   └── ResponseTooLargeError     ... or is larger than ``max_response_bytes``
     ├── StreamError                   error object or malformed event inside a 200 stream
-    │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    │   ├── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    │   └── ResponseFailedError       a Responses stream ended with ``response.failed``
     ├── StructuredOutputError         response_format=Model: the answer is not a valid Model
     │   └── RefusalError              ... because the model refused (``.refusal`` says why)
     ├── ToolLoopError                 chat.run_tools: still asking for tools after max_turns
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
     ├── BatchFailedError              a batch ended failed / expired / cancelled
     ├── BatchTimeoutError             waiting for a batch took longer than its timeout
+    ├── ResponseTimeoutError          waiting for a background response took longer than its timeout
     └── SharedLimitsError             shared limits' Redis unreachable, on_error="closed"
 
 Any error raised after a stream yielded text carries that text in
@@ -69,6 +72,9 @@ __all__ = [
     "ResponseTooLargeError",
     "SharedLimitsError",
     "RefusalError",
+    "ResponseFailedError",
+    "ResponseTimeoutError",
+    "ResponsesNotSupportedError",
     "StreamError",
     "StreamIdleTimeout",
     "StructuredOutputError",
@@ -97,6 +103,19 @@ class HolySheepError(Exception):
 
 class ConfigurationError(HolySheepError, ValueError):
     """A client setting is missing or has the wrong type or value."""
+
+
+class ResponsesNotSupportedError(ConfigurationError):
+    """The server has no ``/responses`` (it answered 404, 405 or 501), so the request goes
+    as a chat completion, and it asks for what a chat completion cannot do.
+
+    ``field`` names it (``previous_response_id``, ``background``, ``store``, a tool
+    type...). Nothing was sent for this request.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class APIConnectionError(HolySheepError):
@@ -242,6 +261,20 @@ class IncompleteStreamError(StreamError):
     """The stream ended with neither ``data: [DONE]`` nor a finish reason: the answer may be cut."""
 
 
+class ResponseFailedError(StreamError):
+    """A Responses stream ended with ``response.failed``: the server gave up on the response.
+
+    ``response`` is the failed response object (a dict, its ``error`` says why);
+    ``code`` the error's code. Never retried (the same request would fail the same way).
+    """
+
+    def __init__(
+        self, message: str, *, response: object = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, body=response, code=code)
+        self.response = response
+
+
 class StructuredOutputError(HolySheepError):
     """An answer asked for with ``response_format=Model`` does not parse as ``Model``.
 
@@ -319,6 +352,18 @@ class BatchTimeoutError(HolySheepError, TimeoutError):
     def __init__(self, message: str, *, batch: object = None) -> None:
         super().__init__(message)
         self.batch = batch
+
+
+class ResponseTimeoutError(HolySheepError, TimeoutError):
+    """``responses.wait`` gave up: the background response was not final within ``timeout``.
+
+    ``response`` is its last known state; it goes on running on the server
+    (``client.responses.cancel(id)`` stops it).
+    """
+
+    def __init__(self, message: str, *, response: object = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 # ---------------------------------------------------------------------------

@@ -89,11 +89,32 @@ class CompletionTokensDetails(_Wire):
 
 
 class Usage(_Wire):
+    """Tokens of one answer. A Responses API usage (``input_tokens``, ``output_tokens``,
+    their details) reads as the same counts: a batch of ``/v1/responses`` lines is
+    counted and priced like any other."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _responses_shape(cls, data: Any) -> Any:
+        if type(data) is dict and "input_tokens" in data and "prompt_tokens" not in data:
+            data = dict(data)
+            data["prompt_tokens"] = data.get("input_tokens") or 0
+            data["completion_tokens"] = data.get("output_tokens") or 0
+            if not data.get("total_tokens"):
+                data["total_tokens"] = data["prompt_tokens"] + data["completion_tokens"]
+            details = data.get("input_tokens_details")
+            if isinstance(details, dict):
+                data["prompt_tokens_details"] = details
+            details = data.get("output_tokens_details")
+            if isinstance(details, dict):
+                data["completion_tokens_details"] = details
+        return data
 
 
 class FunctionCall(_Wire):

@@ -44,6 +44,7 @@ from .limits._shared_config import SharedLimits
 from .models import ChatCompletion, ChatCompletionChunk, ModelT, ParsedChatCompletion, Usage
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
+from .responses._sync import SyncResponses
 from .retry import RetryPolicy
 from .streaming import (
     ChatStream,
@@ -479,6 +480,7 @@ class Client:
         self._client = client
         self._portal = portal
         self.chat = SyncChat(client.chat, portal)
+        self.responses = SyncResponses(client.responses, portal)
         self.batches = SyncBatches(client.batches, portal)
         self.models = SyncModels(client.models, portal)
         self.embeddings = SyncEmbeddings(client.embeddings, portal)

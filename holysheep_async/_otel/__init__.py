@@ -37,7 +37,8 @@ open-telemetry/semantic-conventions-genai, with no release yet; its unreleased
 
 Modules: ``_providers`` (is anyone listening, where the requests go), ``_chat``
 (the chat span and metrics, the hooks), ``_content`` (the opt-in messages),
-``_batches`` (the batch spans), ``_tools`` (the tool spans).
+``_batches`` (the batch spans), ``_tools`` (the tool spans), ``_responses`` (the Responses
+API's span, from plain values).
 
 This package sits low: it imports only the wire models (for typing) and
 OpenTelemetry, never the client's classes. Callers hand it plain values: the
@@ -67,18 +68,21 @@ from ._providers import (
     server_attributes,
     use_providers,
 )
+from ._responses import ResponsesTrace, responses_started
 from ._tools import ToolSpan, tool_span
 
 __all__ = [
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
     "ChatTrace",
+    "ResponsesTrace",
     "ToolSpan",
     "batch_op",
     "capture_content",
     "chat_create",
     "cooldown",
     "current",
+    "responses_started",
     "retrying",
     "server_attributes",
     "stream_closed",

@@ -57,6 +57,9 @@ class StreamCore:
         timeout: httpx.Timeout | None = None,
     ) -> None:
         self._requester = requester
+        #: Where the next attempt goes (a subclass may change it between attempts: a
+        #: background Responses stream that broke GETs the rest of its events).
+        self._method = "POST"
         self._path = path
         self._body = body
         self._next_body = body
@@ -201,6 +204,7 @@ class StreamCore:
             reply = await wire.send(
                 self._path,
                 self._next_body,
+                method=self._method,
                 tokens=self._tokens,
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,

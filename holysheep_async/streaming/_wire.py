@@ -218,12 +218,14 @@ class Wire:
         headers: Mapping[str, str] | None,
         query: Mapping[str, Any] | None,
         timeout: httpx.Timeout | None,
+        method: str = "POST",
     ) -> Replying:
-        """POST the request (the requester's limits and retries apply); the open reply."""
+        """Send the request (the requester's limits and retries apply); the open reply.
+        A ``GET`` (a stored stream read again) sends no body."""
         reply = await self._requester.request(
-            "POST",
+            method,
             path,
-            json=body,
+            json=None if method == "GET" else body,
             tokens=tokens,
             stream=True,
             max_retries=max_retries,
