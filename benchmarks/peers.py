@@ -59,9 +59,13 @@ class HolySheep(Adapter):
 
     package = "holysheep_async"  # --before: the same adapter on an older tree's package
 
-    def __init__(self, *args: Any, transport: str = "default", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, transport: str = "default", proxy: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         AsyncClient = importlib.import_module(self.package).AsyncClient
+        # proxy=: passed only when given (a --before tree may not have the argument).
+        extra = {} if proxy is None else {"proxy": proxy}
 
         http = None
         if transport == "httpx":
@@ -77,6 +81,7 @@ class HolySheep(Adapter):
             max_retries=0,
             default_headers=self.headers,
             http_client=http,
+            **extra,
         )
 
     async def aclose(self) -> None:
@@ -109,7 +114,7 @@ class OpenAISDK(Adapter):
 
     name = "openai"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, proxy: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         import openai
 
@@ -118,11 +123,16 @@ class OpenAISDK(Adapter):
             base_url=self.base_url,
             max_retries=0,
             default_headers=self.headers,
-            http_client=self._http_client(),
+            http_client=self._http_client(proxy),
         )
 
-    def _http_client(self) -> Any:
-        return None  # the SDK's default: httpx
+    def _http_client(self, proxy: str | None) -> Any:
+        """The SDK's default (httpx); through a proxy as the SDK documents it (proxy=)."""
+        if proxy is None:
+            return None
+        import openai
+
+        return openai.DefaultAsyncHttpxClient(proxy=proxy)
 
 
 class OpenAIAioHttp(OpenAISDK):
@@ -132,10 +142,10 @@ class OpenAIAioHttp(OpenAISDK):
     #: The runtimes it runs on (aiohttp is asyncio's).
     backends = ("asyncio",)
 
-    def _http_client(self) -> Any:
+    def _http_client(self, proxy: str | None) -> Any:
         from openai import DefaultAioHttpClient
 
-        return DefaultAioHttpClient()
+        return DefaultAioHttpClient() if proxy is None else DefaultAioHttpClient(proxy=proxy)
 
     async def aclose(self) -> None:
         await self.client.close()

@@ -8,6 +8,7 @@
 """
 
 from ._structured import ParsedChatStream
+from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -31,10 +32,16 @@ from .errors import (
     QuotaExceededError,
     RateLimitError,
     RefusalError,
+    ResponseFailedError,
+    ResponsesNotSupportedError,
+    ResponseTimeoutError,
+    ResponseTooLargeError,
     SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
     StructuredOutputError,
+    TLSMismatchError,
+    ToolLoopError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -57,9 +64,30 @@ from .models import (
     Usage,
 )
 from .pricing import MonthlyEstimate, PriceTable, UnknownModelError, UsageTally
+from .responses import (
+    ParsedResponse,
+    ParsedResponseStream,
+    Response,
+    ResponseFunctionToolCall,
+    ResponseOutputMessage,
+    ResponseReasoningItem,
+    ResponseStream,
+    ResponseUsage,
+)
 from .retry import RetryPolicy
-from .streaming import ChatStream, StreamMetrics
-from .sync import Client, SyncChatStream, SyncParsedChatStream
+from .streaming import (
+    ChatStream,
+    ChatStreamEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamDone,
+    StreamedToolCall,
+    StreamMetrics,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+)
+from .sync import Client, SyncChatStream, SyncParsedChatStream, SyncToolRunStream
 
 __all__ = [
     "APIConnectionError",
@@ -80,6 +108,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatStream",
+    "ChatStreamEvent",
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
@@ -95,27 +124,52 @@ __all__ = [
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidResponseError",
+    "ResponseTooLargeError",
     "Limiter",
     "Model",
     "MonthlyEstimate",
     "NotFoundError",
     "ParsedChatCompletion",
     "ParsedChatStream",
+    "ParsedResponse",
+    "ParsedResponseStream",
     "PermissionDeniedError",
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "ReasoningDelta",
+    "RefusalDelta",
     "RefusalError",
+    "Response",
+    "ResponseFailedError",
+    "ResponseFunctionToolCall",
+    "ResponseOutputMessage",
+    "ResponseReasoningItem",
+    "ResponseStream",
+    "ResponseTimeoutError",
+    "ResponseUsage",
+    "ResponsesNotSupportedError",
     "RetryPolicy",
     "RunProgress",
     "SharedLimits",
     "SharedLimitsError",
+    "StreamDone",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "StreamedToolCall",
     "StructuredOutputError",
+    "TLSMismatchError",
     "SyncChatStream",
     "SyncParsedChatStream",
+    "SyncToolRunStream",
+    "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ToolLoopError",
+    "ToolResult",
+    "ToolRun",
+    "ToolRunStream",
     "UnknownModelError",
     "Usage",
     "UsageTally",

@@ -30,7 +30,7 @@ import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import ParamSpec, Self
 
-from ._compat import running_library
+from ._fork import forget_after_fork
 
 __all__ = ["Portal", "SyncResource", "blocking", "blocking_iter"]
 
@@ -38,28 +38,52 @@ P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-_IN_LOOP = (
-    "{what} was called from inside a running {lib} event loop's thread, where a blocking"
-    " call would stall every other task: use holysheep_async.AsyncClient with `await` there"
-    " (in Jupyter, top-level `await` works)"
+_OWN_LOOP = (
+    "a holysheep_async.Client method was called from its own event loop"
+    " (a callback such as on_progress): it would wait for itself forever"
 )
 
 
 class Portal:
-    """One event loop in a background thread, and a thread-safe way to run coroutines in it."""
+    """One event loop in a background thread, and a thread-safe way to run coroutines in it.
+
+    The thread starts at the first call, not before: a ``Client`` made at import
+    time starts nothing until it is used. Any thread may call, a thread running
+    an event loop of its own included (a Jupyter kernel runs every cell inside
+    its asyncio loop; the call blocks that thread, as the official SDK's sync
+    client does). Only the loop thread itself is refused: it would wait for itself.
+
+    After ``os.fork()`` the child forgets the parent's loop thread (it was not
+    copied) and starts its own at its first call (see ``holysheep_async._fork``).
+    """
 
     def __init__(self) -> None:
-        _refuse_inside_a_loop("holysheep_async.Client()")
-        self._cm: AbstractContextManager[BlockingPortal] | None = start_blocking_portal(
-            "asyncio", name="holysheep-sync-client"
-        )
-        self._portal = self._cm.__enter__()
-        self._thread: int | None = self._portal.call(threading.get_ident)
         self._lock = threading.Lock()
+        self._cm: AbstractContextManager[BlockingPortal] | None = None
+        self._portal: BlockingPortal | None = None
+        self._thread: int | None = None
+        self._closed = False
+        forget_after_fork(self)
+
+    def _running(self) -> BlockingPortal:
+        """The loop thread's portal, started now if it is not running yet."""
+        portal = self._portal
+        if portal is not None and not self._closed:
+            return portal
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this holysheep_async.Client is closed")
+            if self._portal is None:
+                cm = start_blocking_portal("asyncio", name="holysheep-sync-client")
+                portal = cm.__enter__()
+                self._thread = portal.call(threading.get_ident)
+                self._cm, self._portal = cm, portal
+            return self._portal
 
     def run(self, fn: Callable[[], Awaitable[T]]) -> T:
         """``await fn()`` in the loop thread and return its result, blocking this thread."""
         future = None
+        self._running()  # started before Ctrl-C is held back (see start)
         try:
             with _sigint_deferred():
                 future = self.start(fn)
@@ -73,26 +97,38 @@ class Portal:
 
     def start(self, fn: Callable[[], Awaitable[T]]) -> Future[T]:
         """Start ``fn()`` in the loop thread; its result (or error) comes in the future."""
-        if threading.get_ident() == self._thread:
-            raise RuntimeError(
-                "a holysheep_async.Client method was called from its own event loop"
-                " (a callback such as on_progress): it would wait for itself forever"
-            )
-        _refuse_inside_a_loop("a holysheep_async.Client method")
-        if self._cm is None:
-            raise RuntimeError("this holysheep_async.Client is closed")
-        return self._portal.start_task_soon(fn)
+        if self._thread is not None and threading.get_ident() == self._thread:
+            raise RuntimeError(_OWN_LOOP)
+        return self._running().start_task_soon(fn)
 
     def close(self) -> None:
         """Stop the loop thread (idempotent)."""
         with self._lock:
-            cm, self._cm = self._cm, None
+            self._closed = True
+            cm, self._cm, self._portal = self._cm, None, None
         if cm is not None:
             cm.__exit__(None, None, None)
 
+    def _after_fork(self) -> object:
+        """In a forked child: forget the parent's loop thread; the first call starts ours.
+
+        Returns the parent's portal, for ``_fork`` to keep: closing its context
+        manager (as the garbage collector would) waits for a thread that is not here.
+        """
+        forgotten = (self._cm, self._portal)
+        self._lock = threading.Lock()  # another thread of the parent's may have held it
+        self._cm = self._portal = None
+        self._thread = None
+        return forgotten
+
     @property
     def closed(self) -> bool:
-        return self._cm is None
+        return self._closed
+
+    @property
+    def started(self) -> bool:
+        """Whether the loop thread runs (in this process)."""
+        return self._portal is not None
 
 
 @contextmanager
@@ -115,12 +151,6 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 _CAN_MASK = hasattr(signal, "pthread_sigmask")
-
-
-def _refuse_inside_a_loop(what: str) -> None:
-    lib = running_library()
-    if lib:
-        raise RuntimeError(_IN_LOOP.format(what=what, lib=lib))
 
 
 #: Items handed over per round trip between the threads, at most (and read ahead, at most).
@@ -160,6 +190,7 @@ def iterate(
 
     pumping = None
     try:
+        portal._running()  # started before Ctrl-C is held back
         with _sigint_deferred():
             pumping = portal.start(pump)
         while True:

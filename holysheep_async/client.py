@@ -1,6 +1,6 @@
 """``AsyncClient``: configuration, the HTTP transport, limits, retries, and the resources.
 
-``.chat``, ``.batches``, ``.models``, ``.embeddings``, ``.files``.
+``.chat``, ``.responses``, ``.batches``, ``.models``, ``.embeddings``, ``.files``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from ._body import DEFAULT_MAX_RESPONSE_BYTES
+from ._fork import forget_after_fork, forget_httpx_connections
 from ._requester import Requester
 from ._tls import create_ssl_context
 from ._transport import Transport, default_transport
@@ -26,6 +28,7 @@ from .limits._shared import SharedLimiter
 from .limits._shared_config import SharedLimits, default_namespace
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
+from .responses import Responses
 from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "AsyncClient"]
@@ -79,6 +82,25 @@ class _HTTPClient(httpx.AsyncClient):
         self._jar = _Cookies(cookies)
 
 
+def _check_proxy(proxy: object) -> None:
+    if isinstance(proxy, httpx.Proxy):
+        return
+    if not isinstance(proxy, (str, httpx.URL)):
+        raise ConfigurationError(
+            f"proxy must be a URL (str or httpx.URL) or an httpx.Proxy, got {type(proxy).__name__}"
+        )
+    text = str(proxy)
+    try:
+        url = httpx.URL(text if "://" in text else f"http://{text}")
+    except httpx.InvalidURL:
+        raise ConfigurationError("proxy is not a valid URL") from None  # may hold a password
+    if url.scheme not in ("http", "https", "socks5", "socks5h") or not url.host:
+        raise ConfigurationError(
+            f"proxy must be an http://, https:// or socks5:// URL with a host, got a"
+            f" {url.scheme}:// URL" + ("" if url.host else " without a host")
+        )
+
+
 def _check_number(name: str, value: object, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
@@ -103,6 +125,11 @@ class AsyncClient:
     own, pass ``http_client=httpx.AsyncClient(verify=ssl_context)``. ``retry``
     replaces the whole retry policy (``max_retries`` sets only its count).
 
+    ``proxy``: a forward proxy for every request, ``"http://user:password@host:3128"``
+    (``https://`` targets go through a ``CONNECT`` tunnel; TLS stays end to end).
+    Without it the environment's ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` /
+    ``NO_PROXY`` apply, loopback targets excepted. See docs/proxies.md.
+
     ``rpm`` / ``tpm`` / ``max_concurrency``: client-side limits (see
     :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
     once under ``rpm`` (default: one second's worth, at least 1).
@@ -123,6 +150,16 @@ class AsyncClient:
     a long time before the first token need a larger value, or ``None``. A
     stream's read timeout is raised to it when it is the larger, so that it is
     the idle timeout that bounds a stream's silence (docs/proxies.md).
+
+    ``max_response_bytes``: the most a non-streamed answer may read into memory
+    (default 256 MiB, above the largest real answer: embeddings at the API's limits
+    in float JSON, ~195 MB); a larger one fails while it is read, with
+    :class:`~holysheep_async.errors.ResponseTooLargeError` naming the cap and the
+    request. ``None``: no cap. Streams and downloads (to disk) are not capped by it.
+
+    Made before ``os.fork()`` (a module imported by Celery's prefork pool or
+    ``gunicorn --preload``), it works in the children: each connects anew and
+    has a limiter and ``usage`` of its own (docs/workers.md).
     """
 
     def __init__(
@@ -143,6 +180,8 @@ class AsyncClient:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("HOLYSHEEP_API_KEY") or None
@@ -178,6 +217,15 @@ class AsyncClient:
             raise ConfigurationError(
                 f"allow_insecure_http must be True or False, got {allow_insecure_http!r}"
             )
+        if max_response_bytes is not None and (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                "max_response_bytes must be an int >= 1 (bytes) or None,"
+                f" got {max_response_bytes!r}"
+            )
         if default_headers is not None and not (
             isinstance(default_headers, Mapping)
             and all(isinstance(k, str) and isinstance(v, str) for k, v in default_headers.items())
@@ -189,6 +237,13 @@ class AsyncClient:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
+        if proxy is not None:
+            _check_proxy(proxy)
+            if http_client is not None:
+                raise ConfigurationError(
+                    "proxy= is for the client's own HTTP client; with http_client=, give the"
+                    " proxy to your httpx.AsyncClient(proxy=...)"
+                )
         if isinstance(shared_limits, str):
             shared_limits = SharedLimits(shared_limits)
         elif shared_limits is not None and not isinstance(shared_limits, SharedLimits):
@@ -202,34 +257,46 @@ class AsyncClient:
             raise ConfigurationError(
                 f"limits_namespace must be a non-empty string, got {limits_namespace!r}"
             )
-        limiter: Limits
+        shared = shared_limits
+        namespace = limits_namespace or default_namespace(str(url).rstrip("/"), api_key)
+
+        def new_limiter() -> Limits:
+            if shared is None:
+                return Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
+            return SharedLimiter(
+                shared, namespace, rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst
+            )
+
         try:
-            if shared_limits is None:
-                limiter = Limiter(rpm=rpm, tpm=tpm, max_concurrency=max_concurrency, burst=burst)
-            else:
-                limiter = SharedLimiter(
-                    shared_limits,
-                    limits_namespace or default_namespace(str(url).rstrip("/"), api_key),
-                    rpm=rpm,
-                    tpm=tpm,
-                    max_concurrency=max_concurrency,
-                    burst=burst,
-                )
+            limiter = new_limiter()
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        #: A limiter with these settings and fresh state (a forked child's, see _after_fork).
+        self._new_limiter = new_limiter
         self._owns_http = http_client is None
         if http_client is None:
-            # Our pool and codec (DESIGN.md, Performance); None -> httpx's own (proxies, opt-out).
-            transport = default_transport()
-            http_client = _HTTPClient(
-                timeout=timeout,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-                follow_redirects=True,
-                transport=transport,
-                # The system's trust store (_tls). Ours makes its context at its first
-                # HTTPS connection; httpx's transport (and its proxies') needs it now.
-                verify=create_ssl_context() if transport is None else True,
-            )
+            # Our pool and codec (DESIGN.md, Performance), http:// proxies included;
+            # None -> httpx's own (SOCKS and https:// proxies, HOLYSHEEP_TRANSPORT=httpx).
+            try:
+                transport = default_transport(proxy)
+                http_client = _HTTPClient(
+                    timeout=timeout,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                    follow_redirects=True,
+                    transport=transport,
+                    proxy=proxy if transport is None else None,
+                    # The system's trust store (_tls). Ours makes its context at its first
+                    # HTTPS connection; httpx's transport (and its proxies') needs it now.
+                    verify=create_ssl_context() if transport is None else True,
+                )
+            except ImportError as exc:  # a SOCKS proxy without httpx[socks]
+                raise ConfigurationError(str(exc)) from None
+            except ConfigurationError:
+                raise
+            except (ValueError, httpx.InvalidURL) as exc:
+                # Never the URL itself: it may hold the proxy's password.
+                where = "proxy=" if proxy is not None else "the proxy in the environment"
+                raise ConfigurationError(f"{where} cannot be used: {exc}") from None
         http = http_client
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         headers.update(default_headers or {})
@@ -243,9 +310,11 @@ class AsyncClient:
             stream_idle_timeout=stream_idle_timeout,
             headers=headers,
             allow_insecure_http=allow_insecure_http,
+            max_response_bytes=max_response_bytes,
         )
         self.chat = Chat(self._requester)
-        self.batches = Batches(self._requester, self.chat)
+        self.responses = Responses(self._requester)
+        self.batches = Batches(self._requester, self.chat, self.responses)
         self.models = Models(self._requester)
         self.embeddings = Embeddings(self._requester)
         self.files = Files(self._requester)
@@ -253,6 +322,22 @@ class AsyncClient:
         self.usage = UsageTally()
         self._requester.usage_hooks.append(self.usage.record)
         self._closed = False
+        forget_after_fork(self)
+
+    def _after_fork(self) -> object:
+        """In a forked child: fresh connections, limiter state and usage (see ``_fork``).
+
+        The parent's sockets (its idle connections, a Redis connection) are
+        forgotten, never closed from here; the child connects on its first
+        request. An ``http_client`` handed in has its pools emptied the same way.
+        """
+        forgotten = forget_httpx_connections(self._requester.http)
+        # A new limiter, as this client made it: the old one (the parent's Redis client
+        # and task, leases, counters; its permits point at it) is kept, never used here.
+        forgotten.append(self._requester.limiter)
+        self._requester.limiter = self._new_limiter()
+        self.usage.reset()
+        return forgotten
 
     # -- configuration, readable but never the key -----------------------------
 
@@ -279,6 +364,10 @@ class AsyncClient:
     @property
     def stream_idle_timeout(self) -> float | None:
         return self._requester.stream_idle_timeout
+
+    @property
+    def max_response_bytes(self) -> int | None:
+        return self._requester.max_response_bytes
 
     @property
     def has_api_key(self) -> bool:

@@ -4,9 +4,12 @@
 
     HolySheepError
     ├── ConfigurationError            bad settings, missing API key (also a ValueError)
+    │   └── ResponsesNotSupportedError  a Responses request needs what this server lacks
     ├── APIConnectionError            the request or the response did not get through
-    │   └── APITimeoutError           connect / read / write / pool timeout
-    │       └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
+    │   ├── APITimeoutError           connect / read / write / pool timeout
+    │   │   └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
+    │   └── TLSMismatchError          an https:// base URL whose server does not speak TLS
+    │                                 (also a ConfigurationError; never retried)
     ├── APIStatusError                the server answered with a status >= 400
     │   ├── BadRequestError           400, 422
     │   ├── AuthenticationError       401
@@ -18,17 +21,23 @@
     │   │                             up (also a PermissionDeniedError; never retried)
     │   └── InternalServerError       >= 500
     ├── InvalidResponseError          a 2xx answer whose body is not what the protocol says
+    │   └── ResponseTooLargeError     ... or is larger than ``max_response_bytes``
     ├── StreamError                   error object or malformed event inside a 200 stream
-    │   └── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    │   ├── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
+    │   └── ResponseFailedError       a Responses stream ended with ``response.failed``
     ├── StructuredOutputError         response_format=Model: the answer is not a valid Model
     │   └── RefusalError              ... because the model refused (``.refusal`` says why)
+    ├── ToolLoopError                 chat.run_tools: still asking for tools after max_turns
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
     ├── BatchFailedError              a batch ended failed / expired / cancelled
     ├── BatchTimeoutError             waiting for a batch took longer than its timeout
+    ├── ResponseTimeoutError          waiting for a background response took longer than its timeout
     └── SharedLimitsError             shared limits' Redis unreachable, on_error="closed"
 
 Any error raised after a stream yielded text carries that text in
-``partial_text``; nothing is yielded twice.
+``partial_text``; nothing is yielded twice. A chat stream's error also carries
+the reasoning (``partial_reasoning``) and the tool calls (``partial_tool_calls``,
+the last one possibly cut off) it had by then.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import html
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -59,11 +69,17 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "SharedLimitsError",
     "RefusalError",
+    "ResponseFailedError",
+    "ResponseTimeoutError",
+    "ResponsesNotSupportedError",
     "StreamError",
     "StreamIdleTimeout",
     "StructuredOutputError",
+    "TLSMismatchError",
+    "ToolLoopError",
     "make_status_error",
 ]
 
@@ -73,6 +89,10 @@ class HolySheepError(Exception):
 
     #: Text a stream had already yielded when the error happened (``None`` outside streams).
     partial_text: str | None = None
+    #: A chat stream's reasoning by then (``None`` outside streams or without reasoning).
+    partial_reasoning: str | None = None
+    #: A chat stream's tool calls by then (``StreamedToolCall``; ``None`` without any).
+    partial_tool_calls: list[Any] | None = None
 
     def __init__(self, message: str, *, partial_text: str | None = None) -> None:
         super().__init__(message)
@@ -85,12 +105,34 @@ class ConfigurationError(HolySheepError, ValueError):
     """A client setting is missing or has the wrong type or value."""
 
 
+class ResponsesNotSupportedError(ConfigurationError):
+    """The server has no ``/responses`` (it answered 404, 405 or 501), so the request goes
+    as a chat completion, and it asks for what a chat completion cannot do.
+
+    ``field`` names it (``previous_response_id``, ``background``, ``store``, a tool
+    type...). Nothing was sent for this request.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class APIConnectionError(HolySheepError):
     """The request could not be sent, or the connection broke before the answer was complete."""
 
 
 class APITimeoutError(APIConnectionError):
     """Connecting, sending, or waiting for the answer took longer than the timeout."""
+
+
+class TLSMismatchError(APIConnectionError, ConfigurationError):
+    """The base URL says ``https://`` but the server answered in plain text (not TLS).
+
+    Typically an ``http://`` server (a local model server, the emulator) typed with
+    ``https://``: the message says which URL to use. Never retried: it cannot get
+    better by asking again. Also a :class:`ConfigurationError`.
+    """
 
 
 class StreamIdleTimeout(APITimeoutError):
@@ -181,6 +223,21 @@ class InvalidResponseError(HolySheepError):
         self.body = body
 
 
+class ResponseTooLargeError(InvalidResponseError):
+    """A non-streamed answer grew past ``max_response_bytes`` (``limit``): reading stopped there.
+
+    Raised while reading (at once when the ``Content-Length`` says so), so memory
+    never holds more than the cap; ``body`` is empty. Never retried. Streams are not
+    capped this way (each event line is), nor are downloads, which go to disk.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, request_id: str | None, limit: int
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, body="")
+        self.limit = limit
+
+
 class StreamError(HolySheepError):
     """The server sent an error object or a malformed event inside a 200 stream.
 
@@ -202,6 +259,20 @@ class StreamError(HolySheepError):
 
 class IncompleteStreamError(StreamError):
     """The stream ended with neither ``data: [DONE]`` nor a finish reason: the answer may be cut."""
+
+
+class ResponseFailedError(StreamError):
+    """A Responses stream ended with ``response.failed``: the server gave up on the response.
+
+    ``response`` is the failed response object (a dict, its ``error`` says why);
+    ``code`` the error's code. Never retried (the same request would fail the same way).
+    """
+
+    def __init__(
+        self, message: str, *, response: object = None, code: str | None = None
+    ) -> None:
+        super().__init__(message, body=response, code=code)
+        self.response = response
 
 
 class StructuredOutputError(HolySheepError):
@@ -236,6 +307,19 @@ class RefusalError(StructuredOutputError):
         self.refusal = refusal
 
 
+class ToolLoopError(HolySheepError):
+    """``chat.run_tools`` made ``max_turns`` calls and the model still asks for tools.
+
+    ``messages``: the whole transcript (the caller's messages, every assistant
+    turn, every tool answer); ``completions``: the answer of every turn.
+    """
+
+    def __init__(self, message: str, *, messages: list[Any], completions: list[Any]) -> None:
+        super().__init__(message)
+        self.messages = messages
+        self.completions = completions
+
+
 class BatchValidationError(HolySheepError, ValueError):
     """Batch input is invalid. ``problems`` is a list of ``(line, message)``, lines 1-based."""
 
@@ -268,6 +352,18 @@ class BatchTimeoutError(HolySheepError, TimeoutError):
     def __init__(self, message: str, *, batch: object = None) -> None:
         super().__init__(message)
         self.batch = batch
+
+
+class ResponseTimeoutError(HolySheepError, TimeoutError):
+    """``responses.wait`` gave up: the background response was not final within ``timeout``.
+
+    ``response`` is its last known state; it goes on running on the server
+    (``client.responses.cancel(id)`` stops it).
+    """
+
+    def __init__(self, message: str, *, response: object = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 # ---------------------------------------------------------------------------
@@ -399,6 +495,40 @@ def invalid_response(response: httpx.Response, expected: str) -> InvalidResponse
     )
 
 
+def response_too_large(response: httpx.Response, limit: int) -> ResponseTooLargeError:
+    """The error for an answer over ``limit`` bytes: the cap, the request, the request id."""
+    secrets = [_sent_key(response)]
+    request_id = response.headers.get("x-request-id")
+    if request_id:
+        request_id = _redact_text(request_id, secrets)
+    request = response.request
+    url = request.url.copy_with(username=None, password=None)
+    rid = f" [request id {request_id}]" if request_id else ""
+    length = response.headers.get("content-length", "")
+    size = f" (Content-Length {int(length):,})" if length.isdigit() else ""
+    return ResponseTooLargeError(
+        _redact_text(
+            f"{response.status_code} from {request.method} {url}: the answer is larger than"
+            f" max_response_bytes={limit:,} ({limit / 2**20:g} MiB){size}{rid}; reading"
+            " stopped there. A non-streamed answer this large means a broken server or"
+            " relay; if you do expect it, raise AsyncClient(max_response_bytes=...)",
+            secrets,
+        ),
+        status_code=response.status_code,
+        request_id=request_id,
+        limit=limit,
+    )
+
+
+def _body_read(response: httpx.Response) -> bytes:
+    """The response's body as far as it could be read (b"": reading it failed, the
+    connection broke or a proxy reset it: the status still says what happened)."""
+    try:
+        return response.content
+    except httpx.ResponseNotRead:
+        return b""
+
+
 def make_status_error(
     response: httpx.Response,
     *,
@@ -415,7 +545,7 @@ def make_status_error(
     request_id = response.headers.get("x-request-id")
     if request_id:
         request_id = _redact_text(request_id, secrets)
-    raw = _redact_bytes(response.content, secrets)
+    raw = _redact_bytes(_body_read(response), secrets)
     body, message, code, etype = describe_error_body(raw, response.headers.get("content-type", ""))
     cls = _STATUS_CLASSES.get(status, InternalServerError if status >= 500 else APIStatusError)
     if status in (403, 429) and _QUOTA_WORDS.search(f"{code or ''} {etype or ''} {message}"):

@@ -143,9 +143,13 @@ class BatchResult:
 
     @property
     def content(self) -> str | None:
-        """The first choice's message text (``None`` when there is none)."""
+        """The first choice's message text; for a ``/v1/responses`` answer its output text
+        (``None`` when there is none)."""
+        body = self.body
+        if isinstance(body, dict) and body.get("object") == "response":
+            return _output_text(body.get("output"))
         try:
-            content = self.body["choices"][0]["message"]["content"]
+            content = body["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             return None
         return content if isinstance(content, str) else None
@@ -358,7 +362,8 @@ def validate_requests(
     Checks: JSON, an object per line, ``custom_id`` present and unique,
     ``method`` POST, ``url`` equal to ``endpoint``, ``body`` an object with a
     ``model`` and a ``messages`` list (chat endpoint) or an ``input``
-    (``/v1/embeddings``), one model for the whole
+    (``/v1/embeddings``; ``/v1/responses``, where ``background`` may not be
+    true), no ``stream``, one model for the whole
     file (``single_model``), at most ``max_requests`` lines and ``max_bytes``
     bytes (``None``: no limit). Blank lines are problems too: the Batch API
     rejects them. So are lines that are not UTF-8 (UTF-16 included), a byte
@@ -418,6 +423,7 @@ class LineChecker:
         self.single_model = single_model
         self.chat = endpoint is None or endpoint.endswith("/chat/completions")
         self.embeddings = endpoint is not None and endpoint.endswith("/embeddings")
+        self.responses = endpoint is not None and endpoint.endswith("/responses")
         self.dropped = 0
         self.model_line = 0
         if seen is None:
@@ -494,8 +500,16 @@ class LineChecker:
                 "body.input must be a non-empty string or list (of strings or token ids),"
                 f" got {_json_type(body.get('input'))}",
             )
+        elif self.responses and not _responses_input(body.get("input")):
+            problem(
+                lineno,
+                "body.input must be a non-empty string or list of items,"
+                f" got {_json_type(body.get('input'))}",
+            )
         if body.get("stream"):
             problem(lineno, "body.stream must not be true in a batch")
+        if self.responses and body.get("background"):
+            problem(lineno, "body.background must not be true in a batch")
         m = body.get("model")
         if type(m) is not str or not m:
             problem(lineno, f"body.model must be a non-empty string, got {m!r:.60}")
@@ -517,6 +531,28 @@ class LineChecker:
             problems.append((0, "the file has no requests"))
         if self.dropped:
             problems.append((0, f"{self.dropped} more problem(s) not listed"))
+
+
+def _output_text(output: object) -> str | None:
+    """The ``output_text`` parts of a response's output items, joined (None without any)."""
+    texts: list[str] = []
+    for item in output if isinstance(output, list) else ():
+        content = item.get("content") if isinstance(item, dict) else None
+        if item.get("type") != "message" or not isinstance(content, list):
+            continue
+        for part in content:
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                text = part.get("text")
+                if isinstance(text, str):
+                    texts.append(text)
+    return "".join(texts) if texts else None
+
+
+def _responses_input(value: object) -> bool:
+    """A Responses ``input``: a text, or a non-empty list of items."""
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, list) and bool(value)
 
 
 def _embedding_input(value: object) -> bool:

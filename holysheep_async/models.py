@@ -13,7 +13,7 @@ import struct
 from typing import Any, Generic, Literal, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Batch",
@@ -89,11 +89,32 @@ class CompletionTokensDetails(_Wire):
 
 
 class Usage(_Wire):
+    """Tokens of one answer. A Responses API usage (``input_tokens``, ``output_tokens``,
+    their details) reads as the same counts: a batch of ``/v1/responses`` lines is
+    counted and priced like any other."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     prompt_tokens_details: PromptTokensDetails | None = None
     completion_tokens_details: CompletionTokensDetails | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _responses_shape(cls, data: Any) -> Any:
+        if type(data) is dict and "input_tokens" in data and "prompt_tokens" not in data:
+            data = dict(data)
+            data["prompt_tokens"] = data.get("input_tokens") or 0
+            data["completion_tokens"] = data.get("output_tokens") or 0
+            if not data.get("total_tokens"):
+                data["total_tokens"] = data["prompt_tokens"] + data["completion_tokens"]
+            details = data.get("input_tokens_details")
+            if isinstance(details, dict):
+                data["prompt_tokens_details"] = details
+            details = data.get("output_tokens_details")
+            if isinstance(details, dict):
+                data["completion_tokens_details"] = details
+        return data
 
 
 class FunctionCall(_Wire):
@@ -107,12 +128,38 @@ class ToolCall(_Wire):
     function: FunctionCall | None = None
 
 
+def _one_reasoning(data: Any) -> Any:
+    """``reasoning`` (vLLM, newer servers) read as ``reasoning_content`` (DeepSeek, relays).
+
+    Servers name a message's (or delta's) reasoning either way; one name, whichever
+    was sent. A server that sends both with the same text is read once; a
+    ``reasoning`` that is not a string (some other feature) is left as it is.
+    """
+    if isinstance(data, dict) and "reasoning" in data:
+        reasoning = data["reasoning"]
+        current = data.get("reasoning_content")
+        if isinstance(reasoning, str) and (current is None or current == reasoning):
+            data = {k: v for k, v in data.items() if k != "reasoning"}
+            data["reasoning_content"] = reasoning
+        elif reasoning is None:
+            data = {k: v for k, v in data.items() if k != "reasoning"}
+    return data
+
+
 class ChatCompletionMessage(_Wire):
+    """An answer's message. ``reasoning_content``: the model's reasoning, whether the server
+    called it ``reasoning_content`` or ``reasoning``."""
+
     role: str = "assistant"
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reasoning_name(cls, data: Any) -> Any:
+        return _one_reasoning(data)
 
 
 class Choice(_Wire):
@@ -166,11 +213,18 @@ class ToolCallDelta(_Wire):
 
 
 class ChoiceDelta(_Wire):
+    """A chunk's delta. ``reasoning_content``: reasoning, under either name (as the message)."""
+
     role: str | None = None
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     reasoning_content: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reasoning_name(cls, data: Any) -> Any:
+        return _one_reasoning(data)
 
 
 class ChunkChoice(_Wire):

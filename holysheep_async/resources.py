@@ -12,7 +12,7 @@ import builtins
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import httpx
 from pydantic import ValidationError
@@ -374,6 +374,19 @@ class Files(_Resource):
         )
         return self._parse(reply.response, FileDeleted, "a file deletion object")
 
+    @overload
+    async def content(
+        self,
+        file_id: str,
+        path: None = None,
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> bytes: ...
+
+    @overload
     async def content(
         self,
         file_id: str,
@@ -383,13 +396,26 @@ class Files(_Resource):
         extra_query: Query | None = None,
         extra_body: Mapping[str, object] | None = None,
         timeout: Timeout = None,
-    ) -> Path:
-        """Download a file's content to ``path``, streamed (memory stays flat); returns the path.
+    ) -> Path: ...
 
-        Written through a temporary file and renamed at the end: a broken
-        download leaves no half file behind.
+    async def content(
+        self,
+        file_id: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> bytes | Path:
+        """A file's content: ``content(id)`` returns the bytes (as the official SDK does);
+        ``content(id, path)`` streams them to ``path`` (memory stays flat) and returns it.
+
+        To a path, it is written through a temporary file and renamed at the end:
+        a broken download leaves no half file behind. A large file (a batch's
+        output) is better streamed to a path than read into memory.
         """
-        target = Path(path)
+        target = None if path is None else Path(path)
         reply = await self._request(
             "GET",
             f"/files/{_check_id('file_id', file_id)}/content",
@@ -400,14 +426,21 @@ class Files(_Resource):
             timeout=timeout,
         )
         try:
+            if target is None:
+                try:
+                    return await reply.response.aread()
+                except httpx.HTTPError as exc:
+                    raise _broken(file_id, exc) from exc
             with atomic_write(target, "wb") as fh:
                 try:
                     async for piece in reply.response.aiter_bytes():
                         fh.write(piece)
                 except httpx.HTTPError as exc:
-                    raise APIConnectionError(
-                        f"file {file_id}: the download broke ({type(exc).__name__})"
-                    ) from exc
+                    raise _broken(file_id, exc) from exc
         finally:
             await reply.aclose()
         return target
+
+
+def _broken(file_id: str, exc: httpx.HTTPError) -> APIConnectionError:
+    return APIConnectionError(f"file {file_id}: the download broke ({type(exc).__name__})")

@@ -10,15 +10,21 @@ it in one background event loop thread (see :mod:`._blocking`)::
                 print(text, end="", flush=True)
 
 Any thread may call it (calls from several threads run concurrently in the
-loop, under the client's limits). Inside a running event loop's thread it
-refuses at once: use ``AsyncClient`` there. Ctrl-C during a call or a stream
-cancels it and closes its connection.
+loop, under the client's limits), a thread running an event loop of its own
+too (a Jupyter notebook's cells); only a callback running in the client's own
+loop thread is refused. The loop thread starts at the first call. A client
+made before ``os.fork()`` works in the children (Celery prefork, ``gunicorn
+--preload``, ``multiprocessing``): each gets its own loop thread and fresh
+connections (see :mod:`._fork`). Ctrl-C during a call or a stream cancels it
+and closes its connection.
 """
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -27,16 +33,26 @@ from pydantic import BaseModel
 from typing_extensions import Self, Unpack
 
 from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._structured import ParsedChatStream
+from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from .batches import Batches
+from .chat import ToolLike
 from .client import AsyncClient
 from .limits import Limits
 from .limits._shared_config import SharedLimits
 from .models import ChatCompletion, ChatCompletionChunk, ModelT, ParsedChatCompletion, Usage
 from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
+from .responses._sync import SyncResponses
 from .retry import RetryPolicy
-from .streaming import ChatStream, ResumeStrategy, StreamMetrics
+from .streaming import (
+    ChatStream,
+    ChatStreamEvent,
+    ResumeStrategy,
+    StreamedToolCall,
+    StreamMetrics,
+)
 from .types import (
     ChatCompletionMessageParam,
     ChatParams,
@@ -44,9 +60,10 @@ from .types import (
     Query,
     ResponseFormatParam,
     Timeout,
+    ToolLoopParams,
 )
 
-__all__ = ["Client", "SyncChatStream", "SyncParsedChatStream"]
+__all__ = ["Client", "SyncChatStream", "SyncParsedChatStream", "SyncToolRunStream"]
 
 M = TypeVar("M", bound=BaseModel)
 _S = TypeVar("_S", bound=ChatStream)
@@ -81,6 +98,22 @@ class SyncChatStream(Generic[_S]):
     def chunks(self) -> Iterator[ChatCompletionChunk]:
         """The stream as typed chunks (see :meth:`ChatStream.chunks`)."""
         return iterate(self._portal, self._stream.chunks(), self._stream.aclose)
+
+    def events(self) -> Iterator[ChatStreamEvent]:
+        """The stream as typed events (see :meth:`ChatStream.events`)."""
+        return iterate(self._portal, self._stream.events(), self._stream.aclose)
+
+    def final_completion(self) -> ChatCompletion:
+        """The whole answer as a ``ChatCompletion`` (see :meth:`ChatStream.final_completion`)."""
+        return self._stream.final_completion()
+
+    @property
+    def reasoning(self) -> str:
+        return self._stream.reasoning
+
+    @property
+    def tool_calls(self) -> list[StreamedToolCall]:
+        return self._stream.tool_calls
 
     def close(self) -> None:
         """Close the HTTP response now (idempotent)."""
@@ -141,6 +174,40 @@ class SyncParsedChatStream(SyncChatStream[ParsedChatStream[ModelT]]):
     @property
     def parsed(self) -> ModelT:
         return self._stream.parsed
+
+
+class SyncToolRunStream:
+    """``client.chat.stream_tools(...)``, blocking: ``with ... as run: for event in run``.
+
+    The events and ``result`` of :class:`~holysheep_async.ToolRunStream`; leaving
+    ``with`` or the loop early closes the current stream.
+    """
+
+    def __init__(self, run: ToolRunStream, portal: Portal) -> None:
+        self._run = run
+        self._portal = portal
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[ChatStreamEvent | ToolResult]:
+        return iterate(self._portal, self._run.__aiter__(), self._run.aclose)
+
+    def close(self) -> None:
+        """Close the current stream now (idempotent)."""
+        if not self._portal.closed:
+            self._portal.run(self._run.aclose)
+
+    @property
+    def result(self) -> ToolRun:
+        return self._run.result
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self._run.messages
 
 
 class SyncChat(SyncResource):
@@ -222,6 +289,66 @@ class SyncChat(SyncResource):
             return SyncParsedChatStream(stream, self._portal)
         return SyncChatStream(stream, self._portal)
 
+    def run_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        max_turns: int = 10,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ToolLoopParams],
+    ) -> ToolRun:
+        """The tool loop (see ``AsyncClient.chat.run_tools``). Sync tools run in a worker
+        thread, async ones in the client's loop."""
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            messages=messages,
+            tools=tools,
+            max_turns=max_turns,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            **params,
+        )
+        result: ToolRun = self._portal.run(lambda: self._async.run_tools(**kwargs))
+        return result
+
+    def stream_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        max_turns: int = 10,
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ToolLoopParams],
+    ) -> SyncToolRunStream:
+        """The tool loop, streamed (see ``AsyncClient.chat.stream_tools``)."""
+        run = self._async.stream_tools(
+            model=model,
+            messages=messages,
+            tools=tools,
+            max_turns=max_turns,
+            include_usage=include_usage,
+            idle_timeout=idle_timeout,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            **params,
+        )
+        return SyncToolRunStream(run, self._portal)
+
 
 class SyncBatches(SyncResource):
     """``client.batches``, blocking (the same methods as ``AsyncClient.batches``)."""
@@ -254,11 +381,45 @@ class SyncEmbeddings(SyncResource):
 class SyncFiles(SyncResource):
     """``client.files``, blocking."""
 
+    _async: Any
+
     create = blocking(Files.create)
     retrieve = blocking(Files.retrieve)
     list = blocking(Files.list)
     delete = blocking(Files.delete)
-    content = blocking(Files.content)
+
+    @overload
+    def content(
+        self,
+        file_id: str,
+        path: None = None,
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> bytes: ...
+
+    @overload
+    def content(
+        self,
+        file_id: str,
+        path: str | os.PathLike[str],
+        *,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> Path: ...
+
+    def content(
+        self, file_id: str, path: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> bytes | Path:
+        """A file's content: the bytes, or streamed to ``path`` (see ``AsyncClient.files``)."""
+        result: bytes | Path = self._portal.run(
+            lambda: self._async.content(file_id, path, **kwargs)
+        )
+        return result
 
 
 class Client:
@@ -267,10 +428,11 @@ class Client:
     >>> with Client() as client:  # doctest: +SKIP
     ...     print(client.chat.create(model="gpt-4o", messages=[...]).text)
 
-    Runs an ``AsyncClient`` in one background event loop thread (an
-    ``http_client`` handed in is used from that thread). Close it
-    (``with``, or ``close()``) to stop that thread; one left open is closed
-    when it is garbage collected or at exit.
+    Runs an ``AsyncClient`` in one background event loop thread, started at the
+    first call (an ``http_client`` handed in is used from that thread). Close
+    it (``with``, or ``close()``) to stop that thread; one left open is closed
+    when it is garbage collected or at exit. Made before a fork, it works in
+    the children (their own thread, fresh connections).
     """
 
     def __init__(
@@ -291,6 +453,8 @@ class Client:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
+        proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         # Built first: bad settings raise here, before a thread is started.
         client = AsyncClient(
@@ -309,11 +473,14 @@ class Client:
             allow_insecure_http=allow_insecure_http,
             shared_limits=shared_limits,
             limits_namespace=limits_namespace,
+            max_response_bytes=max_response_bytes,
+            proxy=proxy,
         )
         portal = Portal()
         self._client = client
         self._portal = portal
         self.chat = SyncChat(client.chat, portal)
+        self.responses = SyncResponses(client.responses, portal)
         self.batches = SyncBatches(client.batches, portal)
         self.models = SyncModels(client.models, portal)
         self.embeddings = SyncEmbeddings(client.embeddings, portal)
@@ -376,6 +543,11 @@ class Client:
 
 def _shutdown(portal: Portal, client: AsyncClient) -> None:
     if portal.closed:
+        return
+    if not portal.started:
+        # Never used in this process (or only by the parent before a fork): nothing of
+        # ours is open here, and no thread is started just to close nothing.
+        portal.close()
         return
     try:
         portal.run(client.aclose)

@@ -1,4 +1,4 @@
-"""The examples under examples/: FastAPI and aiohttp SSE relays, and a trio service.
+"""The examples under examples/: FastAPI and aiohttp SSE relays, a trio service, Celery tasks.
 
 The relays run in real servers (uvicorn, aiohttp) on 127.0.0.1 in a thread of
 their own; the browser is an httpx client on the test's backend (asyncio or
@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,8 @@ import pytest
 
 from holysheep_async import AsyncClient
 from holysheep_async.testing import MockServer, answer_text
+
+from .redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
@@ -298,3 +301,90 @@ async def test_fastapi_shared_quota_in_two_apps(server: MockServer, redis_server
                 assert reply.json()["answer"]
     keys = redis_server.command("KEYS", "*")
     assert ":rq" in keys  # the quota lives in Redis, shared by both
+
+
+# -- celery_tasks: a real Celery 5 prefork worker, Redis as broker and shared quota --------
+#
+# The worker (``celery -A celery_tasks worker --pool prefork --concurrency 2``) imports
+# the task module, which makes the ``Client`` at import; the pool forks its processes
+# from there. The test sends 20 tasks through the module's own ``run_job`` and checks
+# every answer, that forked processes answered them, and that the quota was one for the
+# whole pool (``shared_limits``): the emulator saw the requests no faster than one
+# shared ``rpm`` allows. The worker runs in a session of its own and is killed whole at
+# the end, whatever happens.
+
+CELERY_TASKS = 20
+CELERY_RPM = 300  # a burst of 5, then one every 0.2 s: 20 requests take >= 3 s in all
+
+
+@contextlib.contextmanager
+def celery_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery",
+                "-A", "celery_tasks",
+                "worker",
+                "--pool", "prefork",
+                "--concurrency", "2",
+                "--loglevel", "INFO",
+                "--hostname", "holysheep-test@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+            ],
+            cwd=str(log.parent),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # warm shutdown
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the pool's processes too
+        proc.wait(timeout=30)
+
+
+def test_celery_prefork_worker_answers_under_one_shared_quota(
+    upstream: MockServer,
+    redis_server: RedisServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = {
+        "REDIS_URL": redis_server.url,
+        "HOLYSHEEP_BASE_URL": upstream.base_url,
+        "HOLYSHEEP_RPM": str(CELERY_RPM),
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    env = {k: v for k, v in os.environ.items() if k != "HOLYSHEEP_API_KEY"}
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES), env.get("PYTHONPATH", "")])
+    # The sending side: the same module, as a program would import it (its client unused).
+    tasks = load("celery_tasks")
+    prompts = [f"Celery prompt {i}" for i in range(CELERY_TASKS)]
+    log = tmp_path / "worker.log"
+    with celery_worker(env, log) as worker:
+        results = tasks.run_job(prompts, max_tokens=6, timeout=120)
+        assert worker.poll() is None, log.read_text()
+        main_pid = worker.pid
+    output = log.read_text()
+    assert [r["custom_id"] for r in results] == [f"p{i}" for i in range(CELERY_TASKS)]
+    for prompt, result in zip(prompts, results, strict=True):
+        assert "error" not in result, result
+        assert result["text"] == answer_text([{"role": "user", "content": prompt}], 6)
+    # Answered in the pool's forked processes (both of them), not in the main one.
+    pids = {r["worker_pid"] for r in results}
+    assert main_pid not in pids and len(pids) == 2, pids
+    # One quota for the pool: CELERY_RPM a minute in all (a burst of 5, then 5 a second).
+    # Each process on its own would have let 10 go at once and finished in ~1 s.
+    seen = sorted(r.received_at for r in upstream.requests if r.path == "/v1/chat/completions")
+    assert len(seen) == CELERY_TASKS
+    assert seen[-1] - seen[0] >= 0.8 * (CELERY_TASKS - 5) * 60 / CELERY_RPM, seen
+    assert "Traceback" not in output, output

@@ -75,8 +75,10 @@ async def test_quotas_are_per_key(slow_quota: MockServer) -> None:
 
 @pytest.fixture
 def token_quota() -> Iterator[MockServer]:
-    # 600 tokens a minute, 10 at once.
-    yield from _server(tpm_quota=600)
+    # 600 tokens per window, 10 at once; the window is 10 minutes so the bucket refills at
+    # 1 token/s: the second request cannot have refilled by the time it arrives, however
+    # slow a loaded machine is between the two (at 600 a minute it could: 10 tokens/s).
+    yield from _server(tpm_quota=600, quota_window=600, quota_burst=10)
 
 
 async def test_over_the_tpm_quota_answers_429_tokens(token_quota: MockServer) -> None:

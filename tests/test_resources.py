@@ -105,6 +105,22 @@ async def test_files_create_retrieve_list_delete_content(
         await client.files.retrieve("../batches")
 
 
+async def test_file_content_returns_the_bytes_or_streams_to_a_path(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    """As the official SDK: ``content(id)`` is the file's bytes; with a path, it is written."""
+    data = b"".join(b'{"n": %d}\n' % i for i in range(5000))
+    file = await client.files.create(data, purpose="user_data")
+    content = await client.files.content(file.id)
+    assert isinstance(content, bytes) and content == data
+    out = await client.files.content(file.id, str(tmp_path / "copy.jsonl"))
+    assert isinstance(out, Path) and out.read_bytes() == data
+    with pytest.raises(NotFoundError):
+        await client.files.content("file-missing")
+    with pytest.raises(ValueError, match="file_id"):
+        await client.files.content("../batches")
+
+
 async def test_list_follows_pages() -> None:
     async with MockServer() as server, AsyncClient(api_key="k", base_url=server.base_url) as c:
         made = [await c.files.create(b"%d" % i, purpose="user_data") for i in range(5)]

@@ -146,11 +146,18 @@ def test_bad_settings_raise_before_a_thread_starts() -> None:
 
 
 @pytest.mark.anyio
-async def test_inside_a_running_event_loop_it_refuses_at_once(
+async def test_made_and_used_inside_a_running_event_loop(
     server: MockServer, anyio_backend: str
 ) -> None:
-    with pytest.raises(RuntimeError, match=r"use holysheep_async\.AsyncClient"):
-        Client(api_key="test-key", base_url=server.base_url)
+    """As in a notebook cell (a Jupyter kernel runs cells inside its asyncio loop): the call
+    blocks this thread's loop, as the official SDK's sync client does, and works."""
+    with Client(api_key="test-key", base_url=server.base_url) as client:
+        assert client.chat.create(model="m", messages=ASK, max_tokens=3).text == answer_text(
+            ASK, 3
+        )
+        with client.chat.stream(model="m", messages=ASK, max_tokens=4) as stream:
+            assert "".join(stream) == answer_text(ASK, 4)
+        assert {m.id for m in client.models.list()} >= {"gpt-4o"}
 
 
 @pytest.fixture
@@ -160,15 +167,42 @@ def outside_client(server: MockServer) -> Iterator[Client]:
 
 
 @pytest.mark.anyio
-async def test_calls_from_a_running_event_loop_refuse_at_once(
+async def test_calls_from_a_running_event_loop_work(
     outside_client: Client, server: MockServer, anyio_backend: str
 ) -> None:
     before = len(server.requests)
-    with pytest.raises(RuntimeError, match=f"running {anyio_backend} event loop.*AsyncClient"):
-        outside_client.chat.create(model="m", messages=ASK)
-    with pytest.raises(RuntimeError, match="AsyncClient"):
-        list(outside_client.chat.stream(model="m", messages=ASK))
-    assert len(server.requests) == before
+    assert outside_client.chat.create(model="m", messages=ASK, max_tokens=2).text == (
+        answer_text(ASK, 2)
+    )
+    assert "".join(outside_client.chat.stream(model="m", messages=ASK, max_tokens=2)) == (
+        answer_text(ASK, 2)
+    )
+    assert len(server.requests) == before + 2
+
+
+def _loop_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "holysheep-sync-client"}
+
+
+def test_the_loop_thread_starts_at_the_first_call(server: MockServer) -> None:
+    before = _loop_threads()
+    client = Client(api_key="test-key", base_url=server.base_url)
+    assert _loop_threads() == before  # made at import time, it costs no thread
+    client.models.list()
+    assert len(_loop_threads() - before) == 1
+    client.close()
+    assert _loop_threads() == before
+    unused = Client(api_key="test-key", base_url=server.base_url)
+    unused.close()  # never used: nothing to stop
+    assert _loop_threads() == before
+    with pytest.raises(RuntimeError, match="closed"):
+        unused.models.list()
+
+
+def test_file_content_bytes_and_path(sync_client: Client, tmp_path: Path) -> None:
+    file = sync_client.files.create(b"line\n" * 1000, purpose="user_data")
+    assert sync_client.files.content(file.id) == b"line\n" * 1000
+    assert sync_client.files.content(file.id, tmp_path / "o").read_bytes() == b"line\n" * 1000
 
 
 def test_a_callback_calling_the_client_from_its_own_loop_is_refused(

@@ -10,8 +10,9 @@ create to :mod:`._create`, result files to :mod:`._download`, ``run`` to
 JSON body it sends: the batch create body. A method that sends no body raises
 ``TypeError`` for ``extra_body``.
 
-The direct calls of ``run`` go through ``client.chat`` (any :class:`ChatCreate`)
-and ``client.embeddings``; nothing below this module knows either.
+The direct calls of ``run`` go through ``client.chat`` (any :class:`ChatCreate`),
+``client.responses`` (any :class:`ResponsesCreate`, for ``/v1/responses`` lines)
+and ``client.embeddings``; nothing below this module knows any of them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ..jsonl import (
     BatchResult,
     write_requests,
 )
-from ..models import Batch, ChatCompletion, EmbeddingsResponse, FileObject
+from ..models import Batch, ChatCompletion, FileObject, _FromResponse
 from ..resources import Embeddings, _Resource, base_url
 from ..types import ChatCompletionMessageParam, Headers, Query, Timeout
 from . import _download, _run
@@ -53,7 +54,7 @@ from ._run import RetryMode
 if TYPE_CHECKING:
     from .._requester import Requester
 
-__all__ = ["Batches", "ChatCreate"]
+__all__ = ["Batches", "ChatCreate", "ResponsesCreate"]
 
 
 class ChatCreate(Protocol):
@@ -71,14 +72,32 @@ class ChatCreate(Protocol):
     ) -> ChatCompletion: ...
 
 
+class ResponsesCreate(Protocol):
+    """What the direct calls of ``run`` need of ``client.responses`` (a ``Responses`` has it)."""
+
+    async def create(
+        self,
+        *,
+        model: str,
+        input: Any = None,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+    ) -> _FromResponse: ...
+
+
 class Batches(_Resource):
     """The Batch API: ``submit``, ``retrieve``, ``wait``, ``results``, ``download``, ``cancel``,
     ``list``, and ``run`` (all of it, resumable)."""
 
-    def __init__(self, requester: Requester, chat: ChatCreate) -> None:
+    def __init__(
+        self, requester: Requester, chat: ChatCreate, responses: ResponsesCreate | None = None
+    ) -> None:
         super().__init__(requester)
         self._api = BatchAPI(requester)
         self._chat = chat
+        self._responses = responses
 
     # -- files ----------------------------------------------------------------
 
@@ -436,9 +455,7 @@ class Batches(_Resource):
             ),
         )
 
-    async def _direct(
-        self, request: BatchRequest, options: CallOptions
-    ) -> ChatCompletion | EmbeddingsResponse:
+    async def _direct(self, request: BatchRequest, options: CallOptions) -> _FromResponse:
         """One request of a run answered by a direct call (the run's ``DirectCall``).
 
         The rest of the line's body goes as it stands (server-specific fields
@@ -450,6 +467,17 @@ class Batches(_Resource):
         headers = options["extra_headers"]
         query = options["extra_query"]
         timeout = options["timeout"]
+        if request.url.endswith("/responses"):
+            if self._responses is None:
+                raise TypeError("no client.responses to answer a /v1/responses request")
+            return await self._responses.create(
+                model=model,
+                input=body.pop("input", None),
+                extra_body=body,
+                extra_headers=headers,
+                extra_query=query,
+                timeout=timeout,
+            )
         if request.url.endswith("/embeddings"):
             return await Embeddings(self._requester).create(
                 model=model,

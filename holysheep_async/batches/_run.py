@@ -50,7 +50,7 @@ from ..jsonl import (
     to_request,
     write_results,
 )
-from ..models import Batch, ChatCompletion, EmbeddingsResponse
+from ..models import Batch, _FromResponse
 from ._api import BatchAPI
 from ._create import create_once, find_batch, upload_valid
 from ._download import download
@@ -65,10 +65,11 @@ __all__ = ["NO_BATCH_API", "DirectCall", "RetryMode", "run"]
 log = logging.getLogger("holysheep_async")
 
 RetryMode = Literal["direct", "batch", "none"]
-#: Sends one request of the run as a direct call (``chat.create``, ``embeddings.create``)
-#: with the run's headers, query and timeout (not its ``extra_body``: that is for batch
-#: creates) and returns the answer; an error it raises becomes that request's result.
-DirectCall = Callable[[BatchRequest, CallOptions], Awaitable["ChatCompletion | EmbeddingsResponse"]]
+#: Sends one request of the run as a direct call (``chat.create``, ``responses.create``,
+#: ``embeddings.create``) with the run's headers, query and timeout (not its ``extra_body``:
+#: that is for batch creates) and returns the answer; an error it raises becomes that
+#: request's result.
+DirectCall = Callable[[BatchRequest, CallOptions], Awaitable["_FromResponse"]]
 #: Statuses of /files or /batches that mean "this server has no Batch API".
 NO_BATCH_API = frozenset({404, 405, 501})
 #: Tries of one results download (a GET: safe to send again) before the run gives up.

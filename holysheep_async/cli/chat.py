@@ -3,16 +3,18 @@
 The answer goes to stdout as it arrives (so it can be piped); the closing
 line with time to first token, speed, tokens and cost goes to stderr.
 Ctrl-C stops the stream, closes the connection and exits with 130.
+``--api responses`` streams through the Responses API (``client.responses``)
+instead of chat completions.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import Any, Protocol
 
 from ..client import AsyncClient
-from ..streaming import ChatStream
+from ..streaming import StreamMetrics
 from ..types import ChatCompletionMessageParam
 from ._common import add_target_options, open_client, run
 
@@ -29,11 +31,25 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--system", help="a system message")
     p.add_argument("--max-tokens", type=int)
     p.add_argument("--temperature", type=float)
+    p.add_argument(
+        "--api",
+        choices=("chat", "responses"),
+        default="chat",
+        help="chat completions (default) or the Responses API",
+    )
     add_target_options(p)
     p.set_defaults(func=main)
 
 
-def summary(stream: ChatStream, client: AsyncClient) -> str:
+class _Streamed(Protocol):
+    @property
+    def metrics(self) -> StreamMetrics: ...
+
+    @property
+    def usage(self) -> object | None: ...
+
+
+def summary(stream: _Streamed, client: AsyncClient) -> str:
     """``ttft 52 ms · 98.1 tokens/s · 16 tokens · $0.000166``."""
     m = stream.metrics
     ttft = f"{m.ttft * 1000:.0f} ms" if m.ttft is not None else "-"
@@ -64,7 +80,18 @@ def main(args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with open_client(args, emulator={"ttft": 0.05, "itl": 0.01}) as (client, _):
-            stream = client.chat.stream(model=args.model, messages=messages, **params)
+            stream: Any
+            if args.api == "responses":
+                options: dict[str, Any] = {}
+                if args.system:
+                    options["instructions"] = args.system
+                if args.max_tokens is not None:
+                    options["max_output_tokens"] = args.max_tokens
+                if args.temperature is not None:
+                    options["temperature"] = args.temperature
+                stream = client.responses.stream(model=args.model, input=prompt, **options)
+            else:
+                stream = client.chat.stream(model=args.model, messages=messages, **params)
             try:
                 async with stream:
                     async for text in stream:

@@ -57,6 +57,9 @@ class StreamCore:
         timeout: httpx.Timeout | None = None,
     ) -> None:
         self._requester = requester
+        #: Where the next attempt goes (a subclass may change it between attempts: a
+        #: background Responses stream that broke GETs the rest of its events).
+        self._method = "POST"
         self._path = path
         self._body = body
         self._next_body = body
@@ -149,6 +152,10 @@ class StreamCore:
     def _ended(self, reply: Replying | None) -> None:
         """The answer is complete (``reply``: the last attempt's): account for it."""
 
+    def _annotate(self, error: HolySheepError) -> None:
+        """An error leaves the stream after something was yielded: add what the protocol had
+        beyond ``partial_text`` (``partial_text`` is set already)."""
+
     # -- iteration ------------------------------------------------------------------
 
     def _begin(self, gen: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
@@ -197,6 +204,7 @@ class StreamCore:
             reply = await wire.send(
                 self._path,
                 self._next_body,
+                method=self._method,
                 tokens=self._tokens,
                 max_retries=max(0, requester.retry.max_retries - self._retries_used),
                 headers=self._headers,
@@ -284,12 +292,13 @@ class StreamCore:
             )
             self._resuming_from = error
             self.metrics.resumes += 1
-        self._state.restart()
+        self._state.restart(resume)
         self._deltas_before = self.metrics.deltas
 
     def _with_partial(self, error: HolySheepError) -> HolySheepError:
         if self._yielded:
             error.partial_text = self._state.partial_text()
+            self._annotate(error)
         return error
 
     def _rid(self) -> str:

@@ -34,6 +34,7 @@ import httpx
 from pydantic_core import from_json
 
 from .. import _otel
+from .._body import read_capped, read_error_body
 from .._compat import loop_clock
 from ..errors import (
     APIConnectionError,
@@ -124,6 +125,9 @@ class Requesting(Protocol):
     def limiter(self) -> Cooling: ...
 
     @property
+    def max_response_bytes(self) -> int | None: ...
+
+    @property
     def sleep(self) -> Callable[[float], Awaitable[None]]: ...
 
     def redact(self, text: str) -> str: ...
@@ -147,7 +151,7 @@ class Requesting(Protocol):
 
 
 class Body(Protocol):
-    """A response body of this package's transport, read directly (``_transport.http11``)."""
+    """A response body of this package's transport, read directly (``_transport.exchange``)."""
 
     @property
     def finished(self) -> bool: ...
@@ -229,12 +233,14 @@ class Wire:
         headers: Mapping[str, str] | None,
         query: Mapping[str, Any] | None,
         timeout: httpx.Timeout | None,
+        method: str = "POST",
     ) -> Replying:
-        """POST the request (the requester's limits and retries apply); the open reply."""
+        """Send the request (the requester's limits and retries apply); the open reply.
+        A ``GET`` (a stored stream read again) sends no body."""
         reply = await self._requester.request(
-            "POST",
+            method,
             path,
-            json=body,
+            json=None if method == "GET" else body,
             tokens=tokens,
             stream=True,
             max_retries=max_retries,
@@ -258,7 +264,7 @@ class Wire:
         if "html" in ctype:
             error: HolySheepError
             try:
-                await response.aread()
+                await read_error_body(response)
                 error = invalid_response(response, "an event stream (text/event-stream)")
             except httpx.HTTPError as exc:
                 error = APIConnectionError(
@@ -424,7 +430,7 @@ class Wire:
         raw: bytes | None = None
         try:
             with anyio.CancelScope(deadline=self._deadline):
-                raw = await response.aread()
+                raw = await read_capped(response, self._requester.max_response_bytes)
         except httpx.HTTPError as exc:
             raise APIConnectionError(
                 f"The connection broke reading the answer ({type(exc).__name__}){self.rid()}"

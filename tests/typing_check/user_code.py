@@ -27,8 +27,12 @@ from holysheep_async import (
     Model,
     ParsedChatCompletion,
     ParsedChatStream,
+    StreamedToolCall,
     SyncChatStream,
     SyncParsedChatStream,
+    SyncToolRunStream,
+    ToolResult,
+    ToolRun,
     Usage,
 )
 from holysheep_async.types import (
@@ -93,6 +97,29 @@ async def use_async(path: Path) -> None:
         typed_stream: ParsedChatStream[Answer] = typed
         city: str = typed.parsed.city
 
+        async with client.chat.stream(model="gpt-4o", messages=MESSAGES, tools=TOOLS) as agent:
+            async for event in agent.events():
+                if event.type == "content.delta":
+                    delta: str = event.delta
+                elif event.type == "tool_calls.function.arguments.done":
+                    done_call: StreamedToolCall = event.call
+        reasoning: str = agent.reasoning
+        calls: list[StreamedToolCall] = agent.tool_calls
+        final: ChatCompletion = agent.final_completion()
+
+        def lookup(city: str, days: int = 1) -> str:
+            """Look a city up."""
+            return city
+
+        run: ToolRun = await client.chat.run_tools(
+            model="gpt-4o", messages=MESSAGES, tools=[lookup, Answer], max_turns=4, temperature=0
+        )
+        async with client.chat.stream_tools(model="gpt-4o", messages=MESSAGES, tools=[lookup]) as r:
+            async for item in r:
+                if isinstance(item, ToolResult):
+                    output: str = item.output
+        answer: str = r.result.text
+
         models: list[Model] = await client.models.list()
         model: Model = await client.models.retrieve("gpt-4o")
         vectors: EmbeddingsResponse = await client.embeddings.create(
@@ -103,6 +130,7 @@ async def use_async(path: Path) -> None:
         same: FileObject = await client.files.retrieve(file.id, extra_headers={"X": "y"})
         files: list[FileObject] = await client.files.list(purpose="batch", limit=10)
         saved: Path = await client.files.content(file.id, path.with_suffix(".out"))
+        data: bytes = await client.files.content(file.id)
         gone: FileDeleted = await client.files.delete(file.id)
 
         batch: Batch = await client.batches.submit(
@@ -134,7 +162,8 @@ async def use_async(path: Path) -> None:
             request_timeout=httpx.Timeout(30.0),
         )
         del rid, limits, population, piece, usage, chunks, typed_stream, city, models, model
-        del floats, same, files, saved, gone, one, listed, written, report
+        del floats, same, files, saved, data, gone, one, listed, written, report
+        del delta, done_call, reasoning, calls, final, run, output, answer
 
 
 def use_sync(path: Path) -> None:
@@ -156,12 +185,17 @@ def use_sync(path: Path) -> None:
                 pass
         typed: SyncParsedChatStream[Answer] = s
         city: str = typed.parsed.city
+        sync_run: ToolRun = client.chat.run_tools(model="gpt-4o", messages=MESSAGES, tools=[len])
+        loop: SyncToolRunStream = client.chat.stream_tools(
+            model="gpt-4o", messages=MESSAGES, tools=[len]
+        )
 
         models: list[Model] = client.models.list()
         vectors: EmbeddingsResponse = client.embeddings.create(model="e", input="a sheep")
         file: FileObject = client.files.create(b"data", purpose="user_data")
         files: list[FileObject] = client.files.list()
         saved: Path = client.files.content(file.id, path)
+        data: bytes = client.files.content(file.id, timeout=5)
         gone: FileDeleted = client.files.delete(file.id)
 
         batch: Batch = client.batches.submit(path, metadata={"team": "a"})
@@ -173,4 +207,5 @@ def use_sync(path: Path) -> None:
             path, journal="q.journal", extra_body={"priority": "low"}, request_timeout=30
         )
         del completion, population, piece, chunks, city, models, vectors, files, saved, gone
-        del results, batches, report
+        del data
+        del results, batches, report, sync_run, loop

@@ -27,6 +27,7 @@ async def wrong_async(client: AsyncClient) -> None:
     number: int = done.parsed.city  # error
     await client.embeddings.create(model="m", input="x", encoding_format="int8")  # error
     await client.files.create(b"x", purpose="homework")  # error
+    saved: str = await client.files.content("file-1")  # error
     await client.batches.run([], extra_query=["tenant"])  # error
 
 
@@ -37,6 +38,7 @@ def wrong_sync(client: Client) -> None:
     client.batches.submit([], extra_headers={"X": 1})  # error
     text: int = client.chat.create(model="m", messages=MESSAGES).text  # error
     client.models.retrieve("m", timeout="soon")  # error
+    written: bytes = client.files.content("file-1", "out.jsonl")  # error
     for chunk in client.chat.stream(model="m", messages=MESSAGES):
         chunk.upper()
         chunk.choices  # error
