@@ -295,10 +295,8 @@ async def exchange(
     return response
 
 
-def _tokens(values: list[bytes] | None) -> list[bytes]:
+def _tokens(values: list[bytes]) -> list[bytes]:
     """The comma-separated tokens of a header's values, stripped and lowercased."""
-    if not values:
-        return []
     return [t.strip().lower() for v in values for t in v.split(b",") if t.strip()]
 
 
@@ -330,7 +328,7 @@ def _response(
     for _, name, value in triples:
         if name in _FRAMING:
             framing.setdefault(name, []).append(value)
-    connection = _tokens(framing.get(b"connection"))
+    connection = _tokens(framing[b"connection"]) if b"connection" in framing else []
     keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
     keep = keep and sent
     if keep:
@@ -342,7 +340,7 @@ def _response(
     if request.method == "HEAD" or status in _NO_BODY_STATUS:
         length = 0
     else:
-        codings = _tokens(framing.get(b"transfer-encoding"))
+        codings = _tokens(framing[b"transfer-encoding"]) if b"transfer-encoding" in framing else []
         if codings:
             chunked = codings[-1] == b"chunked"
             if not chunked:
@@ -363,7 +361,10 @@ def _response(
     if (
         length is not None
         and len(buf) >= length
-        and _tokens(framing.get(b"content-encoding")) in ([], [b"identity"])
+        and (
+            b"content-encoding" not in framing
+            or _tokens(framing[b"content-encoding"]) in ([], [b"identity"])
+        )
     ):
         # The whole body is here: no stream to read, no httpx layers to go through.
         conn.buf = b""

@@ -193,14 +193,6 @@ def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes
     return version, code, reason, headers
 
 
-def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    out: list[bytes] = []
-    for k, v in headers:
-        if k.lower() == name:
-            out += [t.strip().lower() for t in v.split(b",") if t.strip()]
-    return out
-
-
 def encode_head(request: httpx.Request, target: bytes, extra: bytes = b"") -> bytes:
     """The request's head: ``METHOD target HTTP/1.1``, its header lines, the blank line.
 
