@@ -8,6 +8,7 @@
 """
 
 from ._structured import ParsedChatStream
+from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from ._version import __version__
 from .batches import BatchReport, RunProgress
 from .client import DEFAULT_BASE_URL, AsyncClient
@@ -38,6 +39,7 @@ from .errors import (
     StreamError,
     StreamIdleTimeout,
     StructuredOutputError,
+    ToolLoopError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
 from .limits import Limiter
@@ -71,8 +73,19 @@ from .responses import (
     ResponseUsage,
 )
 from .retry import RetryPolicy
-from .streaming import ChatStream, StreamMetrics
-from .sync import Client, SyncChatStream, SyncParsedChatStream
+from .streaming import (
+    ChatStream,
+    ChatStreamEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamDone,
+    StreamedToolCall,
+    StreamMetrics,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+)
+from .sync import Client, SyncChatStream, SyncParsedChatStream, SyncToolRunStream
 
 __all__ = [
     "APIConnectionError",
@@ -93,6 +106,7 @@ __all__ = [
     "ChatCompletionChunk",
     "ChatCompletionMessage",
     "ChatStream",
+    "ChatStreamEvent",
     "Choice",
     "ChoiceDelta",
     "ChunkChoice",
@@ -120,6 +134,8 @@ __all__ = [
     "PriceTable",
     "QuotaExceededError",
     "RateLimitError",
+    "ReasoningDelta",
+    "RefusalDelta",
     "RefusalError",
     "Response",
     "ResponseFailedError",
@@ -134,12 +150,22 @@ __all__ = [
     "RunProgress",
     "SharedLimits",
     "SharedLimitsError",
+    "StreamDone",
     "StreamError",
     "StreamIdleTimeout",
     "StreamMetrics",
+    "StreamedToolCall",
     "StructuredOutputError",
     "SyncChatStream",
     "SyncParsedChatStream",
+    "SyncToolRunStream",
+    "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+    "ToolLoopError",
+    "ToolResult",
+    "ToolRun",
+    "ToolRunStream",
     "UnknownModelError",
     "Usage",
     "UsageTally",

@@ -1,4 +1,5 @@
-"""``client.chat``: chat completions, whole (``create``) or streamed (``stream``).
+"""``client.chat``: chat completions, whole (``create``) or streamed (``stream``), and the
+tool loop (``run_tools`` / ``stream_tools``, see :mod:`._tool_run`).
 
 Both take the request fields of the OpenAI spec as typed keyword arguments
 (:class:`~holysheep_async.types.ChatParams`), checked per call by one set
@@ -10,7 +11,7 @@ difference against the known names, nothing more: an unknown name raises
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
@@ -19,18 +20,22 @@ from typing_extensions import Unpack
 from . import _otel
 from ._options import call_timeout, check_extras, unknown_keywords
 from ._structured import ParsedChatStream, is_model_class, parse_answer, response_format_for
+from ._tool_run import ToolRun, ToolRunStream, run_tools
+from ._tools import Tool, make_tools
 from .errors import invalid_response
 from .limits import estimate_tokens
 from .models import _PARSED, ChatCompletion, ParsedChatCompletion, attach_response
 from .streaming import RESUME_STRATEGIES, ChatStream, ResumeStrategy
 from .types import (
     CHAT_PARAMS,
+    TOOL_LOOP_PARAMS,
     ChatCompletionMessageParam,
     ChatParams,
     Headers,
     Query,
     ResponseFormatParam,
     Timeout,
+    ToolLoopParams,
 )
 
 if TYPE_CHECKING:
@@ -39,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Chat"]
 
 M = TypeVar("M", bound=BaseModel)
+
+#: What ``run_tools`` takes as a tool: a function (sync or async) or a pydantic model class.
+ToolLike = Callable[..., Any] | type[BaseModel] | Tool
 
 
 def _body(
@@ -333,3 +341,104 @@ class Chat:
         if isinstance(made, ParsedChatStream) and parse is not None:
             made._model_class = parse
         return made
+
+    # -- the tool loop ------------------------------------------------------------
+
+    async def run_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        max_turns: int = 10,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ToolLoopParams],
+    ) -> ToolRun:
+        """Call the model, run the tools it asks for, send their answers back; until an answer
+        asks for no tool. ``tools``: Python functions (sync or async; the JSON schema comes from
+        the signature and the docstring) or pydantic model classes.
+
+        >>> def get_weather(city: str) -> str:  # doctest: +SKIP
+        ...     \"\"\"The weather in a city.\"\"\"
+        ...     return "sunny"
+        >>> run = await client.chat.run_tools(  # doctest: +SKIP
+        ...     model=m, messages=[{"role": "user", "content": "Paris?"}], tools=[get_weather])
+        >>> run.text, run.turns, run.messages  # doctest: +SKIP
+
+        Several calls in one answer run at the same time; a tool that raises answers
+        ``Error: ...`` to the model. After ``max_turns`` answers that all asked for tools,
+        :class:`ToolLoopError` (with the transcript). Keywords as ``create``'s.
+        """
+        made, kwargs = self._tool_call(model, messages, tools, params)
+        kwargs.update(_extras(extra_headers, extra_query, extra_body, timeout))
+        return await run_tools(
+            self.create, made, messages=list(messages), max_turns=max_turns, params=kwargs
+        )
+
+    def stream_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        max_turns: int = 10,
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ToolLoopParams],
+    ) -> ToolRunStream:
+        """``run_tools``, streamed: every turn's events (text, reasoning, tool calls) and a
+        :class:`ToolResult` per tool run; ``.result`` at the end (see :class:`ToolRunStream`).
+
+        >>> async with chat.stream_tools(model=m, messages=ms, tools=t) as r:  # doctest: +SKIP
+        ...     async for event in r:
+        ...         if event.type == "content.delta":
+        ...             print(event.delta, end="")
+        >>> r.result.text  # doctest: +SKIP
+        """
+        made, kwargs = self._tool_call(model, messages, tools, params)
+        kwargs.update(_extras(extra_headers, extra_query, extra_body, timeout))
+        kwargs["include_usage"] = include_usage
+        kwargs["idle_timeout"] = idle_timeout
+        return ToolRunStream(
+            self.stream, made, messages=list(messages), max_turns=max_turns, params=kwargs
+        )
+
+    def _tool_call(
+        self,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        params: Mapping[str, Any],
+    ) -> tuple[dict[str, Tool], dict[str, Any]]:
+        if params and not TOOL_LOOP_PARAMS.issuperset(params):
+            if "stream" in params:
+                raise ValueError("run_tools picks: use chat.stream_tools(...) to stream")
+            raise unknown_keywords("chat.run_tools", params, TOOL_LOOP_PARAMS)
+        _body(model, messages if isinstance(messages, list) else list(messages), {})
+        if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, Iterable):
+            raise TypeError(
+                f"tools must be a list of functions or pydantic model classes, got {tools!r:.80}"
+            )
+        return make_tools(tools), {"model": model, **params}
+
+
+def _extras(
+    extra_headers: object, extra_query: object, extra_body: object, timeout: object
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in (
+        ("extra_headers", extra_headers),
+        ("extra_query", extra_query),
+        ("extra_body", extra_body),
+        ("timeout", timeout),
+    ):
+        if value is not None:
+            out[key] = value
+    return out

@@ -24,6 +24,7 @@
     │   └── ResponseFailedError       a Responses stream ended with ``response.failed``
     ├── StructuredOutputError         response_format=Model: the answer is not a valid Model
     │   └── RefusalError              ... because the model refused (``.refusal`` says why)
+    ├── ToolLoopError                 chat.run_tools: still asking for tools after max_turns
     ├── BatchValidationError          bad batch input (carries the problems, with line numbers)
     ├── BatchFailedError              a batch ended failed / expired / cancelled
     ├── BatchTimeoutError             waiting for a batch took longer than its timeout
@@ -31,7 +32,9 @@
     └── SharedLimitsError             shared limits' Redis unreachable, on_error="closed"
 
 Any error raised after a stream yielded text carries that text in
-``partial_text``; nothing is yielded twice.
+``partial_text``; nothing is yielded twice. A chat stream's error also carries
+the reasoning (``partial_reasoning``) and the tool calls (``partial_tool_calls``,
+the last one possibly cut off) it had by then.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import html
 import json
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import httpx
 
@@ -70,6 +74,7 @@ __all__ = [
     "StreamError",
     "StreamIdleTimeout",
     "StructuredOutputError",
+    "ToolLoopError",
     "make_status_error",
 ]
 
@@ -79,6 +84,10 @@ class HolySheepError(Exception):
 
     #: Text a stream had already yielded when the error happened (``None`` outside streams).
     partial_text: str | None = None
+    #: A chat stream's reasoning by then (``None`` outside streams or without reasoning).
+    partial_reasoning: str | None = None
+    #: A chat stream's tool calls by then (``StreamedToolCall``; ``None`` without any).
+    partial_tool_calls: list[Any] | None = None
 
     def __init__(self, message: str, *, partial_text: str | None = None) -> None:
         super().__init__(message)
@@ -267,6 +276,19 @@ class RefusalError(StructuredOutputError):
             f"The model refused: {refusal}", text="", finish_reason=None, completion=completion
         )
         self.refusal = refusal
+
+
+class ToolLoopError(HolySheepError):
+    """``chat.run_tools`` made ``max_turns`` calls and the model still asks for tools.
+
+    ``messages``: the whole transcript (the caller's messages, every assistant
+    turn, every tool answer); ``completions``: the answer of every turn.
+    """
+
+    def __init__(self, message: str, *, messages: list[Any], completions: list[Any]) -> None:
+        super().__init__(message)
+        self.messages = messages
+        self.completions = completions
 
 
 class BatchValidationError(HolySheepError, ValueError):

@@ -128,12 +128,38 @@ class ToolCall(_Wire):
     function: FunctionCall | None = None
 
 
+def _one_reasoning(data: Any) -> Any:
+    """``reasoning`` (vLLM, newer servers) read as ``reasoning_content`` (DeepSeek, relays).
+
+    Servers name a message's (or delta's) reasoning either way; one name, whichever
+    was sent. A server that sends both with the same text is read once; a
+    ``reasoning`` that is not a string (some other feature) is left as it is.
+    """
+    if isinstance(data, dict) and "reasoning" in data:
+        reasoning = data["reasoning"]
+        current = data.get("reasoning_content")
+        if isinstance(reasoning, str) and (current is None or current == reasoning):
+            data = {k: v for k, v in data.items() if k != "reasoning"}
+            data["reasoning_content"] = reasoning
+        elif reasoning is None:
+            data = {k: v for k, v in data.items() if k != "reasoning"}
+    return data
+
+
 class ChatCompletionMessage(_Wire):
+    """An answer's message. ``reasoning_content``: the model's reasoning, whether the server
+    called it ``reasoning_content`` or ``reasoning``."""
+
     role: str = "assistant"
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reasoning_name(cls, data: Any) -> Any:
+        return _one_reasoning(data)
 
 
 class Choice(_Wire):
@@ -187,11 +213,18 @@ class ToolCallDelta(_Wire):
 
 
 class ChoiceDelta(_Wire):
+    """A chunk's delta. ``reasoning_content``: reasoning, under either name (as the message)."""
+
     role: str | None = None
     content: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
     reasoning_content: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _reasoning_name(cls, data: Any) -> Any:
+        return _one_reasoning(data)
 
 
 class ChunkChoice(_Wire):

@@ -34,7 +34,9 @@ from typing_extensions import Self, Unpack
 
 from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
 from ._structured import ParsedChatStream
+from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from .batches import Batches
+from .chat import ToolLike
 from .client import AsyncClient
 from .limits import Limits
 from .limits._shared_config import SharedLimits
@@ -43,7 +45,13 @@ from .pricing import UsageTally
 from .resources import Embeddings, Files, Models
 from .responses._sync import SyncResponses
 from .retry import RetryPolicy
-from .streaming import ChatStream, ResumeStrategy, StreamMetrics
+from .streaming import (
+    ChatStream,
+    ChatStreamEvent,
+    ResumeStrategy,
+    StreamedToolCall,
+    StreamMetrics,
+)
 from .types import (
     ChatCompletionMessageParam,
     ChatParams,
@@ -51,9 +59,10 @@ from .types import (
     Query,
     ResponseFormatParam,
     Timeout,
+    ToolLoopParams,
 )
 
-__all__ = ["Client", "SyncChatStream", "SyncParsedChatStream"]
+__all__ = ["Client", "SyncChatStream", "SyncParsedChatStream", "SyncToolRunStream"]
 
 M = TypeVar("M", bound=BaseModel)
 _S = TypeVar("_S", bound=ChatStream)
@@ -88,6 +97,22 @@ class SyncChatStream(Generic[_S]):
     def chunks(self) -> Iterator[ChatCompletionChunk]:
         """The stream as typed chunks (see :meth:`ChatStream.chunks`)."""
         return iterate(self._portal, self._stream.chunks(), self._stream.aclose)
+
+    def events(self) -> Iterator[ChatStreamEvent]:
+        """The stream as typed events (see :meth:`ChatStream.events`)."""
+        return iterate(self._portal, self._stream.events(), self._stream.aclose)
+
+    def final_completion(self) -> ChatCompletion:
+        """The whole answer as a ``ChatCompletion`` (see :meth:`ChatStream.final_completion`)."""
+        return self._stream.final_completion()
+
+    @property
+    def reasoning(self) -> str:
+        return self._stream.reasoning
+
+    @property
+    def tool_calls(self) -> list[StreamedToolCall]:
+        return self._stream.tool_calls
 
     def close(self) -> None:
         """Close the HTTP response now (idempotent)."""
@@ -148,6 +173,40 @@ class SyncParsedChatStream(SyncChatStream[ParsedChatStream[ModelT]]):
     @property
     def parsed(self) -> ModelT:
         return self._stream.parsed
+
+
+class SyncToolRunStream:
+    """``client.chat.stream_tools(...)``, blocking: ``with ... as run: for event in run``.
+
+    The events and ``result`` of :class:`~holysheep_async.ToolRunStream`; leaving
+    ``with`` or the loop early closes the current stream.
+    """
+
+    def __init__(self, run: ToolRunStream, portal: Portal) -> None:
+        self._run = run
+        self._portal = portal
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[ChatStreamEvent | ToolResult]:
+        return iterate(self._portal, self._run.__aiter__(), self._run.aclose)
+
+    def close(self) -> None:
+        """Close the current stream now (idempotent)."""
+        if not self._portal.closed:
+            self._portal.run(self._run.aclose)
+
+    @property
+    def result(self) -> ToolRun:
+        return self._run.result
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return self._run.messages
 
 
 class SyncChat(SyncResource):
@@ -228,6 +287,66 @@ class SyncChat(SyncResource):
         if isinstance(stream, ParsedChatStream):
             return SyncParsedChatStream(stream, self._portal)
         return SyncChatStream(stream, self._portal)
+
+    def run_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        max_turns: int = 10,
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ToolLoopParams],
+    ) -> ToolRun:
+        """The tool loop (see ``AsyncClient.chat.run_tools``). Sync tools run in a worker
+        thread, async ones in the client's loop."""
+        kwargs: dict[str, Any] = dict(
+            model=model,
+            messages=messages,
+            tools=tools,
+            max_turns=max_turns,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            **params,
+        )
+        result: ToolRun = self._portal.run(lambda: self._async.run_tools(**kwargs))
+        return result
+
+    def stream_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[ChatCompletionMessageParam],
+        tools: Iterable[ToolLike],
+        max_turns: int = 10,
+        include_usage: bool = True,
+        idle_timeout: float | Literal["client"] | None = "client",
+        extra_headers: Headers | None = None,
+        extra_query: Query | None = None,
+        extra_body: Mapping[str, object] | None = None,
+        timeout: Timeout = None,
+        **params: Unpack[ToolLoopParams],
+    ) -> SyncToolRunStream:
+        """The tool loop, streamed (see ``AsyncClient.chat.stream_tools``)."""
+        run = self._async.stream_tools(
+            model=model,
+            messages=messages,
+            tools=tools,
+            max_turns=max_turns,
+            include_usage=include_usage,
+            idle_timeout=idle_timeout,
+            extra_headers=extra_headers,
+            extra_query=extra_query,
+            extra_body=extra_body,
+            timeout=timeout,
+            **params,
+        )
+        return SyncToolRunStream(run, self._portal)
 
 
 class SyncBatches(SyncResource):

@@ -24,6 +24,7 @@ from typing_extensions import Required, TypedDict
 
 __all__ = [
     "CHAT_PARAMS",
+    "TOOL_LOOP_PARAMS",
     "ChatCompletionAssistantMessageParam",
     "ChatCompletionContentPartParam",
     "ChatCompletionDeveloperMessageParam",
@@ -34,6 +35,7 @@ __all__ = [
     "ChatCompletionToolParam",
     "ChatCompletionUserMessageParam",
     "ChatParams",
+    "ToolLoopParams",
     "FunctionDefinition",
     "Headers",
     "Query",
@@ -284,12 +286,8 @@ class PromptCacheOptionsParam(TypedDict, total=False):
 ReasoningEffort: TypeAlias = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 
 
-class ChatParams(TypedDict, total=False):
-    """The optional request fields of ``CreateChatCompletionRequest``, as keyword arguments.
-
-    ``model``, ``messages`` and ``response_format`` are parameters of their own;
-    ``stream`` is chosen by the method (``create`` or ``stream``).
-    """
+class ToolLoopParams(TypedDict, total=False):
+    """:class:`ChatParams` but ``tools`` (``chat.run_tools`` takes its tools as functions)."""
 
     audio: AudioParam | None
     frequency_penalty: float | None
@@ -318,7 +316,6 @@ class ChatParams(TypedDict, total=False):
     stream_options: StreamOptionsParam | None
     temperature: float | None
     tool_choice: ChatCompletionToolChoiceOptionParam
-    tools: Iterable[ChatCompletionToolParam | CustomToolParam]
     top_logprobs: int | None
     top_p: float | None
     user: str
@@ -326,8 +323,20 @@ class ChatParams(TypedDict, total=False):
     web_search_options: WebSearchOptions
 
 
+class ChatParams(ToolLoopParams, total=False):
+    """The optional request fields of ``CreateChatCompletionRequest``, as keyword arguments.
+
+    ``model``, ``messages`` and ``response_format`` are parameters of their own;
+    ``stream`` is chosen by the method (``create`` or ``stream``).
+    """
+
+    tools: Iterable[ChatCompletionToolParam | CustomToolParam]
+
+
 #: The keyword names ``ChatParams`` allows (checked per call: one set difference).
 CHAT_PARAMS: frozenset[str] = frozenset(ChatParams.__optional_keys__ | ChatParams.__required_keys__)
+#: The keyword names ``ToolLoopParams`` allows.
+TOOL_LOOP_PARAMS: frozenset[str] = CHAT_PARAMS - {"tools"}
 
 
 class EmbeddingParams(TypedDict, total=False):

@@ -66,3 +66,22 @@ def test_the_opentelemetry_benchmark_runs_every_mode(tmp_path: Path) -> None:
     assert data["micro"]["noop"][0]["otel_modules"]
     assert data["runs"]["sdk"][0]["durations_recorded"] > 0  # really recording
     assert all(row["req_per_s"] > 0 for row in data["table"].values())
+
+
+def test_the_agent_stream_benchmark_checks_what_every_client_assembled(tmp_path: Path) -> None:
+    from benchmarks import agent_streams
+
+    lines: list[str] = []
+    args = agent_streams.build_parser().parse_args(
+        ["--quick", "--backend", "asyncio", "--out", str(tmp_path / "agent.json")]
+    )
+    results = agent_streams.run(args, log=lines.append)
+    runs = results["runs"]
+    for shape in ("text", "agent"):
+        assert runs[f"asyncio/holysheep text/{shape}"]["chunks_per_s"] > 0
+        assert runs[f"asyncio/holysheep events/{shape}"]["chunks_per_s"] > 0
+    assert json.loads((tmp_path / "agent.json").read_text())["quick"] is True
+    # A client that assembles the wrong thing fails the run rather than being timed.
+    with pytest.raises(AssertionError, match="calls differ"):
+        wrong = {**agent_streams.expected("agent", 400), "calls": []}
+        agent_streams._check("x", "agent", 400, wrong)

@@ -71,7 +71,7 @@ def test_text_finish_reason_usage_id_and_model_accumulate() -> None:
 def test_take_does_not_add_the_text_the_stream_adds_what_it_yields() -> None:
     state = ChatState()
     obj = chunk("Hi")
-    assert state.take(obj, "") == (obj, "Hi")
+    assert state.take(obj, "") == (obj, "Hi", None)
     assert state.text == ""  # the stream adds a delta once it yields it
 
 
@@ -119,7 +119,7 @@ def test_restart_forgets_the_response_and_keeps_the_text() -> None:
     state = ChatState()
     state.feed(chunk("kept", usage=USAGE))
     state.feed(chunk(finish="stop"))
-    state.restart()
+    state.restart(resume=True)
     assert state.text == state.partial_text() == "kept"
     assert (state.finish_reason, state.usage, state.id, state.model) == (None, None, None, None)
     assert not state.complete()
@@ -185,7 +185,7 @@ def test_a_whole_completion_becomes_one_chunk_with_numbered_tool_calls() -> None
         "usage": USAGE,
     }
     state = ChatState()
-    [(obj, text)] = state.whole(completion, json.dumps(completion))
+    [(obj, text, _)] = state.whole(completion, json.dumps(completion))
     assert text == "Done."
     assert obj["object"] == "chat.completion.chunk"
     assert [c["index"] for c in obj["choices"][0]["delta"]["tool_calls"]] == [0, 1]
@@ -238,7 +238,7 @@ def test_events_of_one_read_become_items_and_pings_are_skipped() -> None:
         chunk("after done"),
     )
     items = read(wire, raw)
-    assert [text for _, text in items] == ["a", "b"]
+    assert [text for _, text, _ in items] == ["a", "b"]
     assert metrics.chunks == 2
     assert wire._done_seen and wire._eof
     assert state.finish_reason == "stop"
@@ -249,7 +249,7 @@ def test_an_error_event_after_chunks_is_raised_on_the_next_read() -> None:
     wire, _ = wire_for(state)
     raw = sse(chunk("a"), b'event: error\ndata: {"error": {"message": "overloaded"}}\n\n')
     items = read(wire, raw)
-    assert [text for _, text in items] == ["a"]  # what came before the error first
+    assert [text for _, text, _ in items] == ["a"]  # what came before the error first
     assert isinstance(wire._pending_error, StreamError)
     assert "overloaded" in str(wire._pending_error)
 
@@ -265,4 +265,4 @@ def test_two_objects_on_consecutive_data_lines_are_two_chunks() -> None:
     wire, _ = wire_for(state)
     raw = b"data: " + json.dumps(chunk("a")).encode() + b"\n"
     raw += b"data: " + json.dumps(chunk("b")).encode() + b"\n\n"
-    assert [text for _, text in read(wire, raw)] == ["a", "b"]
+    assert [text for _, text, _ in read(wire, raw)] == ["a", "b"]

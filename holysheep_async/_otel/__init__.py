@@ -27,12 +27,18 @@ open-telemetry/semantic-conventions-genai, with no release yet; its unreleased
   bucket boundaries;
 - prompts and answers only with ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true``
   (as ``gen_ai.input.messages`` / ``gen_ai.output.messages``);
+- tools run by ``chat.run_tools``: a span ``execute_tool {name}`` each (kind
+  INTERNAL; ``gen_ai.tool.name``, ``gen_ai.tool.call.id``, ``error.type`` when
+  it raised; arguments and result with the content opt-in); a chat span's
+  output messages (opt-in) carry its reasoning and tool calls, and
+  ``gen_ai.usage.reasoning.output_tokens`` its reasoning tokens;
 - batches: spans ``batches.run`` (with progress events), ``batches.upload``,
   ``batches.create``, ``batches.wait`` (an event per poll), ``batches.download``.
 
 Modules: ``_providers`` (is anyone listening, where the requests go), ``_chat``
 (the chat span and metrics, the hooks), ``_content`` (the opt-in messages),
-``_batches`` (the batch spans), ``_responses`` (the Responses API's span, from plain values).
+``_batches`` (the batch spans), ``_responses`` (the Responses API's span, from plain values),
+``_tools`` (the tool spans).
 
 This package sits low: it imports only the wire models (for typing) and
 OpenTelemetry, never the client's classes. Callers hand it plain values: the
@@ -63,12 +69,14 @@ from ._providers import (
     use_providers,
 )
 from ._responses import ResponsesTrace, responses_started
+from ._tools import ToolSpan, tool_span
 
 __all__ = [
     "DURATION_BUCKETS",
     "TOKEN_BUCKETS",
     "ChatTrace",
     "ResponsesTrace",
+    "ToolSpan",
     "batch_op",
     "capture_content",
     "chat_create",
@@ -79,6 +87,7 @@ __all__ = [
     "server_attributes",
     "stream_closed",
     "stream_started",
+    "tool_span",
     "use_providers",
     "waited",
 ]

@@ -6,7 +6,7 @@ import functools
 import json
 import sys
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from ._content import input_messages, message_parts
@@ -119,6 +119,7 @@ class ChatTrace:
                     c.message.content,
                     [t.model_dump(mode="json") for t in c.message.tool_calls or ()],
                     c.finish_reason,
+                    c.message.reasoning_content,
                 )
                 for c in completion.choices
             ]
@@ -135,10 +136,13 @@ class ChatTrace:
         attempts: int,
         resumes: int,
         queued: float,
+        reasoning: str = "",
+        tool_calls: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         """The stream read to its end (``[DONE]`` or every finish reason).
 
-        ``finish``: the finish reasons by choice index; ``text``: the first choice's.
+        ``finish``: the finish reasons by choice index; ``text``, ``reasoning`` and
+        ``tool_calls`` (``{"id", "function": {"name", "arguments"}}``): the first choice's.
         """
         reasons = [finish[i] for i in sorted(finish)]
         output = None
@@ -151,7 +155,9 @@ class ChatTrace:
                 }
             )
             if capture_content():
-                output = [message_parts("assistant", text, [], finish.get(0))]
+                output = [
+                    message_parts("assistant", text, tool_calls, finish.get(0), reasoning or None)
+                ]
         self._end(response_id, response_model, reasons, usage, output)
 
     def closed(self, exc: BaseException | None) -> None:

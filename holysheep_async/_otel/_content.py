@@ -10,10 +10,19 @@ __all__ = ["input_messages", "message_parts"]
 
 
 def message_parts(
-    role: str, content: Any, tool_calls: Iterable[Any], finish_reason: str | None = None
+    role: str,
+    content: Any,
+    tool_calls: Iterable[Any],
+    finish_reason: str | None = None,
+    reasoning: str | None = None,
 ) -> dict[str, Any]:
-    """One message in the conventions' shape: ``{"role", "parts": [...]}`` (+ finish_reason)."""
+    """One message in the conventions' shape: ``{"role", "parts": [...]}`` (+ finish_reason).
+
+    Reasoning comes first, as a ``reasoning`` part; then text; then ``tool_call`` parts.
+    """
     parts: list[dict[str, Any]] = []
+    if reasoning:
+        parts.append({"type": "reasoning", "content": reasoning})
     if isinstance(content, str):
         if content:
             parts.append({"type": "text", "content": content})
@@ -57,5 +66,13 @@ def input_messages(messages: Any) -> str:
             out.append({"role": role, "parts": [part]})
         else:
             calls = message.get("tool_calls") or ()
-            out.append(message_parts(role, message.get("content"), calls))
+            reasoning = message.get("reasoning_content")
+            out.append(
+                message_parts(
+                    role,
+                    message.get("content"),
+                    calls,
+                    reasoning=reasoning if isinstance(reasoning, str) else None,
+                )
+            )
     return json.dumps(out, ensure_ascii=False, default=str)

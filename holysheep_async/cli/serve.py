@@ -61,8 +61,8 @@ def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "serve",
         help="run the OpenAI-compatible emulator on 127.0.0.1",
-        description="The embedded emulator as a server: chat (streamed or not), /v1/files and"
-        " /v1/batches. Any client pointed at http://HOST:PORT/v1 works against it.",
+        description="The embedded emulator as a server: chat (streamed or not), /v1/responses,"
+        " /v1/files and /v1/batches. Any client pointed at http://HOST:PORT/v1 works against it.",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument(
@@ -111,11 +111,22 @@ def add_parser(sub: Any) -> None:
     b.add_argument(
         "--no-batch-api", action="store_true", help="answer 404 on /v1/files and /v1/batches"
     )
+    r = p.add_argument_group("responses")
+    r.add_argument(
+        "--no-responses-api",
+        type=int,
+        nargs="?",
+        const=404,
+        choices=(404, 405, 501),
+        metavar="STATUS",
+        help="answer /v1/responses with STATUS (404, 405 or 501; default 404), as relays"
+        " without the Responses API do",
+    )
     p.set_defaults(func=main)
 
 
 def emulator_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``MockServer`` settings for the batch options."""
+    """``MockServer`` settings for the batch and responses options."""
     options: dict[str, Any] = {}
     if args.batch_steps is not None:
         if args.batch_steps < 1:
@@ -131,6 +142,8 @@ def emulator_options(args: argparse.Namespace) -> dict[str, Any]:
         options["batch_expire_after"] = args.batch_expire_after
     if args.no_batch_api:
         options["batch_api"] = False
+    if args.no_responses_api is not None:
+        options["responses_api"] = args.no_responses_api
     return options
 
 

@@ -161,10 +161,11 @@ class ResponsesState:
     def partial_text(self) -> str:
         return self.acc.text
 
-    def restart(self) -> None:
+    def restart(self, resume: bool = False) -> None:
         """Another attempt follows. A background response resumes after its last event
         (everything kept; without event numbers it is read again from its start); any
-        other stream starts again from scratch."""
+        other stream starts again from scratch. (``resume`` is the core's chat prefill
+        resume, which a Responses stream never asks for: this state decides itself.)"""
         resume_id = self.resume_id()
         if resume_id is not None and self.acc.sequence_number is not None:
             return

@@ -35,6 +35,14 @@ What it guarantees:
   left early is closed when the iterator is garbage collected: at once on
   CPython under asyncio; trio does it too but warns. Use ``async with``.)
 
+Beyond the text (docs/agents.md): ``stream.reasoning`` (``delta.reasoning_content``
+or ``delta.reasoning``), ``stream.tool_calls`` (assembled from fragments, robust to a
+repeated index, a missing index, every call at index 0), ``stream.events()`` (typed
+events), ``stream.final_completion()`` (the ``ChatCompletion`` ``chat.create``
+returns for the same answer). A stream that breaks inside a tool call after
+something was yielded is not resumed: the error carries ``partial_text``,
+``partial_reasoning`` and ``partial_tool_calls``.
+
 The text path builds no pydantic object per chunk: one JSON decode and a few
 dict lookups. :meth:`ChatStream.chunks` validates each chunk into a
 :class:`ChatCompletionChunk`, which costs more.
@@ -55,7 +63,10 @@ The package: a protocol-neutral core, and chat on top of it
                each; retry, resume or raise), ``async with`` / ``aclose``, the
                response and its headers. Neutral: a stream class subclasses it.
 ``_chat``      :class:`~._chat.ChatState`: ``chat.completion.chunk`` parsing and
-               accumulation. Pure (dicts in, state out), tested without a network.
+               accumulation (text, reasoning, refusal, tool calls, logprobs, per
+               choice; the final completion). Pure (dicts in, state out), tested
+               without a network. ``_chat_events``: the typed events of
+               ``stream.events()`` and :class:`StreamedToolCall`.
 ``_stream``    :class:`ChatStream`: the core with a ChatState; the text and chunk
                iterators and the properties.
 
@@ -86,6 +97,16 @@ by the core for every protocol (see ``_protocol``).
 """
 
 from ._chat import ChatState as ChatState
+from ._chat_events import (
+    ChatStreamEvent,
+    ReasoningDelta,
+    RefusalDelta,
+    StreamDone,
+    StreamedToolCall,
+    TextDelta,
+    ToolCallArgumentsDelta,
+    ToolCallDone,
+)
 from ._core import StreamCore as StreamCore
 from ._metrics import StreamMetrics
 from ._policy import RESUME_STRATEGIES, ResumeStrategy
@@ -94,4 +115,17 @@ from ._protocol import MALFORMED as MALFORMED
 from ._protocol import StreamProtocol as StreamProtocol
 from ._stream import ChatStream
 
-__all__ = ["RESUME_STRATEGIES", "ChatStream", "ResumeStrategy", "StreamMetrics"]
+__all__ = [
+    "RESUME_STRATEGIES",
+    "ChatStream",
+    "ChatStreamEvent",
+    "ReasoningDelta",
+    "RefusalDelta",
+    "ResumeStrategy",
+    "StreamDone",
+    "StreamMetrics",
+    "StreamedToolCall",
+    "TextDelta",
+    "ToolCallArgumentsDelta",
+    "ToolCallDone",
+]

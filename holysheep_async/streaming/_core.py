@@ -152,6 +152,10 @@ class StreamCore:
     def _ended(self, reply: Replying | None) -> None:
         """The answer is complete (``reply``: the last attempt's): account for it."""
 
+    def _annotate(self, error: HolySheepError) -> None:
+        """An error leaves the stream after something was yielded: add what the protocol had
+        beyond ``partial_text`` (``partial_text`` is set already)."""
+
     # -- iteration ------------------------------------------------------------------
 
     def _begin(self, gen: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
@@ -288,12 +292,13 @@ class StreamCore:
             )
             self._resuming_from = error
             self.metrics.resumes += 1
-        self._state.restart()
+        self._state.restart(resume)
         self._deltas_before = self.metrics.deltas
 
     def _with_partial(self, error: HolySheepError) -> HolySheepError:
         if self._yielded:
             error.partial_text = self._state.partial_text()
+            self._annotate(error)
         return error
 
     def _rid(self) -> str:

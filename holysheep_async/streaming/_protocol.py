@@ -67,9 +67,10 @@ class StreamProtocol(Protocol):
         """The text the caller was given so far: errors carry it, a resume continues it."""
         ...
 
-    def restart(self) -> None:
+    def restart(self, resume: bool) -> None:
         """Another attempt follows: forget what belongs to one response (ids, finish reasons,
-        usage), keep what the caller was given (the text)."""
+        usage). ``resume``: it continues the answer, so keep what the caller was given (the
+        text); else it starts over, and nothing of the failed attempt counts."""
         ...
 
     def resumable(self) -> bool:

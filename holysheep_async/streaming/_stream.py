@@ -2,8 +2,9 @@
 
 The stream core (:class:`~._core.StreamCore`) does the requests, the reading,
 the retries and the closing; :class:`~._chat.ChatState` reads the chunks.
-What is left here is the surface: iterate the text (the hot path) or the
-typed chunks, and the properties that read the state.
+What is left here is the surface: iterate the text (the hot path), the
+typed chunks or the typed events, and the properties that read the state
+(text, reasoning, tool calls, the final completion).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import httpx
 from pydantic import ValidationError
 
 from .. import _otel
-from ..errors import BadRequestError, StreamError
-from ..models import ChatCompletionChunk, Usage
+from ..errors import BadRequestError, HolySheepError, StreamError
+from ..models import _HEADERS, ChatCompletion, ChatCompletionChunk, Usage
 from ._chat import ChatState
+from ._chat_events import ChatStreamEvent, StreamDone, StreamedToolCall, TextDelta
 from ._core import StreamCore
 from ._policy import ResumeStrategy
 from ._protocol import MALFORMED
@@ -69,8 +71,14 @@ class ChatStream(StreamCore):
         )
         self._usage_by_default = usage_by_default
         n = body.get("n")
-        self._chat = self._state = ChatState(n if isinstance(n, int) and n > 1 else 1, self._errors)
+        self._chat = self._state = ChatState(
+            n if isinstance(n, int) and n > 1 else 1,
+            self._errors,
+            want_logprobs=bool(body.get("logprobs")),
+        )
         self._last_text = 0.0
+        # Tool calls the end of the answer finished (their events, for events()).
+        self._closing_events: list[Any] = []
 
     # -- public surface ---------------------------------------------------------
 
@@ -86,6 +94,35 @@ class ChatStream(StreamCore):
         ...             print(choice.index, choice.delta.content)
         """
         return self._begin(self._typed_chunks())
+
+    def events(self) -> AsyncIterator[ChatStreamEvent]:
+        """The stream as typed events: text, reasoning, refusal and tool-call-argument deltas,
+        each tool call once done (whole), and a last :class:`StreamDone` carrying
+        :meth:`final_completion`.
+
+        >>> async with client.chat.stream(model=m, messages=msgs, tools=t) as s:  # doctest: +SKIP
+        ...     async for event in s.events():
+        ...         if event.type == "content.delta":
+        ...             print(event.delta, end="")
+        ...         elif event.type == "tool_calls.function.arguments.done":
+        ...             print(event.call.name, event.call.parsed_arguments())
+        """
+        self._chat.want_events = True
+        return self._begin(self._events())
+
+    def final_completion(self) -> ChatCompletion:
+        """The whole answer as the ``ChatCompletion`` ``chat.create`` returns for it: every
+        choice's text, ``reasoning_content``, ``tool_calls``, ``refusal``, ``finish_reason``,
+        logprobs (if asked for), and ``usage``. ``RuntimeError`` before the stream has ended."""
+        if not self._complete:
+            raise RuntimeError(
+                "stream.final_completion() is known once the stream has ended: iterate it first"
+            )
+        completion = self._chat.final_completion()
+        headers = self._headers_seen
+        if headers is not None:
+            object.__setattr__(completion, _HEADERS, headers)
+        return completion
 
     @property
     def text(self) -> str:
@@ -106,6 +143,17 @@ class ChatStream(StreamCore):
     def refusal(self) -> str | None:
         """The first choice's refusal text (a model declining a ``response_format``), if any."""
         return self._chat.refusal
+
+    @property
+    def reasoning(self) -> str:
+        """The first choice's reasoning so far (``delta.reasoning_content`` or
+        ``delta.reasoning``, whichever the server sends), "" if none."""
+        return self._chat.reasoning
+
+    @property
+    def tool_calls(self) -> list[StreamedToolCall]:
+        """The first choice's finished tool calls (all of them once the stream has ended)."""
+        return self._chat.tool_calls
 
     @property
     def id(self) -> str | None:
@@ -135,7 +183,7 @@ class ChatStream(StreamCore):
                 batch = await self._next_batch()
                 if not batch:
                     return
-                for _, text in batch:
+                for _, text, _ in batch:
                     if text is not None:
                         parts.append(text)
                         now = clock()
@@ -161,7 +209,7 @@ class ChatStream(StreamCore):
                 batch = await self._next_batch()
                 if not batch:
                     return
-                for obj, text in batch:
+                for obj, text, _ in batch:
                     try:
                         chunk = validate(_drop_none(obj))
                     except ValidationError as exc:
@@ -191,6 +239,45 @@ class ChatStream(StreamCore):
             _otel.stream_closed(self._trace)
             await self._close_wire()
 
+    async def _events(self) -> AsyncGenerator[ChatStreamEvent, None]:
+        parts = self._chat.parts
+        metrics = self.metrics
+        gaps = metrics.gaps
+        clock = time.perf_counter
+        try:
+            while True:
+                batch = await self._next_batch()
+                if not batch:
+                    break
+                for _, text, extra in batch:
+                    if text is not None:
+                        parts.append(text)
+                        now = clock()
+                        if self._last_text:
+                            gaps.append(now - self._last_text)
+                        else:
+                            self._first_text(now)
+                        self._last_text = now
+                        metrics.deltas += 1
+                        self._yielded = True
+                        yield TextDelta(text)
+                        if self._closed:
+                            return
+                    if extra is not None:
+                        for event in extra:
+                            self._yielded = True
+                            yield event
+                            if self._closed:
+                                return
+            for event in self._closing_events:
+                yield event
+                if self._closed:
+                    return
+            yield StreamDone(self.final_completion())
+        finally:
+            _otel.stream_closed(self._trace)
+            await self._close_wire()
+
     def _first_text(self, now: float) -> None:
         assert self._t0 is not None
         self.metrics.ttft = now - self._t0 - self.metrics.queued
@@ -212,8 +299,18 @@ class ChatStream(StreamCore):
         log.info("the server rejected stream_options; streaming without usage: %s", error)
         return True
 
+    def _annotate(self, error: HolySheepError) -> None:
+        chat = self._chat
+        reasoning = chat.reasoning
+        if reasoning:
+            error.partial_reasoning = reasoning
+        calls = chat.calls()
+        if calls:
+            error.partial_tool_calls = calls
+
     def _ended(self, reply: Replying | None) -> None:
         chat = self._chat
+        self._closing_events = chat.end()
         metrics = self.metrics
         usage = chat.usage
         if usage is not None:
@@ -231,6 +328,8 @@ class ChatStream(StreamCore):
                 chat.finish,
                 usage,
                 text=chat.text,
+                reasoning=chat.reasoning,
+                tool_calls=[call.to_dict() for call in chat.calls()],
                 attempts=metrics.attempts,
                 resumes=metrics.resumes,
                 queued=metrics.queued,

@@ -53,6 +53,7 @@ from typing import Any
 from ._answers import answer_length, answer_text, completion_usage
 from ._embeddings import embeddings_answer
 from ._http import Request, Responder
+from ._responses_store import batch_answer
 from ._state import Emulator, route
 from ._store import Batch, BatchAnswers, Store, batch_api_available, batch_store, unix_now
 
@@ -295,6 +296,12 @@ def _answer(server: Emulator, store: Store, line: dict[str, Any]) -> dict[str, A
             payload = _error(_SERVER_ERROR, "server_error")
         else:
             status, payload = embeddings_answer(body)
+    elif line.get("url") == "/v1/responses":
+        if _fails(server, store, cid):
+            status = int(server.options.get("batch_fail_status", 500))
+            payload = _error(_SERVER_ERROR, "server_error")
+        else:
+            status, payload = batch_answer(server, body)
     elif not isinstance(messages, list) or not messages:
         status, payload = 400, _error("'messages' must be a non-empty array", "invalid_type")
     elif _fails(server, store, cid):

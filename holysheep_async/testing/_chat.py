@@ -12,6 +12,15 @@ import re
 import time
 from typing import Any
 
+from ._agent import (
+    TOOL_QUIRKS,
+    answer_after_tools,
+    reasoning_field,
+    reasoning_tokens,
+    tool_call_chunks,
+    tool_calls,
+    tool_usage_tokens,
+)
 from ._answers import (
     answer_text,
     answer_tokens,
@@ -70,12 +79,43 @@ async def chat_completions(
         await _complete(server, request, responder, body)
 
 
+def _token_logprobs(token: str) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.25, "bytes": None, "top_logprobs": []}
+
+
+class _Plan:
+    """What the answer to ``body`` holds, per choice: reasoning, text, tool calls (``_agent``)."""
+
+    def __init__(self, server: Emulator, body: dict[str, Any]) -> None:
+        n = choice_count(body)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        after = answer_after_tools(body, limit if isinstance(limit, int) and limit > 0 else None)
+        self.calls = [tool_calls(body, i) for i in range(n)]
+        self.answers = [
+            [] if self.calls[i] else after if after is not None else chat_answer(server, body, i)
+            for i in range(n)
+        ]
+        self.thoughts = reasoning_tokens(body, server.options)
+        self.field = reasoning_field(server.options)
+        reasoning = len(self.thoughts) * n
+        completion = sum(len(a) for a in self.answers) + reasoning
+        completion += sum(tool_usage_tokens(c) for c in self.calls)
+        self.usage: dict[str, Any] = dict(completion_usage(body, completion))
+        if reasoning:
+            self.usage["completion_tokens_details"] = {"reasoning_tokens": reasoning}
+
+    def finish(self, choice: int) -> str:
+        return "tool_calls" if self.calls[choice] else "stop"
+
+
 async def _complete(
     server: Emulator, request: Request, responder: Responder, body: dict[str, Any]
 ) -> None:
-    n_choices = choice_count(body)
-    answers = [chat_answer(server, body, i) for i in range(n_choices)]
-    n_tokens = max(len(a) for a in answers)
+    plan = _Plan(server, body)
+    answers = plan.answers
+    n_choices = len(answers)
+    n_tokens = max(len(a) + len(c) for a, c in zip(answers, plan.calls, strict=True))
+    n_tokens += len(plan.thoughts)
     delay = server.ttft + server.itl * max(0, n_tokens - 1)
     if delay > 0.1:
         # A long wait notices a client that gave up (and closes), as a real server would.
@@ -89,19 +129,30 @@ async def _complete(
     elif delay:
         await asyncio.sleep(delay)
     refused = is_refusal(body)
-    choices = [
-        {
-            "index": i,
-            "message": {
-                "role": "assistant",
-                "content": None if refused else "".join(answers[i]),
-                "refusal": "".join(answers[i]) if refused else None,
-            },
-            "logprobs": None,
-            "finish_reason": "stop",
+    want_logprobs = bool(body.get("logprobs"))
+    choices = []
+    for i in range(n_choices):
+        text = "".join(answers[i])
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": None if refused or plan.calls[i] else text,
+            "refusal": text if refused else None,
         }
-        for i in range(n_choices)
-    ]
+        if plan.thoughts:
+            message[plan.field] = "".join(plan.thoughts)
+        if plan.calls[i]:
+            message["tool_calls"] = plan.calls[i]
+        logprobs = None
+        if want_logprobs and answers[i] and not refused:
+            logprobs = {"content": [_token_logprobs(t) for t in answers[i]], "refusal": None}
+        choices.append(
+            {
+                "index": i,
+                "message": message,
+                "logprobs": logprobs,
+                "finish_reason": plan.finish(i),
+            }
+        )
     await responder.send_json(
         200,
         {
@@ -110,7 +161,7 @@ async def _complete(
             "created": int(time.time()),
             "model": body["model"],
             "choices": choices,
-            "usage": completion_usage(body, sum(len(a) for a in answers)),
+            "usage": plan.usage,
             "system_fingerprint": "fp_holysheep_mock",
         },
         {"x-request-id": request.request_id or "", **request.answer_headers},
@@ -138,10 +189,10 @@ async def _stream(
     )
     want_logprobs = bool(body.get("logprobs"))
     created = int(time.time())
-    head = '{"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,' % (
-        request.request_id,
-        created,
-        json.dumps(body["model"]),
+    head = (
+        '{"id":"chatcmpl-%s","object":"chat.completion.chunk","created":%d,"model":%s,'
+        '"system_fingerprint":"fp_holysheep_mock",'
+        % (request.request_id, created, json.dumps(body["model"]))
     )
 
     def event(obj_tail: str) -> bytes:
@@ -164,9 +215,24 @@ async def _stream(
             **request.answer_headers,
         },
     )
-    answers = [chat_answer(server, body, i) for i in range(n_choices)]
-    n_tokens = max(len(a) for a in answers)
+    plan = _Plan(server, body)
     delta_head = '{"refusal":' if is_refusal(body) else '{"content":'
+    quirk = kind if kind in TOOL_QUIRKS else None
+    size = int(server.options.get("tool_args_chunk", 4))
+    # Each choice's deltas in order (reasoning, text, tool-call fragments), with their logprobs.
+    deltas: list[list[tuple[str, str]]] = []
+    for i in range(n_choices):
+        field = json.dumps(plan.field)
+        mine = [("{%s:%s}" % (field, json.dumps(t)), "null") for t in plan.thoughts]
+        for token in plan.answers[i]:
+            logprobs = (
+                '{"content":[%s]}' % json.dumps(_token_logprobs(token)) if want_logprobs else "null"
+            )
+            mine.append((delta_head + json.dumps(token) + "}", logprobs))
+        for entries in tool_call_chunks(plan.calls[i], quirk, size):
+            mine.append(('{"tool_calls":%s}' % json.dumps(entries), "null"))
+        deltas.append(mine)
+    n_tokens = max(len(d) for d in deltas)
     if kind == "ping":
         await responder.write(b"event: ping\ndata: {}\n\n", flush=False)
     for i in range(n_choices):
@@ -186,7 +252,7 @@ async def _stream(
     batch: list[bytes] = []
     for t in range(n_tokens):
         for i in range(n_choices):
-            if t >= len(answers[i]):
+            if t >= len(deltas[i]):
                 continue
             if sent == after:
                 assert fault is not None
@@ -196,14 +262,8 @@ async def _stream(
                 if not await _apply_fault(fault, responder, sep, end, ping):
                     return
                 after = -1
-            token = answers[i][t]
-            logprobs = (
-                '{"content":[{"token":%s,"logprob":-0.25,"bytes":null,"top_logprobs":[]}]}'
-                % json.dumps(token)
-                if want_logprobs
-                else "null"
-            )
-            batch.append(event(choice(i, delta_head + json.dumps(token) + "}", None, logprobs)))
+            delta, logprobs = deltas[i][t]
+            batch.append(event(choice(i, delta, None, logprobs)))
             sent += 1
         if server.itl and t < n_tokens - 1:
             await responder.write(b"".join(batch))
@@ -222,12 +282,9 @@ async def _stream(
         if not await _apply_fault(fault, responder, sep, end, ping):
             return
     for i in range(n_choices):
-        batch.append(event(choice(i, "{}", "stop")))
+        batch.append(event(choice(i, "{}", plan.finish(i))))
     if include_usage:
-        completion = sum(len(a) for a in answers)
-        batch.append(
-            event('"choices":[],"usage":%s}' % json.dumps(completion_usage(body, completion)))
-        )
+        batch.append(event('"choices":[],"usage":%s}' % json.dumps(plan.usage)))
     if kind != "no_done":
         batch.append(lead + sep + b"[DONE]" + end)
     await responder.write(b"".join(batch))

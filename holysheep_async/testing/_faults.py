@@ -26,9 +26,16 @@ Kinds:
 ``ping``       stream: a ``: ping`` comment before every event (and an
                ``event: ping`` keep-alive at the start)
 ``no_usage``   stream: ignore ``stream_options.include_usage`` (no usage chunk)
+``repeat_index``  stream: tool calls as vLLM's speculative decoding sends them: two
+               fragments of a call in one chunk, with the same index
+``no_index``   stream: tool-call fragments without ``index``
+``index_zero`` stream: every tool call at index 0, each whole in one chunk, distinct
+               ids (Ollama through LiteLLM)
+``char_args``  stream: tool-call arguments one character a chunk
 =============  ==================================================================
 
-Stream faults count ``after`` in content chunks (all choices together); an
+Stream faults count ``after`` in content chunks (all choices together; reasoning
+and tool-call fragments count as content chunks too); an
 ``after`` equal to the answer's length hits after the last content chunk,
 before the finish reason.
 
@@ -58,6 +65,10 @@ FAULT_KINDS = frozenset(
         "relay",
         "ping",
         "no_usage",
+        "repeat_index",
+        "no_index",
+        "index_zero",
+        "char_args",
     }
 )
 

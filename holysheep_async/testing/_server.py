@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from . import _batches, _chat, _files, _models
+from . import _batches, _chat, _files, _models, _responses
 from ._faults import Fault, parse_fault_header
 from ._http import MAX_HEADER, BadHTTP, Request, Responder, read_request
 from ._quota import install_quota
@@ -33,10 +33,11 @@ from ._state import Route
 __all__ = ["ROUTES", "MockServer"]
 
 #: The route table: every route family the emulator answers, in the order they
-#: are tried. Adding a family (``/v1/responses``, say) is one module with a
+#: are tried. Adding a family (``/v1/realtime``, say) is one module with a
 #: ``ROUTES`` tuple (see ``_state.route``) and one line here.
 ROUTES: tuple[Route, ...] = (
     *_chat.ROUTES,
+    *_responses.ROUTES,
     *_models.ROUTES,
     *_files.ROUTES,
     *_batches.ROUTES,
@@ -170,6 +171,12 @@ class MockServer:
     def advance_batches(self, steps: int = 1) -> None:
         """Move every unfinished batch ``steps`` steps along its lifecycle (see ``_batches``)."""
         _batches.advance_batches(self, steps)
+
+    def advance_responses(self, events: int = 1) -> None:
+        """Move every unfinished background response ``events`` events on (see ``_responses``)."""
+        from ._responses_store import advance_responses
+
+        advance_responses(self, events)
 
     # -- lifecycle ----------------------------------------------------------------
 

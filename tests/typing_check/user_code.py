@@ -27,8 +27,12 @@ from holysheep_async import (
     Model,
     ParsedChatCompletion,
     ParsedChatStream,
+    StreamedToolCall,
     SyncChatStream,
     SyncParsedChatStream,
+    SyncToolRunStream,
+    ToolResult,
+    ToolRun,
     Usage,
 )
 from holysheep_async.types import (
@@ -93,6 +97,29 @@ async def use_async(path: Path) -> None:
         typed_stream: ParsedChatStream[Answer] = typed
         city: str = typed.parsed.city
 
+        async with client.chat.stream(model="gpt-4o", messages=MESSAGES, tools=TOOLS) as agent:
+            async for event in agent.events():
+                if event.type == "content.delta":
+                    delta: str = event.delta
+                elif event.type == "tool_calls.function.arguments.done":
+                    done_call: StreamedToolCall = event.call
+        reasoning: str = agent.reasoning
+        calls: list[StreamedToolCall] = agent.tool_calls
+        final: ChatCompletion = agent.final_completion()
+
+        def lookup(city: str, days: int = 1) -> str:
+            """Look a city up."""
+            return city
+
+        run: ToolRun = await client.chat.run_tools(
+            model="gpt-4o", messages=MESSAGES, tools=[lookup, Answer], max_turns=4, temperature=0
+        )
+        async with client.chat.stream_tools(model="gpt-4o", messages=MESSAGES, tools=[lookup]) as r:
+            async for item in r:
+                if isinstance(item, ToolResult):
+                    output: str = item.output
+        answer: str = r.result.text
+
         models: list[Model] = await client.models.list()
         model: Model = await client.models.retrieve("gpt-4o")
         vectors: EmbeddingsResponse = await client.embeddings.create(
@@ -136,6 +163,7 @@ async def use_async(path: Path) -> None:
         )
         del rid, limits, population, piece, usage, chunks, typed_stream, city, models, model
         del floats, same, files, saved, data, gone, one, listed, written, report
+        del delta, done_call, reasoning, calls, final, run, output, answer
 
 
 def use_sync(path: Path) -> None:
@@ -157,6 +185,10 @@ def use_sync(path: Path) -> None:
                 pass
         typed: SyncParsedChatStream[Answer] = s
         city: str = typed.parsed.city
+        sync_run: ToolRun = client.chat.run_tools(model="gpt-4o", messages=MESSAGES, tools=[len])
+        loop: SyncToolRunStream = client.chat.stream_tools(
+            model="gpt-4o", messages=MESSAGES, tools=[len]
+        )
 
         models: list[Model] = client.models.list()
         vectors: EmbeddingsResponse = client.embeddings.create(model="e", input="a sheep")
@@ -176,4 +208,4 @@ def use_sync(path: Path) -> None:
         )
         del completion, population, piece, chunks, city, models, vectors, files, saved, gone
         del data
-        del results, batches, report
+        del results, batches, report, sync_run, loop
