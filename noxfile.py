@@ -15,10 +15,12 @@ nox.options.default_venv_backend = "venv"
 def tests(session: nox.Session) -> None:
     """pytest on asyncio and trio (every async test runs on both).
 
-    The shared-limits tests need ``redis-server`` (they start their own): installed
-    here when it is not on PATH (.ci/install-redis, apt-get).
+    The shared-limits tests need ``redis-server``, the proxy tests ``squid`` and
+    ``tinyproxy`` (they start their own): installed here when missing
+    (.ci/install-redis, .ci/install-proxies; apt-get).
     """
     session.run(".ci/install-redis", external=True)
+    session.run(".ci/install-proxies", external=True)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -80,11 +82,23 @@ def bench(session: nox.Session) -> None:
 
     Writes benchmarks/results.json and results.png; see benchmarks/RESULTS.md.
     ``-- --shared-limits``: only the shared-limits benchmarks (a local redis-server).
+    The whole suite runs its proxy scenarios through a real squid (benchmarks/proxy.py).
     """
     if "--shared-limits" in session.posargs:
         session.run(".ci/install-redis", external=True)
+    else:
+        session.run(".ci/install-proxies", external=True)
     session.install("-e", ".[bench]")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(name="bench-agents")
+def bench_agents(session: nox.Session) -> None:
+    """Agent streams (issue 23): chunk throughput with reasoning and tool-call accumulation on,
+    next to text only and the official SDK's ``chat.completions.stream`` helper, same run
+    (benchmarks/agent_streams.py; ``-- --quick`` for a smoke run)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks.agent_streams", *session.posargs)
 
 
 @nox.session(name="bench-otel")

@@ -56,9 +56,13 @@ class HolySheep(Adapter):
 
     package = "holysheep_async"  # --before: the same adapter on an older tree's package
 
-    def __init__(self, *args: Any, transport: str = "default", **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, transport: str = "default", proxy: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         AsyncClient = importlib.import_module(self.package).AsyncClient
+        # proxy=: passed only when given (a --before tree may not have the argument).
+        extra = {} if proxy is None else {"proxy": proxy}
 
         http = None
         if transport == "httpx":
@@ -74,6 +78,7 @@ class HolySheep(Adapter):
             max_retries=0,
             default_headers=self.headers,
             http_client=http,
+            **extra,
         )
 
     async def aclose(self) -> None:
@@ -106,7 +111,7 @@ class OpenAISDK(Adapter):
 
     name = "openai"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, proxy: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         import openai
 
@@ -115,6 +120,8 @@ class OpenAISDK(Adapter):
             base_url=self.base_url,
             max_retries=0,
             default_headers=self.headers,
+            # A proxy as the SDK documents it: its default httpx client, with proxy=.
+            http_client=None if proxy is None else openai.DefaultAsyncHttpxClient(proxy=proxy),
         )
 
     async def aclose(self) -> None:

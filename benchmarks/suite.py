@@ -283,12 +283,13 @@ def run_scenarios(
     results: Results,
     log: Callable[[str], None],
     timeout: float,
+    table: dict[str, Any] | None = None,
 ) -> None:
-    """Every scenario, every client in turn (alternating), ``repeats`` times, on each backend."""
+    """Each scenario of ``table`` (SCENARIOS), each client in turn, ``repeats`` times."""
     for backend in backends:
         for rep in range(repeats):
             for scenario in scenarios:
-                fn = SCENARIOS[scenario]
+                fn = (table or SCENARIOS)[scenario]
                 order = list(clients) if rep % 2 == 0 else list(reversed(clients))
                 for name in order:
                     make = clients[name]
@@ -662,6 +663,10 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> Results
         run_scenarios(
             server, backends, clients, scenarios, size, repeats, results, log, args.timeout
         )
+        if not args.scenarios:  # the whole suite: the proxy scenarios too
+            from . import proxy  # (it imports this module)
+
+            proxy.run(server, backends, clients, size, repeats, results, log, args.timeout)
     if not args.no_batch:
         batch_scenarios(size, results, log)
     if not args.no_compare:

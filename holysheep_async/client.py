@@ -76,6 +76,25 @@ class _HTTPClient(httpx.AsyncClient):
         self._jar = _Cookies(cookies)
 
 
+def _check_proxy(proxy: object) -> None:
+    if isinstance(proxy, httpx.Proxy):
+        return
+    if not isinstance(proxy, (str, httpx.URL)):
+        raise ConfigurationError(
+            f"proxy must be a URL (str or httpx.URL) or an httpx.Proxy, got {type(proxy).__name__}"
+        )
+    text = str(proxy)
+    try:
+        url = httpx.URL(text if "://" in text else f"http://{text}")
+    except httpx.InvalidURL:
+        raise ConfigurationError("proxy is not a valid URL") from None  # may hold a password
+    if url.scheme not in ("http", "https", "socks5", "socks5h") or not url.host:
+        raise ConfigurationError(
+            f"proxy must be an http://, https:// or socks5:// URL with a host, got a"
+            f" {url.scheme}:// URL" + ("" if url.host else " without a host")
+        )
+
+
 def _check_number(name: str, value: object, *, allow_none: bool = True) -> None:
     if value is None and allow_none:
         return
@@ -99,6 +118,11 @@ class AsyncClient:
     trust store (``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` first); for a CA of your
     own, pass ``http_client=httpx.AsyncClient(verify=ssl_context)``. ``retry``
     replaces the whole retry policy (``max_retries`` sets only its count).
+
+    ``proxy``: a forward proxy for every request, ``"http://user:password@host:3128"``
+    (``https://`` targets go through a ``CONNECT`` tunnel; TLS stays end to end).
+    Without it the environment's ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` /
+    ``NO_PROXY`` apply, loopback targets excepted. See docs/proxies.md.
 
     ``rpm`` / ``tpm`` / ``max_concurrency``: client-side limits (see
     :mod:`holysheep_async.limits`); ``burst``: how many requests may start at
@@ -144,6 +168,7 @@ class AsyncClient:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         if api_key is None:
             api_key = os.environ.get("HOLYSHEEP_API_KEY") or None
@@ -190,6 +215,13 @@ class AsyncClient:
             raise ConfigurationError(
                 f"http_client must be an httpx.AsyncClient, got {type(http_client).__name__}"
             )
+        if proxy is not None:
+            _check_proxy(proxy)
+            if http_client is not None:
+                raise ConfigurationError(
+                    "proxy= is for the client's own HTTP client; with http_client=, give the"
+                    " proxy to your httpx.AsyncClient(proxy=...)"
+                )
         if isinstance(shared_limits, str):
             shared_limits = SharedLimits(shared_limits)
         elif shared_limits is not None and not isinstance(shared_limits, SharedLimits):
@@ -221,17 +253,28 @@ class AsyncClient:
         self._new_limiter = new_limiter
         self._owns_http = http_client is None
         if http_client is None:
-            # Our pool and codec (DESIGN.md, Performance); None -> httpx's own (proxies, opt-out).
-            transport = default_transport()
-            http_client = _HTTPClient(
-                timeout=timeout,
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
-                follow_redirects=True,
-                transport=transport,
-                # The system's trust store (_tls). Ours makes its context at its first
-                # HTTPS connection; httpx's transport (and its proxies') needs it now.
-                verify=create_ssl_context() if transport is None else True,
-            )
+            # Our pool and codec (DESIGN.md, Performance), http:// proxies included;
+            # None -> httpx's own (SOCKS and https:// proxies, HOLYSHEEP_TRANSPORT=httpx).
+            try:
+                transport = default_transport(proxy)
+                http_client = _HTTPClient(
+                    timeout=timeout,
+                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=256),
+                    follow_redirects=True,
+                    transport=transport,
+                    proxy=proxy if transport is None else None,
+                    # The system's trust store (_tls). Ours makes its context at its first
+                    # HTTPS connection; httpx's transport (and its proxies') needs it now.
+                    verify=create_ssl_context() if transport is None else True,
+                )
+            except ImportError as exc:  # a SOCKS proxy without httpx[socks]
+                raise ConfigurationError(str(exc)) from None
+            except ConfigurationError:
+                raise
+            except (ValueError, httpx.InvalidURL) as exc:
+                # Never the URL itself: it may hold the proxy's password.
+                where = "proxy=" if proxy is not None else "the proxy in the environment"
+                raise ConfigurationError(f"{where} cannot be used: {exc}") from None
         http = http_client
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         headers.update(default_headers or {})

@@ -466,6 +466,15 @@ def invalid_response(response: httpx.Response, expected: str) -> InvalidResponse
     )
 
 
+def _body_read(response: httpx.Response) -> bytes:
+    """The response's body as far as it could be read (b"": reading it failed, the
+    connection broke or a proxy reset it: the status still says what happened)."""
+    try:
+        return response.content
+    except httpx.ResponseNotRead:
+        return b""
+
+
 def make_status_error(
     response: httpx.Response,
     *,
@@ -482,7 +491,7 @@ def make_status_error(
     request_id = response.headers.get("x-request-id")
     if request_id:
         request_id = _redact_text(request_id, secrets)
-    raw = _redact_bytes(response.content, secrets)
+    raw = _redact_bytes(_body_read(response), secrets)
     body, message, code, etype = describe_error_body(raw, response.headers.get("content-type", ""))
     cls = _STATUS_CLASSES.get(status, InternalServerError if status >= 500 else APIStatusError)
     if status in (403, 429) and _QUOTA_WORDS.search(f"{code or ''} {etype or ''} {message}"):

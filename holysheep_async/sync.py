@@ -452,6 +452,7 @@ class Client:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         # Built first: bad settings raise here, before a thread is started.
         client = AsyncClient(
@@ -470,6 +471,7 @@ class Client:
             allow_insecure_http=allow_insecure_http,
             shared_limits=shared_limits,
             limits_namespace=limits_namespace,
+            proxy=proxy,
         )
         portal = Portal()
         self._client = client

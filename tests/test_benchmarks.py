@@ -68,6 +68,24 @@ def test_the_opentelemetry_benchmark_runs_every_mode(tmp_path: Path) -> None:
     assert all(row["req_per_s"] > 0 for row in data["table"].values())
 
 
+def test_the_proxy_scenarios_run_through_a_real_squid() -> None:
+    from benchmarks import peers, proxy
+
+    clients = {k: v for k, v in peers.available().items() if k in proxy.CLIENTS}
+    lines: list[str] = []
+    results = suite.Results(suite.machine_info(), "test", True, dict(suite.QUICK))
+    with suite.bench_server() as server:
+        proxy.run(server, ["asyncio", "trio"], clients, suite.QUICK, 1, results, lines.append, 60)
+    assert not results.errors, results.errors
+    medians = results.extra["proxy_squid"]["medians"]
+    for backend in ("asyncio", "trio"):
+        for scenario in proxy.SCENARIOS:
+            got = medians[backend][scenario]
+            assert set(got) == set(clients), (backend, scenario)  # the SDK too, when installed
+            assert all(v > 0 for metrics in got.values() for v in metrics.values())
+    assert any("| holysheep |" in line for line in lines)
+
+
 def test_the_agent_stream_benchmark_checks_what_every_client_assembled(tmp_path: Path) -> None:
     from benchmarks import agent_streams
 

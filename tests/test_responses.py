@@ -451,3 +451,27 @@ async def test_fallback_tool_round_trip_and_structured_output(
     ]
     assert body["response_format"]["type"] == "json_schema"
     assert body["response_format"]["json_schema"]["name"] == "Weather"
+
+
+def test_the_token_estimate_counts_instructions_input_and_the_answer() -> None:
+    from holysheep_async.responses._request import estimate
+
+    body = {
+        "instructions": "x" * 40,
+        "input": [
+            {"role": "user", "content": "y" * 40},
+            {"type": "function_call_output", "output": "z" * 8},
+        ],
+        "max_output_tokens": 100,
+    }
+    assert estimate(body) == (40 + 40 + 16 + 8 + 16) // 4 + 1 + 100
+    assert estimate({"input": "abcd"}) == 1 + 1 + 256  # no max_output_tokens: 256 for the answer
+
+
+async def test_a_tokens_per_minute_limit_sees_the_estimate(relay: respx.MockRouter) -> None:
+    relay.post("/responses").mock(return_value=answer(completed([message("x")])))
+    async with AsyncClient(api_key="sk-test-key", base_url=BASE, tpm=10_000) as client:
+        await client.responses.create(model="gpt-4o", input="q" * 400, max_output_tokens=50)
+        stats = client.limiter.stats()
+    assert stats.tokens_charged == 400 // 4 + 1 + 50  # the estimate, before the usage came
+    assert stats.tokens_refunded > 0  # the answer used 19: the rest went back

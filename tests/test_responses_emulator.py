@@ -17,19 +17,11 @@ from holysheep_async import (
     ResponsesNotSupportedError,
     StreamError,
     StreamIdleTimeout,
-    testing,
 )
 from holysheep_async.responses import ResponseFunctionToolCall, ResponseReasoningItem
-from holysheep_async.testing import Fault, MockServer
+from holysheep_async.testing import Fault, MockServer, response_answer_text
 
-# Until the emulator's /v1/responses (branch responses-server) is on main. TODO: drop the guard.
-response_answer_text: Any = getattr(testing, "response_answer_text", None)
-pytestmark = [
-    pytest.mark.anyio,
-    pytest.mark.skipif(
-        response_answer_text is None, reason="the emulator has no /v1/responses yet"
-    ),
-]
+pytestmark = pytest.mark.anyio
 
 TOOLS: list[dict[str, Any]] = [
     {

@@ -473,7 +473,9 @@ async def test_default_transport_choice(monkeypatch: pytest.MonkeyPatch) -> None
         assert not isinstance(client.http_client._transport, Transport)
     monkeypatch.delenv("HOLYSHEEP_TRANSPORT")
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    assert default_transport() is None, "proxies are left to httpx's transport"
+    assert isinstance(default_transport(), Transport), "http:// proxies are ours (issue 25)"
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://proxy.invalid:1080")
+    assert default_transport() is None, "SOCKS proxies are left to httpx's transport"
 
 
 @default_transport_only

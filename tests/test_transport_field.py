@@ -421,3 +421,17 @@ async def test_a_request_that_found_its_connection_closed_before_writing_goes_ag
     r = await http.post(srv.url, json={"n": 2}, extensions={NO_RESEND: True})
     assert r.content == b"done"
     assert [r[2] for r in reqs] == [b'{"n":1}', b'{"n":2}']
+
+
+async def test_an_error_answer_cut_short_is_still_its_status_error(raw) -> None:
+    # The body of a 500 breaks off (the server, or a proxy resetting a connection whose
+    # request body it did not read): the status is the error, not a crash reading the body.
+    def handler(conn: Conn) -> None:
+        conn.read_request()
+        conn.send(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 100\r\n\r\ncut")
+
+    srv = raw(handler)
+    async with AsyncClient(api_key="k", base_url=f"{srv.url}/v1", max_retries=0) as client:
+        with pytest.raises(APIStatusError, match="500 Internal Server Error") as info:
+            await client.chat.create(model="m", messages=[{"role": "user", "content": "x"}])
+    assert info.value.status_code == 500

@@ -37,8 +37,8 @@ open-telemetry/semantic-conventions-genai, with no release yet; its unreleased
 
 Modules: ``_providers`` (is anyone listening, where the requests go), ``_chat``
 (the chat span and metrics, the hooks), ``_content`` (the opt-in messages),
-``_batches`` (the batch spans), ``_responses`` (the Responses API's span, from plain values),
-``_tools`` (the tool spans).
+``_batches`` (the batch spans), ``_tools`` (the tool spans), ``_responses`` (the Responses
+API's span, from plain values).
 
 This package sits low: it imports only the wire models (for typing) and
 OpenTelemetry, never the client's classes. Callers hand it plain values: the

@@ -42,9 +42,19 @@ What it does, and why:
 - TLS through anyio with the system's trust store (``SSL_CERT_FILE`` and
   friends first; see ``_tls``), ALPN ``http/1.1``.
 
-Not handled here, by design: proxies (:func:`default_transport` returns
-``None`` when the environment configures one, so httpx's stock transport and
-its proxy support are used), HTTP/2, ``Expect: 100-continue``, upgrades.
+- ``http://`` forward proxies, from the environment (``HTTP_PROXY``,
+  ``HTTPS_PROXY``, ``ALL_PROXY``, ``NO_PROXY``, as httpx reads them; loopback
+  never proxied from there) or given (``Transport(proxy=...)``): a plain
+  ``http://`` request goes to the proxy in absolute form, an ``https://`` one
+  through a ``CONNECT`` tunnel with TLS to the target inside; tunnels are
+  pooled per (proxy, target) like any connection, under the same timers,
+  idle checks and early-answer handling. Basic credentials from the proxy
+  URL go to the proxy only and are never shown.
+
+Not handled here, by design: SOCKS and ``https://`` proxy URLs
+(:func:`default_transport` returns ``None`` for those, so httpx's stock
+transport and its proxy support are used), HTTP/2, ``Expect: 100-continue``,
+upgrades.
 
 Opt out with ``HOLYSHEEP_TRANSPORT=httpx`` in the environment.
 
@@ -52,14 +62,15 @@ Where things are, bottom to top (each module imports only those below it;
 nothing below names a class above, not even for typing):
 
 1. ``http11``: the codec. Request heads, response heads, chunked bodies;
-   bytes in, bytes out.
+   bytes in, bytes out. ``proxy``: which proxy a target goes through (pure).
 2. ``asyncio_stream``, ``trio_stream``: the socket adapters of each runtime
    (and trio's read-timeout watchdog, which calls back any ``Timed``).
 3. ``connection``: one connection; opening it, reads with their timer, writes.
 4. ``exchange``: one request on a leased connection, and the response body
    read off it. It ends a lease by calling the ``give_back(conn, reuse)``
    callback it was handed, as httpcore's pool wraps the body
-   (``PoolByteStream``) so that nothing below calls up.
+   (``PoolByteStream``) so that nothing below calls up. ``tunnel``: a
+   connection through a proxy's ``CONNECT``, TLS inside.
 5. ``pool``: the :class:`Transport`; the idle stacks, leases, the give-back.
 """
 

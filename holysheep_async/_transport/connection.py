@@ -23,6 +23,7 @@ import httpx
 from .._compat import current_loop, running_library
 from .asyncio_stream import _asyncio_connect_ip, _AsyncioStream, _Protocol, abandon_transport
 from .http11 import READ_SIZE, NothingSent
+from .proxy import Proxy
 from .trio_stream import _TrioStream, _TrioWatchdog
 
 #: A pool key: (scheme, host, port).
@@ -64,6 +65,7 @@ else:  # pragma: no cover - Windows
 
 class _Connection:
     __slots__ = (
+        "_adapter",
         "_deadline",
         "_dog",
         "_loop",
@@ -84,6 +86,10 @@ class _Connection:
     def __init__(self, key: Key, stream: anyio.abc.ByteStream) -> None:
         self.key = key
         self.stream = stream
+        # Our asyncio adapter, straight or under TLS (a tunnel through a proxy): its
+        # protocol has read what the loop saw, which the socket no longer shows.
+        inner = getattr(stream, "transport_stream", stream)
+        self._adapter = inner if type(inner) is _AsyncioStream else None
         self.buf = b""
         self.reused = False
         self.leased = False  # counted in the transport's in-use connections
@@ -126,8 +132,8 @@ class _Connection:
         """
         if self.buf:
             return False
-        stream = self.stream
-        if type(stream) is _AsyncioStream and not stream.quiet():
+        adapter = self._adapter
+        if adapter is not None and not adapter.quiet():
             return False
         sock = self._sock
         return sock is None or not _readable(sock)
@@ -296,56 +302,69 @@ def _is_ip(host: str) -> bool:
     return True
 
 
-async def connect(key: Key, timeout: float | None, tls: ssl.SSLContext | None) -> _Connection:
-    """A new connection to ``key``'s host and port (TLS with ``tls`` for https).
+async def open_stream(
+    scheme: bytes, host: str, port: int, timeout: float | None, tls: ssl.SSLContext | None
+) -> anyio.abc.ByteStream:
+    """A byte stream to ``host:port`` (TLS with ``tls`` for https), the runtime's fastest.
 
-    Errors are httpx's: ``ConnectTimeout`` after ``timeout``, ``ConnectError``
-    naming the host and port.
+    Raises what connecting raises: ``TimeoutError`` after ``timeout``,
+    ``OSError``, ``ssl.SSLError``, ``anyio.BrokenResourceError``.
     """
-    scheme, host, port = key
-    hostname = host.decode("ascii")
-    if scheme == b"http" and _is_ip(hostname) and running_library() == "asyncio":
+    if scheme == b"http" and _is_ip(host) and running_library() == "asyncio":
         # The common local case (an inference server, a relay on 127.0.0.1):
         # a socket of our own, its timeout a loop timer, not a cancel scope.
-        try:
-            transport, protocol = await _asyncio_connect_ip(hostname, port, timeout)
-        except TimeoutError:
-            raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
-        except OSError as exc:
-            raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
-        return _Connection(key, _AsyncioStream(transport, protocol))
+        transport, protocol = await _asyncio_connect_ip(host, port, timeout)
+        return _AsyncioStream(transport, protocol)
+    with anyio.fail_after(timeout):
+        if scheme == b"https":
+            assert tls is not None
+            return await anyio.connect_tcp(
+                host,
+                port,
+                tls=True,
+                ssl_context=tls,
+                tls_hostname=host,
+                tls_standard_compatible=False,
+            )
+        if running_library() == "asyncio":
+            # Happy eyeballs only where there can be a choice of address: its
+            # staggered race costs ~100 us of CPU per connection even with one.
+            transport, protocol = await asyncio.get_running_loop().create_connection(
+                _Protocol, host, port, happy_eyeballs_delay=0.25
+            )
+            return _AsyncioStream(transport, protocol)
+        if running_library() == "trio" and _is_ip(host):
+            import trio
+
+            return await _TrioStream.connect(trio, host, port)
+        stream = await anyio.connect_tcp(host, port)
+        sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
+        if sock is not None and running_library() == "trio":
+            import trio
+
+            return _TrioStream(sock, trio, owner=stream)
+        return stream
+
+
+async def connect(
+    key: Key, timeout: float | None, tls: ssl.SSLContext | None, *, proxy: Proxy | None = None
+) -> _Connection:
+    """A new connection for ``key`` (TLS with ``tls`` for https); to ``proxy`` when given.
+
+    Errors are httpx's: ``ConnectTimeout`` after ``timeout``, ``ConnectError``
+    naming the host and port, or the proxy (its URL without credentials).
+    """
+    scheme, host, port = key
+    if proxy is None:
+        hostname = host.decode("ascii")
+        what = f"{hostname}:{port}"
+    else:
+        scheme, hostname, port = b"http", proxy.host, proxy.port
+        what = f"proxy {proxy.url}"
     try:
-        with anyio.fail_after(timeout):
-            if scheme == b"https":
-                assert tls is not None
-                stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-                    hostname,
-                    port,
-                    tls=True,
-                    ssl_context=tls,
-                    tls_hostname=hostname,
-                    tls_standard_compatible=False,
-                )
-            elif running_library() == "asyncio":
-                # Happy eyeballs only where there can be a choice of address: its
-                # staggered race costs ~100 us of CPU per connection even with one.
-                transport, protocol = await asyncio.get_running_loop().create_connection(
-                    _Protocol, hostname, port, happy_eyeballs_delay=0.25
-                )
-                stream = _AsyncioStream(transport, protocol)
-            elif running_library() == "trio" and _is_ip(hostname):
-                import trio
-
-                stream = await _TrioStream.connect(trio, hostname, port)
-            else:
-                stream = await anyio.connect_tcp(hostname, port)
-                sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
-                if sock is not None and running_library() == "trio":
-                    import trio
-
-                    stream = _TrioStream(sock, trio, owner=stream)
+        stream = await open_stream(scheme, hostname, port, timeout, tls)
     except TimeoutError:
-        raise httpx.ConnectTimeout(f"timed out connecting to {hostname}:{port}") from None
+        raise httpx.ConnectTimeout(f"timed out connecting to {what}") from None
     except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
-        raise httpx.ConnectError(f"cannot connect to {hostname}:{port}: {exc}") from exc
+        raise httpx.ConnectError(f"cannot connect to {what}: {exc}") from exc
     return _Connection(key, stream)

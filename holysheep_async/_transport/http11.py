@@ -199,20 +199,25 @@ def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[byte
     return out
 
 
-def encode_head(request: httpx.Request, target: bytes) -> bytes:
+def encode_head(request: httpx.Request, target: bytes, extra: bytes = b"") -> bytes:
     """The request's head: ``METHOD target HTTP/1.1``, its header lines, the blank line.
 
     ``target``: the origin form (``/v1/chat/completions?x=1``), or the absolute
-    form for a forward proxy. A CR or LF inside a header or the target (header
-    injection, request smuggling) fails here, before a byte is sent.
+    form for a forward proxy; ``extra``: header lines of the hop (a proxy's
+    ``Proxy-Authorization``), each ending in CRLF. A CR or LF inside a header
+    or the target (header injection, request smuggling) fails here, before a
+    byte is sent.
     """
     raw = request.headers.raw
     parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
     for name, value in raw:
         parts += [name, b": ", value, b"\r\n"]
+    lines = len(raw) + 2
+    if extra:
+        parts.append(extra)
+        lines += extra.count(b"\n")
     parts.append(b"\r\n")
     head = b"".join(parts)
-    lines = len(raw) + 2
     if head.count(b"\n") != lines or head.count(b"\r") != lines:
         raise httpx.LocalProtocolError("CR or LF inside a request header or target")
     return head

@@ -12,7 +12,6 @@ import logging
 import os
 import ssl
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,27 +22,30 @@ from .._tls import create_ssl_context
 from .connection import NO_RESEND, Key, _Connection, _StaleConnection, _timeout, connect
 from .exchange import exchange
 from .http11 import encode_head
+from .proxy import Proxy, ProxyRoutes, ProxySetting, UnsupportedProxy, auth_error, auth_refused
+from .tunnel import open_tunnel
 
 log = logging.getLogger("holysheep_async")
 
 
-def default_transport() -> Transport | None:
+def default_transport(proxy: ProxySetting | None = None) -> Transport | None:
     """The transport ``AsyncClient`` builds its httpx client with, or None for httpx's own.
 
-    None when ``HOLYSHEEP_TRANSPORT=httpx`` is set, or when the environment
-    configures a proxy (``HTTPS_PROXY``, ``ALL_PROXY``, ...): httpx applies
-    environment proxies only to its own transport, so it keeps that case.
+    ``proxy``: the client's ``proxy=`` (else the environment's proxies apply,
+    see ``proxy``). None when ``HOLYSHEEP_TRANSPORT=httpx`` is set, or for a
+    proxy this transport does not speak (SOCKS, ``https://`` to the proxy):
+    httpx's transport applies those.
     """
     choice = os.environ.get("HOLYSHEEP_TRANSPORT", "").strip().lower()
     if choice == "httpx":
         return None
     if choice not in ("", "default", "holysheep"):
         log.warning("HOLYSHEEP_TRANSPORT=%r is not 'httpx' or 'default': ignored", choice)
-    proxies = {k: v for k, v in urllib.request.getproxies().items() if k != "no" and v}
-    if proxies:
-        log.debug("proxy configured in the environment (%s): using httpx's transport", *proxies)
+    try:
+        return Transport(proxy=proxy)
+    except UnsupportedProxy as exc:
+        log.debug("%s: using httpx's transport", exc)
         return None
-    return Transport()
 
 
 @dataclass(frozen=True)
@@ -64,9 +66,14 @@ class Transport(httpx.AsyncBaseTransport):
     >>> http = httpx.AsyncClient(transport=Transport())  # doctest: +SKIP
 
     ``verify``/``cert``/``trust_env`` build the SSL context as httpx does
-    (or pass ``ssl_context``). ``max_idle_per_host``: idle connections kept
-    per host (more are closed when returned). ``keepalive_expiry``: seconds
-    an idle connection is kept.
+    (or pass ``ssl_context``). ``proxy``: an ``http://`` forward proxy for
+    every request; without it (and with ``trust_env``) the environment's
+    proxies apply, as the module ``proxy`` describes. ``max_idle_per_host``:
+    idle connections kept per host (more are closed when returned).
+    ``keepalive_expiry``: seconds an idle connection is kept.
+
+    Raises ``UnsupportedProxy`` (a ``ValueError``) for a SOCKS or ``https://``
+    proxy, given or from the environment.
     """
 
     def __init__(
@@ -76,9 +83,13 @@ class Transport(httpx.AsyncBaseTransport):
         cert: Any = None,
         trust_env: bool = True,
         ssl_context: ssl.SSLContext | None = None,
+        proxy: ProxySetting | None = None,
         max_idle_per_host: int = 256,
         keepalive_expiry: float = 5.0,
     ) -> None:
+        # Read once, as httpx reads the environment when a client is made.
+        self._proxies = ProxyRoutes.configure(proxy, trust_env=trust_env)
+        self._via: dict[Key, Proxy | None] = {}
         self._verify = verify
         self._cert = cert
         self._trust_env = trust_env
@@ -227,7 +238,12 @@ class Transport(httpx.AsyncBaseTransport):
         key = (scheme, url.raw_host, port)
         if current_loop() is not self._loop:
             self._adopt(current_loop())
-        head = encode_head(request, url.raw_path)
+        proxy = None if self._proxies is None else self._route(key)
+        if proxy is None or scheme == b"https":  # direct, or inside a tunnel: origin form
+            head = encode_head(request, url.raw_path)
+        else:  # to a forward proxy: the absolute form, and the proxy's own header lines
+            target = b"http://" + url.netloc + url.raw_path
+            head = encode_head(request, target, proxy.header_lines)
         try:
             body: bytes | None = request.content
         except httpx.RequestNotRead:
@@ -235,21 +251,58 @@ class Transport(httpx.AsyncBaseTransport):
         if self._expired:
             await self._close_expired()
         conn = self._take_idle(key)
-        if conn is not None:
-            try:
-                return await exchange(self._lease(conn), request, head, body, self._give_back_cb)
-            except _StaleConnection as exc:
-                if exc.sent and request.extensions.get(NO_RESEND):
-                    raise httpx.RemoteProtocolError(
-                        "server disconnected without sending a response (on a reused"
-                        " connection; not sent again: the server may have acted on it)"
-                    ) from exc
-                log.debug("idle connection to %s was closed by the server: reconnecting", key[1])
-        conn = self._lease(await self._connect(key, request))
-        return await exchange(conn, request, head, body, self._give_back_cb)
+        response = None
+        try:
+            if conn is not None:
+                try:
+                    response = await exchange(
+                        self._lease(conn), request, head, body, self._give_back_cb
+                    )
+                except _StaleConnection as exc:
+                    if exc.sent and request.extensions.get(NO_RESEND):
+                        raise httpx.RemoteProtocolError(
+                            "server disconnected without sending a response (on a reused"
+                            " connection; not sent again: the server may have acted on it)"
+                        ) from exc
+                    log.debug("idle connection to %s closed by the server: reconnecting", key[1])
+            if response is None:
+                conn = self._lease(await self._connect(key, request, proxy))
+                response = await exchange(conn, request, head, body, self._give_back_cb)
+        except httpx.TransportError as exc:
+            if proxy is None or "proxy" in str(exc):
+                raise
+            # Through a proxy, "the server" may be the proxy: say which way it went.
+            raise type(exc)(f"{exc} (through proxy {proxy})") from exc
+        if (
+            proxy is not None
+            and scheme == b"http"
+            and response.status_code in (401, 407)
+            and auth_refused(
+                proxy, response.status_code, response.headers.get("www-authenticate", "")
+            )
+        ):
+            await response.aclose()  # the proxy's answer, not the server's
+            raise auth_error(proxy, response.status_code)
+        return response
 
-    async def _connect(self, key: Key, request: httpx.Request) -> _Connection:
-        tls = self._ssl() if key[0] == b"https" else None
-        conn = await connect(key, _timeout(request, "connect"), tls)
+    def _route(self, key: Key) -> Proxy | None:
+        """The proxy for ``key``'s target (None: direct), looked up once per target."""
+        try:
+            return self._via[key]
+        except KeyError:
+            assert self._proxies is not None
+            if len(self._via) > 4096:
+                self._via.clear()
+            proxy = self._via[key] = self._proxies.select(key[0], key[1].decode("ascii"), key[2])
+            return proxy
+
+    async def _connect(self, key: Key, request: httpx.Request, proxy: Proxy | None) -> _Connection:
+        timeout = _timeout(request, "connect")
+        if proxy is None:
+            conn = await connect(key, timeout, self._ssl() if key[0] == b"https" else None)
+        elif key[0] == b"https":
+            conn = await open_tunnel(key, proxy, timeout, self._ssl())
+        else:
+            conn = await connect(key, timeout, None, proxy=proxy)
         self.connections_opened += 1
         return conn

@@ -188,9 +188,8 @@ class ResponsesState:
 
     def restart(self, resume: bool = False) -> None:
         """Another attempt follows. A background response resumes after its last event
-        (everything kept; without event numbers it is read again from its start); any
-        other stream starts again from scratch. (``resume`` is the core's chat prefill
-        resume, which a Responses stream never asks for: this state decides itself.)"""
+        (everything kept; without event numbers it is read again from its start), whether
+        or not something was yielded (``resume``); any other stream starts from scratch."""
         resume_id = self.resume_id()
         if resume_id is not None and self.acc.sequence_number is not None:
             return

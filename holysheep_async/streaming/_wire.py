@@ -132,7 +132,7 @@ class Requesting(Protocol):
 
 
 class Body(Protocol):
-    """A response body of this package's transport, read directly (``_transport.http11``)."""
+    """A response body of this package's transport, read directly (``_transport.exchange``)."""
 
     @property
     def finished(self) -> bool: ...
