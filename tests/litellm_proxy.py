@@ -9,6 +9,7 @@ is off, and every model group points at an emulator on 127.0.0.1.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -151,3 +153,92 @@ class LiteLLMProxy:
             proc.wait(timeout=15)
         except ProcessLookupError:
             pass
+
+
+class Cutter:
+    """A TCP relay on 127.0.0.1 in front of ``port`` that can break one answer midway.
+
+    ``arm(marker, count)``: the next answer in which ``marker`` occurs ``count`` times
+    is passed on up to the end of the event holding the last of them (its blank line),
+    then both connections close, as a network failure between client and proxy would.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._lock = threading.Lock()
+        self._armed: tuple[bytes, int] | None = None
+        self.cuts = 0
+        self._closed = False
+        threading.Thread(target=self._accept, name="cutter", daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def arm(self, marker: bytes, count: int) -> None:
+        with self._lock:
+            self._armed = (marker, count)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def _down(self, src: socket.socket, dst: socket.socket) -> None:
+        seen = b""
+        try:
+            while data := src.recv(65536):
+                with self._lock:
+                    armed = self._armed
+                if armed is None:
+                    dst.sendall(data)
+                    continue
+                marker, count = armed
+                seen += data
+                found, at = 0, -1
+                while found < count:
+                    at = seen.find(marker, at + 1)
+                    if at < 0:
+                        break
+                    found += 1
+                end = seen.find(b"\n\n", at) if found == count else -1
+                if end < 0:
+                    dst.sendall(data)
+                    continue
+                with self._lock:
+                    self._armed = None
+                    self.cuts += 1
+                keep = len(data) - (len(seen) - (end + 2))
+                dst.sendall(data[:keep])
+                return
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                with contextlib.suppress(OSError):
+                    sock.close()

@@ -32,6 +32,7 @@ from holysheep_async import (
     BadRequestError,
     ResponseFailedError,
     ResponsesNotSupportedError,
+    StreamError,
 )
 from holysheep_async.responses import (
     ResponseCompletedEvent,
@@ -43,7 +44,7 @@ from holysheep_async.responses import (
 )
 from holysheep_async.testing import Fault, MockServer, response_answer_text
 
-from .litellm_proxy import MASTER_KEY, LiteLLMProxy, model_entry
+from .litellm_proxy import MASTER_KEY, Cutter, LiteLLMProxy, model_entry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.interop]
 
@@ -104,6 +105,13 @@ def proxy(backends: Backends) -> Iterator[LiteLLMProxy]:
     p.stop()
 
 
+@pytest.fixture(scope="module")
+def cutter(proxy: LiteLLMProxy) -> Iterator[Cutter]:
+    c = Cutter(proxy.port)
+    yield c
+    c.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_faults(backends: Backends) -> Iterator[None]:
     yield
@@ -114,7 +122,7 @@ def _no_leftover_faults(backends: Backends) -> Iterator[None]:
 @pytest.fixture
 async def client(proxy: LiteLLMProxy) -> AsyncIterator[AsyncClient]:
     # A fresh client per test: the chat fallback is remembered per client.
-    async with AsyncClient(api_key=MASTER_KEY, base_url=proxy.base_url) as c:
+    async with AsyncClient(api_key=MASTER_KEY, base_url=proxy.base_url, timeout=60) as c:
         yield c
 
 
@@ -323,6 +331,51 @@ async def test_a_background_response_is_counted_once(
     await client.responses.retrieve(started.id)
     await client.responses.retrieve(done.id)
     assert client.usage.requests == 1
+
+
+async def test_a_background_stream_cut_midway_resumes_through_the_relay(
+    cutter: Cutter, backends: Backends
+) -> None:
+    # The connection between client and proxy breaks after the fifth text delta. The
+    # client resumes with GET /responses/{id}?stream=true&starting_after=N, which LiteLLM
+    # answers with the whole response as JSON, not as the events after N: the client
+    # gives the rest of the text, none of it twice, and sends nothing to be answered again.
+    async with AsyncClient(api_key=MASTER_KEY, base_url=cutter.base_url, timeout=60) as client:
+        client._requester.sleep = _no_sleep
+        start, _ = backends.mark()
+        cuts = cutter.cuts
+        cutter.arm(b'"response.output_text.delta"', 5)
+        async with client.responses.stream(
+            model="relay-gpt-4o", input="Say hi", background=True
+        ) as stream:
+            texts = [t async for t in stream]
+    assert cutter.cuts == cuts + 1 and stream.metrics.resumes == 1
+    assert len(texts) > 5 and "".join(texts) == response_answer_text("Say hi")
+    assert stream.response.output_text == "".join(texts)
+    sent_on = [(r.method, r.path) for r in backends.full.requests[start:]]
+    assert sent_on.count(("POST", "/v1/responses")) == 1
+    assert [m for m, _ in sent_on] == ["POST", "GET"]
+    assert client.usage.requests == 1
+
+
+async def test_resuming_an_unfinished_response_through_the_relay_says_to_wait(
+    client: AsyncClient, backends: Backends
+) -> None:
+    backends.full.options["background_speed"] = 1  # one event per retrieve
+    try:
+        started = await client.responses.create(
+            model="relay-gpt-4o", input="Say hi", background=True
+        )
+        with pytest.raises(StreamError, match=r"instead of an event stream") as info:
+            async with client.responses.resume(started.id) as stream:
+                async for _ in stream:
+                    pass
+        assert "client.responses.wait(" in str(info.value)
+    finally:
+        backends.full.options["background_speed"] = None
+    backends.full.advance_responses(1000)
+    done = await client.responses.wait(started.id, poll_interval=0.01, timeout=30)
+    assert done.status == "completed" and client.usage.requests == 1
 
 
 async def test_the_bridge_answers_background_in_the_foreground(client: AsyncClient) -> None:
