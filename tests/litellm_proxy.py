@@ -30,6 +30,21 @@ MASTER_KEY = "sk-interop-0123456789abcdef0123456789abcdef"
 START_DEADLINE = 180.0
 
 
+# On Linux the proxy gets SIGTERM when the test process dies, even by SIGKILL (prctl
+# PR_SET_PDEATHSIG, kept across exec): no proxy is left running after a killed test run.
+_DIE_WITH_PARENT = (
+    [
+        sys.executable,
+        "-c",
+        "import ctypes, os, signal, sys;"
+        " ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM);"
+        " os.execv(sys.argv[1], sys.argv[1:])",
+    ]
+    if sys.platform == "linux"
+    else []
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -107,6 +122,7 @@ class LiteLLMProxy:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
+                    *_DIE_WITH_PARENT,
                     self.binary,
                     "--config", str(self.dir / "config.yaml"),
                     "--host", "127.0.0.1",
@@ -124,10 +140,9 @@ class LiteLLMProxy:
         url = f"http://127.0.0.1:{self.port}/health/liveliness"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"the LiteLLM proxy exited at start (code {self.proc.returncode}):\n"
-                    + self.log_tail()
-                )
+                code, tail = self.proc.returncode, self.log_tail()
+                self.stop()
+                raise RuntimeError(f"the LiteLLM proxy exited at start (code {code}):\n{tail}")
             try:
                 with urllib.request.urlopen(url, timeout=2) as answer:
                     if answer.status == 200:
@@ -135,13 +150,20 @@ class LiteLLMProxy:
             except (OSError, urllib.error.URLError):
                 pass
             time.sleep(0.25)
+        tail = self.log_tail()
         self.stop()
         raise RuntimeError(
-            f"the LiteLLM proxy did not answer {url} within {START_DEADLINE:.0f} s:\n"
-            + self.log_tail()
+            f"the LiteLLM proxy did not answer {url} within {START_DEADLINE:.0f} s:\n{tail}"
         )
 
     def stop(self) -> None:
+        """End the proxy (its whole process group) and remove its config and log."""
+        try:
+            self._end()
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _end(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return

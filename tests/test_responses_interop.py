@@ -316,6 +316,24 @@ async def test_retrieve_and_delete_through_the_relay(client: AsyncClient) -> Non
     assert client.usage.requests == 1  # a retrieve of a foreground response counts nothing
 
 
+async def test_input_items_and_cancel_through_the_relay(
+    client: AsyncClient, backends: Backends
+) -> None:
+    created = await client.responses.create(model="relay-gpt-4o", input="Say hi")
+    items = [item async for item in client.responses.input_items(created.id)]
+    assert [(i.type, i.role) for i in items] == [("message", "user")]  # type: ignore[union-attr]
+    backends.full.options["background_speed"] = 1  # one event per retrieve: still running
+    try:
+        started = await client.responses.create(
+            model="relay-gpt-4o", input="Say hi", background=True
+        )
+        cancelled = await client.responses.cancel(started.id)
+    finally:
+        backends.full.options["background_speed"] = None
+    assert cancelled.status == "cancelled"
+    assert client.usage.requests == 1  # the foreground one; a cancelled one used nothing here
+
+
 async def test_a_background_response_is_counted_once(
     client: AsyncClient, backends: Backends
 ) -> None:
