@@ -8,9 +8,16 @@ The rules the pages follow:
 - A ```` ```console ```` block: each ``$ command`` runs in bash (the CLI, the
   examples) and what follows it, up to the next ``$``, is its output (stdout
   and stderr together).
-- In expected output, ``<number>`` stands for a number (``1,300``, ``0.88``),
-  ``<id>`` for an id (``batch_000004``), ``...`` for any text within a line,
-  and a line holding only ``...`` for any number of lines. Nothing else varies.
+- Expected output is a real run's output. What differs from run to run is
+  matched loosely: a number matches any number (``41 ms`` matches ``38 ms``,
+  ``$0.0003`` matches ``$0.0004``, ``1,300`` matches ``1,298``); an id of the
+  API's kinds matches any id of the same kind (``batch_000004`` any
+  ``batch_...``, likewise ``file-``, ``req_``, ``chatcmpl-`` ... see ``ID_PREFIXES``);
+  two or more spaces match any run of spaces (columns move when a number
+  widens). ``...`` stands for any text within a line, and a line holding only
+  ``...`` for any number of lines. Everything else (words, names, model names
+  such as ``gpt-4o``, custom ids such as ``doc-1234``) must be as printed.
+  (``<number>`` and ``<id>`` are still understood, for a value no sample can show.)
 - ``<!-- not run: REASON -->`` just before a block leaves it out, saying why.
 
 Python blocks run with ``HOLYSHEEP_BASE_URL`` / ``HOLYSHEEP_API_KEY`` pointing at
@@ -51,18 +58,55 @@ NOT_RUN = re.compile(r"<!--\s*not run:\s*(?P<why>.+?)\s*-->\s*$")
 MARKER = "@@holysheep-doc-command@@"
 
 
+# The id kinds of the OpenAI API (and the emulator), prefix included in the match.
+ID_PREFIXES = (
+    "batch_req_", "batch_", "file-", "chatcmpl-", "cmpl-", "req_", "resp_", "msg_",
+    "call_", "fc_", "rs_", "run_", "ftjob-", "asst_", "thread_", "vs_",
+)  # fmt: skip
+# One token of an expected line that is not matched literally.
+_TOKEN = re.compile(
+    r"(?P<placeholder><number>|<id>)"
+    r"|(?P<dots>\.\.\.)"
+    rf"|(?P<id>\b(?:{'|'.join(ID_PREFIXES)})[A-Za-z0-9_]+)"
+    # A number standing alone: not part of a name (gpt-4o, doc-1234, q7) or an address.
+    r"|(?P<number>(?<![\w.])(?<!\w-)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\.?\w))"
+    r"|(?P<spaces> {2,})"
+)
+_ANY_NUMBER = r"[-+]?(?:\d[\d,]*)?\.?\d+"
+
+
+def line_pattern(line: str) -> str:
+    """The regular expression one expected line stands for (see the module docstring)."""
+    out: list[str] = []
+    pos = 0
+    for m in _TOKEN.finditer(line):
+        out.append(re.escape(line[pos : m.start()]))
+        pos = m.end()
+        kind = m.lastgroup
+        text = m.group()
+        if kind == "placeholder":
+            out.append(_ANY_NUMBER if text == "<number>" else r"[\w.:-]+")
+        elif kind == "dots":
+            out.append(r"[^\n]*?")
+        elif kind == "id":
+            prefix = next(p for p in ID_PREFIXES if text.startswith(p))
+            out.append(re.escape(prefix) + r"[A-Za-z0-9_]+")
+        elif kind == "number":
+            out.append(_ANY_NUMBER)
+        else:
+            out.append(" +")
+    out.append(re.escape(line[pos:]))
+    return "".join(out)
+
+
 def matches(actual: str, expected: str) -> bool:
-    """``actual`` fits ``expected`` with its placeholders (see the module docstring)."""
+    """``actual`` fits ``expected``, numbers and ids aside (see the module docstring)."""
     parts: list[str] = []
     for line in _lines(expected):
         if line.strip() == "...":
             parts.append(r"(?:[^\n]*\n)*?")
             continue
-        pattern = re.escape(line)
-        pattern = pattern.replace(re.escape("..."), r"[^\n]*?")
-        pattern = pattern.replace(re.escape("<number>"), r"[-+]?(?:\d[\d,]*)?\.?\d+")
-        pattern = pattern.replace(re.escape("<id>"), r"[\w.:-]+")
-        parts.append(pattern + r"\n")
+        parts.append(line_pattern(line) + r"\n")
     return re.fullmatch("".join(parts), "".join(f"{x}\n" for x in _lines(actual))) is not None
 
 

@@ -114,6 +114,15 @@ def bench_agents(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.agent_streams", *session.posargs)
 
 
+@nox.session(name="bench-responses")
+def bench_responses(session: nox.Session) -> None:
+    """Responses streams (issue 22): chunks/s and TTFT overhead of ``responses.stream`` next to
+    ``chat.stream`` and the official SDK's ``responses.stream`` helper, same run
+    (benchmarks/responses_streams.py; ``-- --quick`` for a smoke run)."""
+    session.install("-e", ".[bench]")
+    session.run("python", "-m", "benchmarks.responses_streams", *session.posargs)
+
+
 @nox.session(name="bench-otel")
 def bench_otel(session: nox.Session) -> None:
     """What OpenTelemetry costs: absent, API without a provider, SDK recording (RESULTS.md)."""

@@ -35,10 +35,12 @@ from .errors import (
     ResponseFailedError,
     ResponsesNotSupportedError,
     ResponseTimeoutError,
+    ResponseTooLargeError,
     SharedLimitsError,
     StreamError,
     StreamIdleTimeout,
     StructuredOutputError,
+    TLSMismatchError,
     ToolLoopError,
 )
 from .jsonl import BatchRequest, BatchResult, ValidationReport
@@ -122,6 +124,7 @@ __all__ = [
     "IncompleteStreamError",
     "InternalServerError",
     "InvalidResponseError",
+    "ResponseTooLargeError",
     "Limiter",
     "Model",
     "MonthlyEstimate",
@@ -156,6 +159,7 @@ __all__ = [
     "StreamMetrics",
     "StreamedToolCall",
     "StructuredOutputError",
+    "TLSMismatchError",
     "SyncChatStream",
     "SyncParsedChatStream",
     "SyncToolRunStream",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -19,13 +20,18 @@ import anyio
 import httpx
 
 from . import _otel
+from ._body import DEFAULT_MAX_RESPONSE_BYTES, read_capped, read_error_body
+from ._otel._propagate import inject_trace_context
 from ._transport import NO_RESEND, Transport
 from .errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     ConfigurationError,
     HolySheepError,
+    NotFoundError,
     QuotaExceededError,
+    TLSMismatchError,
     make_status_error,
 )
 from .limits import Limits, Permit
@@ -92,6 +98,35 @@ def describe_transport_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {reason}"
 
 
+# OpenSSL's reasons for a handshake whose answer was not TLS at all (an HTTP server's
+# "HTTP/1.1 400 ..." read as a TLS record).
+_NOT_TLS = frozenset(
+    {
+        "WRONG_VERSION_NUMBER",
+        "HTTP_REQUEST",
+        "PACKET_LENGTH_TOO_LONG",
+        "UNKNOWN_PROTOCOL",
+        "RECORD_LAYER_FAILURE",
+    }
+)
+# A path segment that is an API version: v1, v2, v1beta, v1alpha1.
+_VERSION = re.compile(r"v\d+(?:[a-z]+\d*)?")
+# Codes of a 404 that only says the path is unknown (not that a model or file is).
+_BARE_404_CODES = frozenset({"not_found", "notfound", "404", "unknown_url", "invalid_url"})
+
+
+def answered_plain_text(exc: BaseException) -> bool:
+    """Whether a TLS handshake failed because the server's answer was not TLS."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError) and seen.reason in _NOT_TLS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
         return True
@@ -116,6 +151,7 @@ class Requester:
         stream_idle_timeout: float | None,
         headers: Mapping[str, str],
         allow_insecure_http: bool = False,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -126,6 +162,8 @@ class Requester:
         self.stream_idle_timeout = stream_idle_timeout
         self.headers = dict(headers)
         self.allow_insecure_http = allow_insecure_http
+        #: The most a non-streamed answer may read into memory (None: no cap; see _body).
+        self.max_response_bytes = max_response_bytes
         #: Replaced by tests with a fake clock; every backoff goes through it.
         self.sleep: Sleep = anyio.sleep
         #: Called with (model, usage, batch) for every answer that reports usage:
@@ -172,6 +210,27 @@ class Requester:
 
     # -- sending --------------------------------------------------------------
 
+    def _not_tls(self, method: str, path: str, url: httpx.URL) -> str:
+        where = f"{url.host}:{url.port}" if url.port else url.host
+        plain = httpx.URL(self.base_url).copy_with(scheme="http")
+        return (
+            f"{method} {path}: the server at {where} did not answer TLS (it answered in plain"
+            f" text): it is a plain-HTTP server, but base_url says https://. Use"
+            f" base_url={str(plain)!r}"
+        )
+
+    def _version_hint(self, error: APIStatusError) -> str | None:
+        """For a bare 404 under a base URL with no version segment: where the API may be."""
+        if error.code is not None and error.code.lower() not in _BARE_404_CODES:
+            return None  # a 404 about something (a model, a file), not about the path
+        base = httpx.URL(self.base_url)
+        if any(_VERSION.fullmatch(part) for part in base.path.lower().split("/")):
+            return None
+        return (
+            f"The base URL {self.base_url} has no version prefix, and OpenAI-compatible APIs"
+            f" live under one: did you mean base_url={self.base_url + '/v1'!r}?"
+        )
+
     def url(self, path: str) -> str:
         return path if "://" in path else f"{self.base_url}/{path.lstrip('/')}"
 
@@ -204,6 +263,8 @@ class Requester:
         """
         auth = self._auth_headers()
         all_headers = {**self.headers, **auth, **(headers or {})}
+        # W3C traceparent / tracestate of the request's span, when OpenTelemetry is on.
+        inject_trace_context(all_headers, None if trace is None else trace.span)
         retries = self.retry.max_retries if max_retries is None else max_retries
         full = self.url(path)
         url = self._urls.get(full)
@@ -268,6 +329,8 @@ class Requester:
                 ) from exc
             except httpx.TransportError as exc:
                 permit.release()
+                if url.scheme == "https" and answered_plain_text(exc):
+                    raise TLSMismatchError(self.redact(self._not_tls(method, path, url))) from exc
                 why = describe_transport_error(exc)
                 error = APIConnectionError(
                     self.redact(f"{method} {path}: connection failed ({why})")
@@ -284,7 +347,7 @@ class Requester:
                 if status < 400:
                     if not stream:
                         try:
-                            await response.aread()
+                            await read_capped(response, self.max_response_bytes)
                         except httpx.TimeoutException as exc:
                             permit.release()
                             await response.aclose()
@@ -305,15 +368,25 @@ class Requester:
                         permit.release()
                     self._log(method, path, status, response, attempt, started)
                     return Reply(response, permit, attempt)
+                cut = False
                 try:
-                    await response.aread()
+                    cut = await read_error_body(response, self.max_response_bytes)
                 except httpx.HTTPError:
                     pass
                 finally:
                     await response.aclose()
                     permit.release()
                 self._log(method, path, status, response, attempt, started)
-                error = make_status_error(response, redact=self._api_key)
+                error = make_status_error(
+                    response,
+                    redact=self._api_key,
+                    note=f"The answer's body was longer than {len(response.content):,} bytes:"
+                    " only that much was read"
+                    if cut
+                    else None,
+                )
+                if isinstance(error, NotFoundError) and (hint := self._version_hint(error)):
+                    error = make_status_error(response, redact=self._api_key, note=hint)
                 cause = None
                 if isinstance(error, QuotaExceededError) or not self.retry.should_retry_status(
                     status, response.headers
@@ -455,7 +528,7 @@ class Requester:
         """A redirect on the fast path: httpx builds the next request and follows from there."""
         http = self.http
         try:
-            await response.aread()
+            await read_error_body(response, self.max_response_bytes)
         finally:
             await response.aclose()
         build = getattr(http, "_build_redirect_request", None)

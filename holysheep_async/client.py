@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._fork import forget_after_fork, forget_httpx_connections
 from ._requester import Requester
 from ._tls import create_ssl_context
@@ -145,6 +146,12 @@ class AsyncClient:
     stream's read timeout is raised to it when it is the larger, so that it is
     the idle timeout that bounds a stream's silence (docs/proxies.md).
 
+    ``max_response_bytes``: the most a non-streamed answer may read into memory
+    (default 256 MiB, above the largest real answer: embeddings at the API's limits
+    in float JSON, ~195 MB); a larger one fails while it is read, with
+    :class:`~holysheep_async.errors.ResponseTooLargeError` naming the cap and the
+    request. ``None``: no cap. Streams and downloads (to disk) are not capped by it.
+
     Made before ``os.fork()`` (a module imported by Celery's prefork pool or
     ``gunicorn --preload``), it works in the children: each connects anew and
     has a limiter and ``usage`` of its own (docs/workers.md).
@@ -168,6 +175,7 @@ class AsyncClient:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         if api_key is None:
@@ -203,6 +211,15 @@ class AsyncClient:
         if not isinstance(allow_insecure_http, bool):
             raise ConfigurationError(
                 f"allow_insecure_http must be True or False, got {allow_insecure_http!r}"
+            )
+        if max_response_bytes is not None and (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ConfigurationError(
+                "max_response_bytes must be an int >= 1 (bytes) or None,"
+                f" got {max_response_bytes!r}"
             )
         if default_headers is not None and not (
             isinstance(default_headers, Mapping)
@@ -288,6 +305,7 @@ class AsyncClient:
             stream_idle_timeout=stream_idle_timeout,
             headers=headers,
             allow_insecure_http=allow_insecure_http,
+            max_response_bytes=max_response_bytes,
         )
         self.chat = Chat(self._requester)
         self.responses = Responses(self._requester)
@@ -341,6 +359,10 @@ class AsyncClient:
     @property
     def stream_idle_timeout(self) -> float | None:
         return self._requester.stream_idle_timeout
+
+    @property
+    def max_response_bytes(self) -> int | None:
+        return self._requester.max_response_bytes
 
     @property
     def has_api_key(self) -> bool:

@@ -6,8 +6,10 @@
     ├── ConfigurationError            bad settings, missing API key (also a ValueError)
     │   └── ResponsesNotSupportedError  a Responses request needs what this server lacks
     ├── APIConnectionError            the request or the response did not get through
-    │   └── APITimeoutError           connect / read / write / pool timeout
-    │       └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
+    │   ├── APITimeoutError           connect / read / write / pool timeout
+    │   │   └── StreamIdleTimeout     no SSE data event for `stream_idle_timeout` seconds
+    │   └── TLSMismatchError          an https:// base URL whose server does not speak TLS
+    │                                 (also a ConfigurationError; never retried)
     ├── APIStatusError                the server answered with a status >= 400
     │   ├── BadRequestError           400, 422
     │   ├── AuthenticationError       401
@@ -19,6 +21,7 @@
     │   │                             up (also a PermissionDeniedError; never retried)
     │   └── InternalServerError       >= 500
     ├── InvalidResponseError          a 2xx answer whose body is not what the protocol says
+    │   └── ResponseTooLargeError     ... or is larger than ``max_response_bytes``
     ├── StreamError                   error object or malformed event inside a 200 stream
     │   ├── IncompleteStreamError     stream ended with neither [DONE] nor a finish reason
     │   └── ResponseFailedError       a Responses stream ended with ``response.failed``
@@ -66,6 +69,7 @@ __all__ = [
     "PermissionDeniedError",
     "QuotaExceededError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "SharedLimitsError",
     "RefusalError",
     "ResponseFailedError",
@@ -74,6 +78,7 @@ __all__ = [
     "StreamError",
     "StreamIdleTimeout",
     "StructuredOutputError",
+    "TLSMismatchError",
     "ToolLoopError",
     "make_status_error",
 ]
@@ -119,6 +124,15 @@ class APIConnectionError(HolySheepError):
 
 class APITimeoutError(APIConnectionError):
     """Connecting, sending, or waiting for the answer took longer than the timeout."""
+
+
+class TLSMismatchError(APIConnectionError, ConfigurationError):
+    """The base URL says ``https://`` but the server answered in plain text (not TLS).
+
+    Typically an ``http://`` server (a local model server, the emulator) typed with
+    ``https://``: the message says which URL to use. Never retried: it cannot get
+    better by asking again. Also a :class:`ConfigurationError`.
+    """
 
 
 class StreamIdleTimeout(APITimeoutError):
@@ -207,6 +221,21 @@ class InvalidResponseError(HolySheepError):
         self.status_code = status_code
         self.request_id = request_id
         self.body = body
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """A non-streamed answer grew past ``max_response_bytes`` (``limit``): reading stopped there.
+
+    Raised while reading (at once when the ``Content-Length`` says so), so memory
+    never holds more than the cap; ``body`` is empty. Never retried. Streams are not
+    capped this way (each event line is), nor are downloads, which go to disk.
+    """
+
+    def __init__(
+        self, message: str, *, status_code: int, request_id: str | None, limit: int
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id, body="")
+        self.limit = limit
 
 
 class StreamError(HolySheepError):
@@ -463,6 +492,31 @@ def invalid_response(response: httpx.Response, expected: str) -> InvalidResponse
         status_code=response.status_code,
         request_id=request_id,
         body=raw[:1000].decode("utf-8", "replace"),
+    )
+
+
+def response_too_large(response: httpx.Response, limit: int) -> ResponseTooLargeError:
+    """The error for an answer over ``limit`` bytes: the cap, the request, the request id."""
+    secrets = [_sent_key(response)]
+    request_id = response.headers.get("x-request-id")
+    if request_id:
+        request_id = _redact_text(request_id, secrets)
+    request = response.request
+    url = request.url.copy_with(username=None, password=None)
+    rid = f" [request id {request_id}]" if request_id else ""
+    length = response.headers.get("content-length", "")
+    size = f" (Content-Length {int(length):,})" if length.isdigit() else ""
+    return ResponseTooLargeError(
+        _redact_text(
+            f"{response.status_code} from {request.method} {url}: the answer is larger than"
+            f" max_response_bytes={limit:,} ({limit / 2**20:g} MiB){size}{rid}; reading"
+            " stopped there. A non-streamed answer this large means a broken server or"
+            " relay; if you do expect it, raise AsyncClient(max_response_bytes=...)",
+            secrets,
+        ),
+        status_code=response.status_code,
+        request_id=request_id,
+        limit=limit,
     )
 
 

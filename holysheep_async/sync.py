@@ -33,6 +33,7 @@ from pydantic import BaseModel
 from typing_extensions import Self, Unpack
 
 from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._structured import ParsedChatStream
 from ._tool_run import ToolResult, ToolRun, ToolRunStream
 from .batches import Batches
@@ -452,6 +453,7 @@ class Client:
         allow_insecure_http: bool = False,
         shared_limits: str | SharedLimits | None = None,
         limits_namespace: str | None = None,
+        max_response_bytes: int | None = DEFAULT_MAX_RESPONSE_BYTES,
         proxy: str | httpx.URL | httpx.Proxy | None = None,
     ) -> None:
         # Built first: bad settings raise here, before a thread is started.
@@ -471,6 +473,7 @@ class Client:
             allow_insecure_http=allow_insecure_http,
             shared_limits=shared_limits,
             limits_namespace=limits_namespace,
+            max_response_bytes=max_response_bytes,
             proxy=proxy,
         )
         portal = Portal()

@@ -103,3 +103,72 @@ def test_the_agent_stream_benchmark_checks_what_every_client_assembled(tmp_path:
     with pytest.raises(AssertionError, match="calls differ"):
         wrong = {**agent_streams.expected("agent", 400), "calls": []}
         agent_streams._check("x", "agent", 400, wrong)
+
+
+def test_the_responses_stream_benchmark_checks_every_client_on_both_runtimes(
+    tmp_path: Path,
+) -> None:
+    from benchmarks import responses_streams as rs
+
+    lines: list[str] = []
+    out = tmp_path / "responses.json"
+    args = rs.build_parser().parse_args(
+        ["--quick", "--backend", "asyncio", "--backend", "trio", "--out", str(out)]
+    )
+    results = rs.run(args, log=lines.append)
+    runs = results["runs"]
+    ours = ["holysheep responses.stream", "holysheep responses events()", "holysheep chat.stream"]
+    for backend in ("asyncio", "trio"):
+        for name in ours:
+            assert runs[f"{backend}/{name}/long"]["chunks_per_s"] > 0
+            assert runs[f"{backend}/{name}/long"]["cpu_ms_per_1000"] > 0
+            assert runs[f"{backend}/{name}/ttft"]["overhead_p99_ms"] >= 0
+    # The official SDK's helpers run in the same run, on asyncio, when installed.
+    assert {k.split("/")[1] for k in runs if k.startswith("asyncio/")} == set(rs.clients())
+    assert not any(k.startswith("trio/openai") for k in runs)  # only with --sdk-on-trio
+    assert json.loads(out.read_text())["quick"] is True
+    assert "| trio | holysheep responses.stream |" in "\n".join(lines)
+    # A client that assembles the wrong thing fails the run rather than being timed.
+    good = {"text": rs.expected_text(40), "final_text": rs.expected_text(40), "output_tokens": 40}
+    rs.check("x", 40, {**good, "events": 40 + rs.RESPONSES_FRAME})
+    with pytest.raises(AssertionError, match="events differ"):
+        rs.check("x", 40, {**good, "events": 40})
+    with pytest.raises(AssertionError, match="final_text differs"):
+        rs.check("x", 40, {**good, "final_text": rs.expected_text(39)})
+
+
+def test_the_responses_benchmark_bodies_are_what_openai_sends() -> None:
+    from benchmarks import responses_streams as rs
+
+    def frames(body: bytes) -> list[tuple[str | None, str]]:
+        out = []
+        for block in body.decode().split("\n\n")[:-1]:
+            fields = dict(line.split(": ", 1) for line in block.split("\n"))
+            out.append((fields.get("event"), fields["data"]))
+        return out
+
+    n = 5
+    events = frames(b"".join(rs.responses_body(n)))
+    parsed = [json.loads(data) for _, data in events]
+    assert [name for name, _ in events] == [e["type"] for e in parsed]  # event: == type
+    assert [e["sequence_number"] for e in parsed] == list(range(n + rs.RESPONSES_FRAME))
+    assert parsed[-1]["type"] == "response.completed"
+    head, _ = rs.responses_body(n)
+    assert b"output_text.delta" not in head  # the ttft server's wait comes before the first
+    chunks = [json.loads(data) for _, data in frames(b"".join(rs.chat_body(n)))[:-1]]
+    assert "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+    ) == (rs.expected_text(n))
+    if importlib.util.find_spec("openai") is None:
+        return
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.responses import ResponseStreamEvent
+    from pydantic import TypeAdapter
+
+    typed = [TypeAdapter(ResponseStreamEvent).validate_python(e) for e in parsed]
+    final = typed[-1]
+    assert final.type == "response.completed"
+    assert final.response.output_text == rs.expected_text(n)
+    assert final.response.usage is not None and final.response.usage.output_tokens == n
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk)

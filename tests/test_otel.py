@@ -13,6 +13,7 @@ import anyio
 import pytest
 
 from holysheep_async import (
+    APIConnectionError,
     AsyncClient,
     BadRequestError,
     InternalServerError,
@@ -190,6 +191,25 @@ async def test_a_failed_stream_is_an_error_span(
     assert span.attributes["error.type"] == type(info.value).__qualname__ == "StreamError"
     (duration,) = telemetry.points("gen_ai.client.operation.duration")
     assert duration.attributes["error.type"] == "StreamError"
+
+
+async def test_a_stream_dropped_after_some_tokens_still_records_its_time_to_first_chunk(
+    client: AsyncClient, server: MockServer, telemetry: Telemetry
+) -> None:
+    server.inject(Fault("drop", after=3))
+    received = []
+    with pytest.raises(APIConnectionError):
+        async with client.chat.stream(model=MODEL, messages=MSGS) as stream:
+            async for text in stream:
+                received.append(text)
+    assert len(received) == 3
+    span = only(telemetry.spans(), f"chat {MODEL}")
+    assert span.attributes["error.type"] == "APIConnectionError"
+    first_chunk = span.attributes["gen_ai.response.time_to_first_chunk"]
+    assert 0 < first_chunk <= stream.metrics.ttft  # type: ignore[operator]
+    (ttfc,) = telemetry.points("gen_ai.client.operation.time_to_first_chunk")
+    assert ttfc.count == 1 and ttfc.sum == first_chunk
+    assert ttfc.attributes["error.type"] == "APIConnectionError"
 
 
 async def test_retries_and_the_429_cooldown_are_span_events(

@@ -167,6 +167,8 @@ class ChatTrace:
         error = error_type(exc) if exc is not None and is_failure(exc) else None
         self._finish(error, None, None)
         if self.span is not None:
+            if self._ttfc is not None:  # a stream that broke after its first chunk
+                self.span.set_attribute("gen_ai.response.time_to_first_chunk", self._ttfc)
             if error is not None:
                 self.span.set_attribute("error.type", error)
                 self.span.set_status(self._live.otel_trace.StatusCode.ERROR, error)
@@ -214,13 +216,12 @@ class ChatTrace:
         if response_model:
             attrs = {**attrs, "gen_ai.response.model": response_model}
         if error is not None:
-            live.duration.record(
-                time.perf_counter() - self._started, {**attrs, "error.type": error}
-            )
-            return
+            attrs = {**attrs, "error.type": error}
         live.duration.record(time.perf_counter() - self._started, attrs)
-        if self._ttfc is not None:
+        if self._ttfc is not None:  # every stream that received a chunk, failed or not
             live.ttfc.record(self._ttfc, attrs)
+        if error is not None:
+            return
         if usage is not None:
             live.tokens.record(usage.prompt_tokens, {**attrs, "gen_ai.token.type": "input"})
             live.tokens.record(usage.completion_tokens, {**attrs, "gen_ai.token.type": "output"})

@@ -367,4 +367,9 @@ async def connect(
         raise httpx.ConnectTimeout(f"timed out connecting to {what}") from None
     except (OSError, ssl.SSLError, anyio.BrokenResourceError) as exc:
         raise httpx.ConnectError(f"cannot connect to {what}: {exc}") from exc
+    except anyio.EndOfStream as exc:  # a clean close in the middle of the TLS handshake
+        raise httpx.ConnectError(
+            f"cannot connect to {what}: the server closed the connection during the TLS"
+            " handshake"
+        ) from exc
     return _Connection(key, stream)

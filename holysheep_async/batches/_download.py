@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from .. import _otel
+from .._body import read_error_body
 from .._options import CallOptions
 from ..errors import APIConnectionError, APITimeoutError, InvalidResponseError, invalid_response
 from ..jsonl import BatchResult, atomic_write, parse_result_line
@@ -129,7 +130,7 @@ async def refuse_html(response: httpx.Response, file_id: str) -> None:
     if "html" not in response.headers.get("content-type", "").lower():
         return
     try:
-        await response.aread()
+        await read_error_body(response)  # the page's title is what the message needs
     except httpx.HTTPError as exc:
         raise APIConnectionError(
             f"file {file_id}: the connection broke reading an HTML answer ({type(exc).__name__})"

@@ -45,8 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every way it ends is an exit code and at most one line on stderr.
 
     0 done, 1 an error (``error: ...``), 2 a bad command line, 130 Ctrl-C
-    (``interrupted``); a closed pipe (``holysheep batch results ID | head -1``)
-    ends quietly. ``-vv`` shows the traceback of an unexpected error.
+    (``interrupted``); a pipe closed before the command's output was all read
+    (``holysheep batch results ID | head -1``) is 1, quietly. ``-vv`` shows the
+    traceback of an unexpected error.
     """
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

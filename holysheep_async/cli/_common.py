@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
+import errno
+import io
 import os
+import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import anyio
 import httpx
@@ -131,6 +135,78 @@ async def open_client(
         ) as client:
             check_base_url(client.base_url, insecure)
             yield client, False
+
+
+# -- output into a pipe (`holysheep batch results ID | head -1`) ----------------------------
+
+
+class BlockWriter:
+    """Text to ``stream`` in blocks of at most ``size`` bytes (UTF-8), each written at once.
+
+    Whatever the buffering (``PYTHONUNBUFFERED=1`` writes every ``print`` on its own),
+    an output that fits in one block, and so in an empty pipe (64 KiB on Linux), reaches
+    the pipe in one write, before its reader can have read any of it.
+    """
+
+    def __init__(self, stream: TextIO, size: int = 64 * 1024) -> None:
+        self._stream = stream
+        self._size = size
+        self._parts: list[str] = []
+        self._pending = 0
+
+    def write(self, text: str) -> None:
+        n = len(text.encode())
+        if self._pending and self._pending + n > self._size:
+            self.flush()
+        self._parts.append(text)
+        self._pending += n
+
+    def flush(self) -> None:
+        if self._parts:
+            block = "".join(self._parts)
+            self._parts.clear()
+            self._pending = 0
+            self._stream.write(block)
+        self._stream.flush()
+
+
+def wait_for_reader(stream: TextIO) -> None:
+    """When ``stream`` is a pipe: return once its reader has taken all that was written to
+    it, or raise ``BrokenPipeError`` when the reader closed it with some of it unread.
+
+    What ``| head -1`` does to a command then no longer depends on timing: the exit
+    code says whether the reader took the whole output (0) or left before (1, quietly,
+    as when a write meets the closed pipe: see ``cli.main``). Not a pipe, or a system
+    that cannot tell (no ``FIONREAD`` on a pipe's write end): returns at once.
+    """
+    try:
+        import fcntl
+        import select
+        import termios
+
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        unread = array.array("i", [0])
+        poller = select.poll()
+        poller.register(fd, 0)  # only POLLERR / POLLHUP: the reader has closed its end
+        wait_ms = 1
+        while True:
+            fcntl.ioctl(fd, termios.FIONREAD, unread)
+            if unread[0] == 0:
+                return
+            if poller.poll(wait_ms):  # it has gone: with all of it, or not
+                fcntl.ioctl(fd, termios.FIONREAD, unread)
+                if unread[0] == 0:
+                    return
+                raise BrokenPipeError(errno.EPIPE, "the reader left with output unread")
+            wait_ms = min(wait_ms * 2, 100)
+    except (ImportError, AttributeError, ValueError, io.UnsupportedOperation):
+        return
+    except BrokenPipeError:
+        raise
+    except OSError:
+        return
 
 
 def check_backend(backend: str) -> None:

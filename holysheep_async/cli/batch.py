@@ -16,7 +16,14 @@ from typing import Any
 from ..batches import BatchReport, RunProgress
 from ..jsonl import validate_requests
 from ..models import Batch
-from ._common import add_target_options, open_client, run, use_emulator
+from ._common import (
+    BlockWriter,
+    add_target_options,
+    open_client,
+    run,
+    use_emulator,
+    wait_for_reader,
+)
 
 EXIT_INCOMPLETE = 3
 #: The emulator answers at once: poll it quickly so the command does not dawdle.
@@ -165,11 +172,17 @@ def results(args: argparse.Namespace) -> int:
                 path = await client.batches.download(batch, args.output)
                 print(f"results of {batch.id} ({batch.status}) -> {path}", file=sys.stderr)
             else:
+                out = BlockWriter(sys.stdout)
                 async for result in client.batches.results(batch):
-                    print(json.dumps(result.to_line(), ensure_ascii=False))
+                    out.write(json.dumps(result.to_line(), ensure_ascii=False) + "\n")
+                out.flush()
         return 0
 
-    return run(args, go)
+    code = run(args, go)
+    if code == 0 and args.output is None:
+        wait_for_reader(sys.stdout)  # `| head -1`: the same exit code run after run
+    return code
+
 
 
 # -- run --------------------------------------------------------------------------

@@ -265,8 +265,10 @@ class SharedLimiter:
                     with anyio.move_on_after(renew if self._held else math.inf):
                         await rt.wake.wait()
                     rt.wake = anyio.Event()
+                    if rt.closing and self._down:
+                        break  # no last attempt at an unreachable Redis: leases expire (TTL)
                     await self._flush(rt)
-                    if self._down:  # not every wake-up while Redis is away
+                    if self._down and not rt.closing:  # not every wake-up while Redis is away
                         await self._sleep_quietly(self.config.retry_after)
         except BaseException as exc:  # a system task must never raise
             if not isinstance(exc, (Exception, anyio.get_cancelled_exc_class())):
@@ -659,7 +661,11 @@ class SharedLimiter:
         )
 
     async def aclose(self) -> None:
-        """Send what is queued (leases given back), then close the Redis connection."""
+        """Send what is queued (leases given back), then close the Redis connection.
+
+        With Redis unreachable at the last attempt, nothing is sent (and nothing
+        waited for): the leases this process holds expire after ``lease_ttl``.
+        """
         rt = self._rt
         if rt is None or not rt.alive:
             return

@@ -34,6 +34,7 @@ import httpx
 from pydantic_core import from_json
 
 from .. import _otel
+from .._body import read_capped, read_error_body
 from .._compat import loop_clock
 from ..errors import (
     APIConnectionError,
@@ -107,6 +108,9 @@ class Requesting(Protocol):
 
     @property
     def limiter(self) -> Cooling: ...
+
+    @property
+    def max_response_bytes(self) -> int | None: ...
 
     @property
     def sleep(self) -> Callable[[float], Awaitable[None]]: ...
@@ -245,7 +249,7 @@ class Wire:
         if "html" in ctype:
             error: HolySheepError
             try:
-                await response.aread()
+                await read_error_body(response)
                 error = invalid_response(response, "an event stream (text/event-stream)")
             except httpx.HTTPError as exc:
                 error = APIConnectionError(
@@ -403,7 +407,7 @@ class Wire:
         raw: bytes | None = None
         try:
             with anyio.CancelScope(deadline=self._deadline):
-                raw = await response.aread()
+                raw = await read_capped(response, self._requester.max_response_bytes)
         except httpx.HTTPError as exc:
             raise APIConnectionError(
                 f"The connection broke reading the answer ({type(exc).__name__}){self.rid()}"

@@ -178,10 +178,17 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 async def read_request(reader: asyncio.StreamReader) -> tuple[Request, bool] | None:
     """Read one request; None when the client closed the connection between requests."""
+    first = b""
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        first = await reader.readexactly(1)
+        if first == b"\x16":
+            # A TLS handshake record: a client told https:// for this plain-HTTP server.
+            # Answer in plain text at once, as HTTP servers do, instead of waiting for a
+            # request head that never comes (the client then fails at once too).
+            raise BadHTTP("this is a plain-HTTP server: use http://, not https://")
+        head = first + await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
-        if exc.partial.strip():
+        if (first + exc.partial).strip():
             raise BadHTTP("incomplete request head") from None
         return None
     except asyncio.LimitOverrunError:
