@@ -25,6 +25,19 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session
+def interop(session: nox.Session) -> None:
+    """client.responses against a server that is not ours: a real LiteLLM proxy on
+    127.0.0.1, offline, in front of the emulator (tests/test_responses_interop.py), on
+    asyncio and trio. Not in CI's default sessions: LiteLLM's install is heavy (the
+    ``interop`` extra); tests/test_responses_relay_quirks.py keeps what it found there."""
+    session.install("-e", ".[interop]")
+    session.run(
+        "pytest", "-p", "no:cacheprovider", "-m", "interop", "tests/test_responses_interop.py",
+        *session.posargs,
+    )
+
+
 MAX_MODULE_LINES = 700  # the house's rule (LAYOUT.md): a module fits in a reader's head
 
 

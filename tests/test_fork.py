@@ -176,7 +176,10 @@ def test_shared_limits_after_fork(
     )
     (child,) = facts(lines, "shared_child")
     (parent,) = facts(lines, "shared_parent")
-    assert parent["held"] == 1  # the parent held a permit (a stream) across the fork
+    # The parent's stream may still hold its permit at the fork or may have read its whole
+    # answer already (the emulator writes it at once): a race, so not asserted. Either way
+    # the child starts with none of the parent's counts: it had made two requests before.
+    assert parent["held"] in (0, 1)
     # The child's limiter started fresh (the parent's permit is the parent's)...
     assert child["in_flight_at_fork"] == 0 and child["requests_at_fork"] == 0
     # ...and took its permits from Redis, not from a fallback.

@@ -41,6 +41,9 @@ __all__ = [
 #: Statuses of ``POST /responses`` that mean the server has no Responses API.
 NO_RESPONSES_API = frozenset({404, 405, 501})
 _MODEL_WORDS = re.compile(r"\bmodel", re.IGNORECASE)
+#: A 404 whose message names the route is about the route, even if it names a model too
+#: (LiteLLM relays the backend's "Invalid URL (POST /v1/responses)" with "model group 'x'").
+_ROUTE_WORDS = re.compile(r"/responses\b|\b(?:url|path|route|endpoint)\b", re.IGNORECASE)
 
 
 def no_responses_api(exc: APIStatusError | InvalidResponseError) -> str | None:
@@ -52,8 +55,10 @@ def no_responses_api(exc: APIStatusError | InvalidResponseError) -> str | None:
         return None
     if exc.status_code not in NO_RESPONSES_API:
         return None
+    message = exc.message or ""
     if exc.status_code == 404 and (
-        exc.code == "model_not_found" or _MODEL_WORDS.search(exc.message or "")
+        exc.code == "model_not_found"
+        or (_MODEL_WORDS.search(message) and not _ROUTE_WORDS.search(message))
     ):
         return None  # the model is unknown, not the route
     return f"POST /responses answered {exc.status_code}"

@@ -79,16 +79,29 @@ class Responses:
             )
         self.fallback_reason = reason
 
-    def _count(self, response: Response, reply: Reply | None = None, *, created: bool) -> None:
-        """Count ``response``'s usage in ``client.usage`` once (see ``_unbilled``)."""
+    def _count(
+        self,
+        response: Response,
+        reply: Reply | None = None,
+        *,
+        created: bool,
+        asked: str | None = None,
+    ) -> None:
+        """Count ``response``'s usage in ``client.usage`` once (see ``_unbilled``).
+
+        ``asked``: the id the caller asked for. A relay may answer under another id
+        than the one it gave at creation (LiteLLM encodes the routing in the id,
+        differently each time), so either id names an unbilled response.
+        """
         if response.status in ("queued", "in_progress"):
             if created and response.id:
                 self._unbilled.add(response.id)
             return
         if not created:
-            if response.id not in self._unbilled:
+            ids = {response.id, asked} & self._unbilled
+            if not ids:
                 return
-            self._unbilled.discard(response.id)
+            self._unbilled -= ids
         usage = response.usage
         if usage is None:
             return
@@ -448,7 +461,7 @@ class Responses:
             timeout=timeout,
         )
         response = self._parse(reply.response, Response)
-        self._count(response, created=False)
+        self._count(response, created=False, asked=response_id)
         return response
 
     async def cancel(
@@ -470,7 +483,7 @@ class Responses:
             timeout=timeout,
         )
         response = self._parse(reply.response, Response)
-        self._count(response, created=False)
+        self._count(response, created=False, asked=response_id)
         return response
 
     async def delete(

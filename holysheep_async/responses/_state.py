@@ -31,6 +31,17 @@ Item = tuple[dict[str, Any], "str | None"]
 MALFORMED = "malformed_event"
 
 
+def _output_text(obj: Mapping[str, Any]) -> str:
+    """The ``output_text`` parts of a response object's messages, joined."""
+    return "".join(
+        part.get("text") or ""
+        for item in obj.get("output") or ()
+        if isinstance(item, dict) and item.get("type") == "message"
+        for part in item.get("content") or ()
+        if isinstance(part, dict) and part.get("type") == "output_text"
+    )
+
+
 def _same(text: str) -> str:
     return text
 
@@ -126,6 +137,19 @@ class ResponsesState:
             obj = response_from_chat(obj, self.request)
         elif obj.get("object") not in (None, "response") or "output" not in obj:
             raise self.malformed(data, "not a response object")
+        status = obj.get("status")
+        if status in ("queued", "in_progress"):
+            # LiteLLM answers GET /responses/{id}?stream=true so: the object as it is now.
+            raise StreamError(
+                f"The server answered with the response object (status {status}) instead of"
+                " an event stream: it does not stream this response; wait for it with"
+                f" client.responses.wait({obj.get('id')!r}){self.where()}",
+                body=self.redact(data),
+            )
+        # Text given already (a resumed stream answered whole) is not given again.
+        said = len(self.acc.text)
+        if said and not _output_text(obj).startswith(self.acc.text):
+            raise self.malformed(data, "the response does not go on from the text given")
         events: list[dict[str, Any]] = []
         for index, item in enumerate(obj.get("output") or ()):
             if not isinstance(item, dict):
@@ -133,19 +157,20 @@ class ResponsesState:
             if item.get("type") == "message":
                 for part_index, part in enumerate(item.get("content") or ()):
                     if isinstance(part, dict) and part.get("type") == "output_text":
+                        text = part.get("text") or ""
+                        skip, said = min(said, len(text)), max(0, said - len(text))
                         events.append(
                             {
                                 "type": "response.output_text.delta",
                                 "item_id": item.get("id"),
                                 "output_index": index,
                                 "content_index": part_index,
-                                "delta": part.get("text") or "",
+                                "delta": text[skip:],
                             }
                         )
             events.append(
                 {"type": "response.output_item.done", "output_index": index, "item": item}
             )
-        status = obj.get("status")
         kind = {"incomplete": "response.incomplete", "failed": "response.failed"}.get(
             status or "", "response.completed"
         )

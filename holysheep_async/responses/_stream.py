@@ -333,7 +333,9 @@ class ResponseStream(StreamCore):
         if reply is not None:
             attach_response(response, reply.response)
         self._final = response
-        self._setup.count(response, reply, created=self._setup.body is not None)
+        self._setup.count(
+            response, reply, created=self._setup.body is not None, asked=self._setup.response_id
+        )
         usage = response.usage
         metrics = self.metrics
         metrics.tokens = usage.output_tokens if usage and usage.output_tokens else metrics.deltas
