@@ -1,4 +1,4 @@
-"""The clients compared: this one, the official ``openai`` SDK, plain httpx + httpx-sse.
+"""The clients compared: this one, the official SDK (httpx and aiohttp), httpx + httpx-sse.
 
 Each adapter opens a fresh client (a cold pool) and offers the same two calls:
 ``stream(n_tokens)`` -> (ttft seconds, text chunks) and ``complete(n_tokens)``.
@@ -8,6 +8,7 @@ client sends through its own default-headers option.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import io
 import json
@@ -24,6 +25,8 @@ MESSAGES = [{"role": "user", "content": "Say something about sheep."}]
 
 class Adapter:
     name = "?"
+    #: The runtimes it runs on.
+    backends: tuple[str, ...] = ("asyncio", "trio")
 
     def __init__(self, base_url: str, profile: str = "", api_key: str = KEY, model: str = MODEL):
         self.base_url = base_url.rstrip("/")
@@ -120,9 +123,29 @@ class OpenAISDK(Adapter):
             base_url=self.base_url,
             max_retries=0,
             default_headers=self.headers,
-            # A proxy as the SDK documents it: its default httpx client, with proxy=.
-            http_client=None if proxy is None else openai.DefaultAsyncHttpxClient(proxy=proxy),
+            http_client=self._http_client(proxy),
         )
+
+    def _http_client(self, proxy: str | None) -> Any:
+        """The SDK's default (httpx); through a proxy as the SDK documents it (proxy=)."""
+        if proxy is None:
+            return None
+        import openai
+
+        return openai.DefaultAsyncHttpxClient(proxy=proxy)
+
+
+class OpenAIAioHttp(OpenAISDK):
+    """The official SDK on its aiohttp backend (``openai[aiohttp]``), its fastest; asyncio only."""
+
+    name = "openai[aiohttp]"
+    #: The runtimes it runs on (aiohttp is asyncio's).
+    backends = ("asyncio",)
+
+    def _http_client(self, proxy: str | None) -> Any:
+        from openai import DefaultAioHttpClient
+
+        return DefaultAioHttpClient() if proxy is None else DefaultAioHttpClient(proxy=proxy)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -258,11 +281,14 @@ def available() -> dict[str, Any]:
         "httpx+httpx-sse": HttpxSSE,
     }
     try:
-        import openai  # noqa: F401
+        import openai
     except ImportError:
         pass
     else:
         out["openai"] = OpenAISDK
+        aio = getattr(openai, "DefaultAioHttpClient", None)  # openai >= 1.80, with its extra
+        if aio is not None and "Missing" not in aio.__name__:
+            out["openai[aiohttp]"] = OpenAIAioHttp
     try:
         import httpx_sse  # noqa: F401
     except ImportError:
@@ -270,11 +296,45 @@ def available() -> dict[str, Any]:
     return out
 
 
-class Floor(Adapter):
-    """The floor: raw anyio socket, hand-written HTTP, no parsing beyond counting.
+try:
+    from orjson import loads as _loads
+except ImportError:  # the bench extra installs it; the floor still runs without
+    _loads = json.loads
 
-    Not a usable client: it shows what the server, the loopback and the event
-    loop cost, so the others' overhead can be read above it.
+
+class _FloorProtocol(asyncio.Protocol):
+    """The floor's asyncio side: the bytes that arrived, and a waiter to wake."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.pieces: list[bytes] = []
+        self.waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.pieces.append(data)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.data_received(b"")
+
+
+class Floor(Adapter):
+    """The floor: a raw socket, hand-written HTTP, orjson per answer and per event, no checks.
+
+    On asyncio an ``asyncio.Protocol`` (no streams layer), on trio a trio
+    socket read directly. Each data event of a stream and each whole answer is
+    decoded (orjson; ``json`` when it is not installed) and its text read, as
+    any client must; nothing else: no header parsing beyond the body's length,
+    no chunked decoding (the server's chunks hold whole events), no error
+    handling, no timeouts, no pool bookkeeping. Not a usable client: it shows
+    what the server, the loopback, the event loop and the JSON decode cost, so
+    the others' overhead can be read above it.
     """
 
     name = "socket (floor)"
@@ -293,42 +353,92 @@ class Floor(Adapter):
         )
 
     async def aclose(self) -> None:
-        for s in self._idle:
-            await s.aclose()
+        for conn in self._idle:
+            if isinstance(conn, _FloorProtocol):
+                if conn.transport is not None:
+                    conn.transport.close()
+            else:
+                conn.close()
         self._idle.clear()
 
-    async def _exchange(self, body: bytes, done: Any) -> tuple[float, int]:
-        import anyio
+    async def _exchange(self, body: bytes, take: Any) -> None:
+        """Send one request; hand every piece of the answer to ``take`` until it says done."""
+        request = self._head + b"content-length: %d\r\n\r\n%b" % (len(body), body)
+        if asyncio._get_running_loop() is not None:
+            proto = self._idle.pop() if self._idle else None
+            if proto is None:
+                loop = asyncio.get_running_loop()
+                _, proto = await loop.create_connection(_FloorProtocol, *self._addr)
+            assert proto.transport is not None
+            proto.transport.write(request)
+            while True:
+                if not proto.pieces:
+                    proto.waiter = asyncio.get_running_loop().create_future()
+                    await proto.waiter
+                    proto.waiter = None
+                pieces = proto.pieces
+                data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                pieces.clear()
+                if take(data):
+                    break
+            self._idle.append(proto)
+            return
+        import trio
 
-        sock = self._idle.pop() if self._idle else await anyio.connect_tcp(*self._addr)
-        start = time.perf_counter()
-        await sock.send(self._head + b"content-length: %d\r\n\r\n%b" % (len(body), body))
-        buf = b""
-        ttft = 0.0
-        while not done(buf):
-            buf += await sock.receive(65536)
-            if not ttft and b'"content":" ' in buf:
-                ttft = time.perf_counter() - start
+        sock = self._idle.pop() if self._idle else None
+        if sock is None:
+            sock = trio.socket.socket()
+            await sock.connect(self._addr)
+        await sock.send(request)
+        while not take(await sock.recv(65536)):
+            pass
         self._idle.append(sock)
-        return ttft, buf.count(b'"delta":{"content":" ')
 
     async def stream(self, n_tokens: int) -> tuple[float, int]:
         body = json.dumps(
             {"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens, "stream": True}
         ).encode()
-        return await self._exchange(body, lambda b: b.endswith(b"\r\n0\r\n\r\n"))
+        start = time.perf_counter()
+        ttft = 0.0
+        n = 0
+        pending = b""
+
+        def take(data: bytes) -> bool:
+            nonlocal pending, n, ttft
+            buf = pending + data if pending else data
+            end = buf.rfind(b"\n")
+            pending = buf[end + 1 :]
+            for line in buf[: end + 1].split(b"\n"):
+                if line[:7] == b"data: {":
+                    choices = _loads(line[6:])["choices"]
+                    if choices and choices[0]["delta"].get("content"):
+                        if not n:
+                            ttft = time.perf_counter() - start
+                        n += 1
+            return buf.endswith(b"\r\n0\r\n\r\n") or not data
+
+        await self._exchange(body, take)
+        return ttft, n
 
     async def complete(self, n_tokens: int) -> int:
         body = json.dumps(
             {"model": self.model, "messages": MESSAGES, "max_tokens": n_tokens}
         ).encode()
+        buf = b""
+        choices = 0
 
-        def done(b: bytes) -> bool:
-            end = b.find(b"\r\n\r\n")
+        def take(data: bytes) -> bool:
+            nonlocal buf, choices
+            buf += data
+            end = buf.find(b"\r\n\r\n")
             if end < 0:
-                return False
-            length = int(b.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-            return len(b) >= end + 4 + length
+                return not data
+            at = buf.find(b"content-length: ", 0, end) + 16
+            length = int(buf[at : buf.find(b"\r\n", at)])
+            if len(buf) < end + 4 + length:
+                return not data
+            choices = len(_loads(buf[end + 4 : end + 4 + length])["choices"])
+            return True
 
-        await self._exchange(body, done)
-        return 1
+        await self._exchange(body, take)
+        return choices

@@ -258,7 +258,8 @@ def machine_info() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for dist in ("httpx", "anyio", "openai", "trio", "h11", "pydantic", "httpx-sse"):
+    dists = ["httpx", "anyio", "openai", "trio", "h11", "pydantic", "httpx-sse"]
+    for dist in [*dists, "aiohttp", "orjson"]:
         with contextlib.suppress(PackageNotFoundError):
             versions[dist] = version(dist)
     return {
@@ -293,6 +294,8 @@ def run_scenarios(
                 order = list(clients) if rep % 2 == 0 else list(reversed(clients))
                 for name in order:
                     make = clients[name]
+                    if backend not in getattr(make, "backends", (backend,)):
+                        continue  # an asyncio-only peer (aiohttp) on trio
 
                     async def one(fn: Any = fn, make: Factory = make) -> dict[str, float] | None:
                         with anyio.move_on_after(timeout):
@@ -655,7 +658,7 @@ def run(args: argparse.Namespace, log: Callable[[str], None] = print) -> Results
         quick=args.quick,
         size=dict(size),
     )
-    missing = {"openai"} - set(every)
+    missing = {"openai", "openai[aiohttp]"} - set(every)
     if missing:
         results.notes.append(f"peers not installed, left out: {sorted(missing)}")
     log(f"clients: {list(clients)}; backends: {backends}; repeats: {repeats}")

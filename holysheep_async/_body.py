@@ -46,6 +46,14 @@ async def read_capped(response: httpx.Response, limit: int | None) -> bytes:
     Over the cap: :class:`~holysheep_async.errors.ResponseTooLargeError`, with the
     response closed (its connection is not reused). ``None``: no cap.
     """
+    content: bytes | None = getattr(response, "_content", None)
+    if content is not None:
+        # Read whole already (this package's transport hands over an answer that came
+        # with its head read): only its size to check, no stream to go through.
+        if limit is not None and len(content) > limit:
+            await response.aclose()
+            raise response_too_large(response, limit)
+        return content
     if limit is None:
         return await response.aread()
     declared = _declared_length(response)

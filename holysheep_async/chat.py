@@ -54,14 +54,19 @@ def _body(
 ) -> dict[str, Any]:
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty string, got {model!r}")
-    if isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable):
+    if type(messages) is not list and (
+        isinstance(messages, (str, bytes)) or not isinstance(messages, Iterable)
+    ):
         raise TypeError(
             "messages must be a list of {'role': ..., 'content': ...} dicts, "
             f"got {type(messages).__name__}"
         )
     msgs = list(messages)
     for i, message in enumerate(msgs):
-        if not isinstance(message, Mapping) or "role" not in message:
+        # A dict first: the ABC check costs more than the rest of this loop.
+        if (type(message) is not dict and not isinstance(message, Mapping)) or (
+            "role" not in message
+        ):
             raise TypeError(f"messages[{i}] must be a dict with a 'role', got {message!r:.80}")
     return {"model": model, "messages": msgs, **params}
 

@@ -49,6 +49,11 @@ class _Cookies(httpx.Cookies):
         if "set-cookie" in response.headers:
             super().extract_cookies(response)
 
+    def __bool__(self) -> bool:
+        # httpx walks the whole jar to answer this (asked before every request);
+        # a jar that never held a cookie has an empty table.
+        return bool(getattr(self.jar, "_cookies", True)) and super().__bool__()
+
 
 class _HTTPClient(httpx.AsyncClient):
     """The ``httpx.AsyncClient`` built when none is handed in: httpx's, with a faster jar.

@@ -9,9 +9,10 @@ Follows the WHATWG event-stream rules, plus what real servers send:
 - several ``data:`` lines in one event are joined with ``\\n``;
 - ``event:``, ``id:`` and ``retry:`` fields (a ``retry`` of more than 18 digits
   is ignored); a UTF-8 byte order mark at the start;
-- multi-byte UTF-8 characters split across reads: the decoder works on bytes
-  and decodes an event's data only once the event is complete (bytes that are
-  not UTF-8 become U+FFFD rather than an exception);
+- multi-byte UTF-8 characters split across reads: a line is decoded only once
+  it is complete (bytes that are not UTF-8 become U+FFFD rather than an
+  exception); the whole lines of a read are decoded at once (a line end is
+  never inside a UTF-8 sequence, so that is what decoding each line gives);
 - a last event not followed by a blank line is still delivered by ``flush()``
   (servers that close right after ``data: [DONE]``).
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from httpx_sse import ServerSentEvent
 
-__all__ = ["SSEDecoder", "SSEError", "ServerSentEvent"]
+__all__ = ["RawEvent", "SSEDecoder", "SSEError", "ServerSentEvent"]
 
 #: An event as the decoder builds it: (event name, data, id, retry). ``feed`` and
 #: ``flush`` wrap each in a :class:`ServerSentEvent`; the chat stream reads the
@@ -70,7 +71,7 @@ class SSEDecoder:
         self._pending_size = 0
         self._skip_lf = False  # the last read ended in CR: an LF starting the next is its pair
         self._started = False  # a BOM is only skipped at the very start
-        self._data: list[bytes] = []
+        self._data: list[str] = []
         self._event = ""
         self._id = ""
         self._retry: int | None = None
@@ -86,7 +87,13 @@ class SSEDecoder:
         return [ServerSentEvent(*e) for e in self.flush_raw()]
 
     def feed_raw(self, chunk: bytes) -> list[RawEvent]:
-        """Like ``feed``, as (event, data, id, retry) tuples; the event name is never empty."""
+        """Like ``feed``, as (event, data, id, retry) tuples; the event name is never empty.
+
+        The hot path of a stream. The whole lines of the read are decoded at
+        once; at an event boundary, the events they hold are split on their
+        blank lines, and one that is a single ``data:`` line (what servers
+        send) is taken whole; anything else goes line by line, by the same rules.
+        """
         if not chunk:
             return []
         if not self._started:
@@ -110,11 +117,29 @@ class SSEDecoder:
             chunk = b"".join(self._pending)
             self._pending = []
             self._pending_size = 0
-        lines = chunk.split(b"\n")
-        last = lines.pop()
-        if last:
-            self._hold(last)
-        return self._lines(lines)
+        end = chunk.rfind(b"\n") + 1
+        if end < len(chunk):
+            self._hold(chunk[end:])  # a line not finished yet
+        text = chunk[:end].decode("utf-8", "replace")  # whole lines, each ending in "\n"
+        if self._data or self._event or self._retry is not None:
+            # Inside an event that began in an earlier read: line by line.
+            lines = text.split("\n")
+            lines.pop()  # "" after the last line end
+            return self._lines(lines)
+        # At an event boundary: each block before a blank line is a whole event.
+        blocks = text.split("\n\n")
+        tail = blocks.pop()  # after the last blank line: an event not finished yet
+        events: list[RawEvent] = []
+        for block in blocks:
+            if block[:6] == "data: " and "\n" not in block:
+                events.append(("message", block[6:], self._id, None))
+            else:  # its lines, and the blank line that ends it
+                events += self._lines([*block.split("\n"), ""])
+        if tail:
+            lines = tail.split("\n")
+            lines.pop()  # "" after the last line end
+            events += self._lines(lines)
+        return events
 
     def _start(self, chunk: bytes) -> bytes:
         # The BOM may itself arrive split across reads.
@@ -138,13 +163,13 @@ class SSEDecoder:
             )
         self._pending.append(piece)
 
-    def _lines(self, lines: list[bytes]) -> list[RawEvent]:
+    def _lines(self, lines: list[str]) -> list[RawEvent]:
         events: list[RawEvent] = []
         data = self._data
         for line in lines:
             # The hot path: "data: {...}" then a blank line.
-            if line[:5] == b"data:":
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            if line[:5] == "data:":
+                data.append(line[6:] if line[5:6] == " " else line[5:])
                 continue
             if not line:
                 if data:
@@ -155,27 +180,32 @@ class SSEDecoder:
                     self._event = ""
                     self._retry = None
                 continue
-            if line[0] == 58:  # b":" comment / ping
+            if line[0] == ":":  # a comment / ping
                 self.comments += 1
                 continue
-            field, sep, value = line.partition(b":")
-            if sep and value[:1] == b" ":
+            field, sep, value = line.partition(":")
+            if sep and value[:1] == " ":
                 value = value[1:]
-            if field == b"data":  # "data" alone on its line: an empty data field
+            if field == "data":  # "data" alone on its line: an empty data field
                 data.append(value)
-            elif field == b"event":
-                self._event = value.decode("utf-8", "replace")
-            elif field == b"id":
-                if b"\0" not in value:
-                    self._id = value.decode("utf-8", "replace")
-            elif field == b"retry" and value.isdigit() and len(value) <= _MAX_RETRY_DIGITS:
+            elif field == "event":
+                self._event = value
+            elif field == "id":
+                if "\0" not in value:
+                    self._id = value
+            elif (
+                field == "retry"
+                and value.isascii()
+                and value.isdigit()
+                and len(value) <= _MAX_RETRY_DIGITS
+            ):
                 self._retry = int(value)
             # Unknown fields are ignored, as the standard says.
         return events
 
     def _dispatch(self) -> RawEvent:
-        raw = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = (self._event or "message", raw.decode("utf-8", "replace"), self._id, self._retry)
+        raw = self._data[0] if len(self._data) == 1 else "\n".join(self._data)
+        event = (self._event or "message", raw, self._id, self._retry)
         self._data = []
         self._event = ""
         self._retry = None
@@ -183,8 +213,9 @@ class SSEDecoder:
 
     def flush_raw(self) -> list[RawEvent]:
         """Like ``flush``, as tuples (see ``feed_raw``)."""
-        lines = [b"".join(self._pending)] if self._pending else []
-        if not self._started and lines and _BOM.startswith(lines[0]):
+        pending = b"".join(self._pending)
+        lines = [pending.decode("utf-8", "replace")] if pending else []
+        if not self._started and pending and _BOM.startswith(pending):
             lines = []
         self._pending = []
         self._pending_size = 0

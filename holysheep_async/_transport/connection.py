@@ -39,6 +39,18 @@ def _timeout(request: httpx.Request, which: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _poller(sock: Any) -> Any:
+    """A poll object with ``sock`` registered (None where there is no ``poll``, or closed)."""
+    if not hasattr(select, "poll"):  # pragma: no cover - Windows
+        return None
+    poller = select.poll()
+    try:
+        poller.register(sock, select.POLLIN)
+    except (OSError, ValueError):  # closed already
+        return None
+    return poller
+
+
 if hasattr(select, "poll"):
 
     def _readable(sock: Any) -> bool:
@@ -68,7 +80,9 @@ class _Connection:
         "_adapter",
         "_deadline",
         "_dog",
+        "_fd",
         "_loop",
+        "_poller",
         "_sock",
         "_timer",
         "_trio",
@@ -121,6 +135,9 @@ class _Connection:
             self._sock = stream.extra(anyio.abc.SocketAttribute.raw_socket, None)
             if self._sock is not None:
                 self._dog = _TrioWatchdog.current(trio)
+        # The idle check's poll object, made once (see idle_ok), and the descriptor it watches.
+        self._poller = None if self._sock is None else _poller(self._sock)
+        self._fd = -1 if self._poller is None else self._sock.fileno()  # type: ignore[union-attr]
 
     def idle_ok(self) -> bool:
         """No sign that the server closed this idle connection or spoke unasked.
@@ -136,7 +153,15 @@ class _Connection:
         if adapter is not None and not adapter.quiet():
             return False
         sock = self._sock
-        return sock is None or not _readable(sock)
+        if sock is None:
+            return True
+        poller = self._poller
+        if poller is None or sock.fileno() != self._fd:
+            # Closed (fileno() is -1) or not pollable: a poll object of its own, which
+            # cannot look at a descriptor number reused since.
+            return not _readable(sock)
+        # The socket is open and still has its descriptor: the kept poll object watches it.
+        return not poller.poll(0)
 
     def now(self) -> float:
         """The running loop's clock (the one deadlines are given in)."""

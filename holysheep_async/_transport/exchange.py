@@ -16,16 +16,17 @@ import math
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 
-from .connection import _Connection, _NothingWritten, _StaleConnection, _timeout
+from .._lean import header_value, headers_from_triples, read_response
+from .connection import _Connection, _NothingWritten, _StaleConnection
 from .http11 import (
     _NO_BODY_STATUS,
     MAX_HEAD,
     SMALL_WRITE,
     ChunkedDecoder,
-    _header_tokens,
     _parse_head,
     find_head_end,
 )
@@ -215,8 +216,14 @@ async def exchange(
     :class:`_StaleConnection` (the pool decides whether to send again).
     """
     started = time.perf_counter()
-    write_timeout = _timeout(request, "write")
-    read_timeout = _timeout(request, "read")
+    timeouts = request.extensions.get("timeout")
+    if timeouts:
+        write = timeouts.get("write")
+        read = timeouts.get("read")
+        write_timeout = None if write is None else float(write)
+        read_timeout = None if read is None else float(read)
+    else:
+        write_timeout = read_timeout = None
     got_bytes = False
     # Set when sending failed: the server may have answered early and closed
     # (413, 401 before the whole body): its answer is read and returned.
@@ -243,7 +250,7 @@ async def exchange(
                 unsent = exc  # as httpcore does: read what the server said first
             buf = conn.buf
             while True:
-                end, start = find_head_end(buf)
+                end, start = find_head_end(buf) if buf else (-1, -1)
                 if end >= 0:
                     version, status, reason, headers = _parse_head(buf[:end])
                     buf = buf[start:]
@@ -288,6 +295,15 @@ async def exchange(
     return response
 
 
+def _tokens(values: list[bytes]) -> list[bytes]:
+    """The comma-separated tokens of a header's values, stripped and lowercased."""
+    return [t.strip().lower() for v in values for t in v.split(b",") if t.strip()]
+
+
+#: The headers that decide how a response is framed and whether its connection is kept.
+_FRAMING = frozenset({b"connection", b"transfer-encoding", b"content-length", b"content-encoding"})
+
+
 def _response(
     conn: _Connection,
     request: httpx.Request,
@@ -306,43 +322,57 @@ def _response(
     ``sent``: False when the request could not be sent whole (an early answer):
     the connection is not reused then.
     """
-    connection = _header_tokens(headers, b"connection")
+    # One pass: the headers as httpx keeps them, and the few that frame the body.
+    triples = [(k, k.lower(), v) for k, v in headers]
+    framing: dict[bytes, list[bytes]] = {}
+    for _, name, value in triples:
+        if name in _FRAMING:
+            framing.setdefault(name, []).append(value)
+    connection = _tokens(framing[b"connection"]) if b"connection" in framing else []
     keep = b"close" not in connection if version == b"HTTP/1.1" else b"keep-alive" in connection
     keep = keep and sent
-    if keep and b"close" in request.headers.get("connection", "").lower().encode():
-        keep = False
+    if keep:
+        asked = header_value(request.headers, b"connection")
+        if asked is not None and b"close" in asked.lower():
+            keep = False
     length: int | None = None
     chunked = False
     if request.method == "HEAD" or status in _NO_BODY_STATUS:
         length = 0
     else:
-        codings = _header_tokens(headers, b"transfer-encoding")
+        codings = _tokens(framing[b"transfer-encoding"]) if b"transfer-encoding" in framing else []
         if codings:
             chunked = codings[-1] == b"chunked"
             if not chunked:
                 keep = False  # framed by closing the connection
-        else:
-            lengths = {v.strip() for k, v in headers if k.lower() == b"content-length"}
-            if lengths:
-                values = {x.strip() for v in lengths for x in v.split(b",")}
+        elif b"content-length" in framing:
+            given = framing[b"content-length"]
+            if len(given) == 1 and given[0].isdigit():
+                length = int(given[0])  # the common case: one plain number
+            else:
+                values = {x.strip() for v in given for x in v.split(b",")}
                 if len(values) != 1 or not next(iter(values)).isdigit():
                     raise httpx.RemoteProtocolError(f"bad Content-Length {sorted(values)!r}")
                 length = int(next(iter(values)))
-            else:
-                keep = False
+        else:
+            keep = False
     buf = conn.buf
+    extensions: dict[str, Any] = {"http_version": version, "reason_phrase": reason}
     if (
         length is not None
         and len(buf) >= length
-        and _header_tokens(headers, b"content-encoding") in ([], [b"identity"])
+        and (
+            b"content-encoding" not in framing
+            or _tokens(framing[b"content-encoding"]) in ([], [b"identity"])
+        )
     ):
         # The whole body is here: no stream to read, no httpx layers to go through.
         conn.buf = b""
-        response = httpx.Response(
+        response = read_response(
             status,
-            headers=headers,
-            content=buf if len(buf) == length else buf[:length],
-            extensions={"http_version": version, "reason_phrase": reason},
+            headers_from_triples(triples),
+            buf if len(buf) == length else buf[:length],
+            extensions,
         )
         # Bytes after the body: the server is out of step with us.
         return response, keep and len(buf) == length
@@ -354,15 +384,9 @@ def _response(
         keep_alive=keep,
         timeout=read_timeout,
     )
+    extensions["holysheep_async.body"] = stream
     response = httpx.Response(
-        status,
-        headers=headers,
-        stream=stream,
-        extensions={
-            "http_version": version,
-            "reason_phrase": reason,
-            "holysheep_async.body": stream,
-        },
+        status, headers=headers_from_triples(triples), stream=stream, extensions=extensions
     )
     stream._response = weakref.ref(response)
     stream._started = started

@@ -10,6 +10,8 @@ from __future__ import annotations
 import anyio
 import httpx
 
+from .._lean import header_list
+
 MAX_HEAD = 64 * 1024
 MAX_LINE = 8 * 1024
 READ_SIZE = 64 * 1024
@@ -191,14 +193,6 @@ def _parse_head(head: bytes) -> tuple[bytes, int, bytes, list[tuple[bytes, bytes
     return version, code, reason, headers
 
 
-def _header_tokens(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
-    out: list[bytes] = []
-    for k, v in headers:
-        if k.lower() == name:
-            out += [t.strip().lower() for t in v.split(b",") if t.strip()]
-    return out
-
-
 def encode_head(request: httpx.Request, target: bytes, extra: bytes = b"") -> bytes:
     """The request's head: ``METHOD target HTTP/1.1``, its header lines, the blank line.
 
@@ -208,11 +202,11 @@ def encode_head(request: httpx.Request, target: bytes, extra: bytes = b"") -> by
     or the target (header injection, request smuggling) fails here, before a
     byte is sent.
     """
-    raw = request.headers.raw
+    headers = header_list(request.headers)
     parts = [request.method.encode("ascii"), b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in raw:
-        parts += [name, b": ", value, b"\r\n"]
-    lines = len(raw) + 2
+    for name, _, value in headers:
+        parts += (name, b": ", value, b"\r\n")
+    lines = len(headers) + 2
     if extra:
         parts.append(extra)
         lines += extra.count(b"\n")

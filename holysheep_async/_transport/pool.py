@@ -105,6 +105,8 @@ class Transport(httpx.AsyncBaseTransport):
         self._in_use = 0
         # Made once: a bound method per request would be an allocation on the hot path.
         self._give_back_cb = self._give_back
+        # By URL object: its URL, pool key and request target (see _target).
+        self._targets: dict[int, tuple[httpx.URL, Key, bytes]] = {}
 
     # -- pool ----------------------------------------------------------------------
 
@@ -231,19 +233,18 @@ class Transport(httpx.AsyncBaseTransport):
         if self._closed:
             raise RuntimeError("the transport is closed")
         url = request.url
-        scheme = url.raw_scheme
-        if scheme not in (b"http", b"https"):
-            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
-        port = url.port or (443 if scheme == b"https" else 80)
-        key = (scheme, url.raw_host, port)
+        known = self._targets.get(id(url))
+        if known is None or known[0] is not url:
+            known = self._target(url)
+        _, key, target = known
         if current_loop() is not self._loop:
             self._adopt(current_loop())
+        scheme = key[0]
         proxy = None if self._proxies is None else self._route(key)
         if proxy is None or scheme == b"https":  # direct, or inside a tunnel: origin form
-            head = encode_head(request, url.raw_path)
+            head = encode_head(request, target)
         else:  # to a forward proxy: the absolute form, and the proxy's own header lines
-            target = b"http://" + url.netloc + url.raw_path
-            head = encode_head(request, target, proxy.header_lines)
+            head = encode_head(request, b"http://" + url.netloc + target, proxy.header_lines)
         try:
             body: bytes | None = request.content
         except httpx.RequestNotRead:
@@ -284,6 +285,19 @@ class Transport(httpx.AsyncBaseTransport):
             await response.aclose()  # the proxy's answer, not the server's
             raise auth_error(proxy, response.status_code)
         return response
+
+    def _target(self, url: httpx.URL) -> tuple[httpx.URL, Key, bytes]:
+        """``url``'s pool key and request target, kept for the next request to the same URL
+        object (the client reuses its parsed URLs; httpx works these out on every access)."""
+        scheme = url.raw_scheme
+        if scheme not in (b"http", b"https"):
+            raise httpx.UnsupportedProtocol(f"unsupported URL scheme {url.scheme!r}")
+        port = url.port or (443 if scheme == b"https" else 80)
+        known = (url, (scheme, url.raw_host, port), url.raw_path)
+        if len(self._targets) >= 256:
+            self._targets.clear()
+        self._targets[id(url)] = known  # the URL is kept in it: its id is not reused meanwhile
+        return known
 
     def _route(self, key: Key) -> Proxy | None:
         """The proxy for ``key``'s target (None: direct), looked up once per target."""
