@@ -135,18 +135,6 @@ class OpenAISDK(Adapter):
         return openai.DefaultAsyncHttpxClient(proxy=proxy)
 
 
-class OpenAIAioHttp(OpenAISDK):
-    """The official SDK on its aiohttp backend (``openai[aiohttp]``), its fastest; asyncio only."""
-
-    name = "openai[aiohttp]"
-    #: The runtimes it runs on (aiohttp is asyncio's).
-    backends = ("asyncio",)
-
-    def _http_client(self, proxy: str | None) -> Any:
-        from openai import DefaultAioHttpClient
-
-        return DefaultAioHttpClient() if proxy is None else DefaultAioHttpClient(proxy=proxy)
-
     async def aclose(self) -> None:
         await self.client.close()
 
@@ -175,6 +163,19 @@ class OpenAIAioHttp(OpenAISDK):
             max_tokens=n_tokens,
         )
         return len(completion.choices)
+
+
+class OpenAIAioHttp(OpenAISDK):
+    """The official SDK on its aiohttp backend (``openai[aiohttp]``), its fastest; asyncio only."""
+
+    name = "openai[aiohttp]"
+    #: The runtimes it runs on (aiohttp is asyncio's).
+    backends = ("asyncio",)
+
+    def _http_client(self, proxy: str | None) -> Any:
+        from openai import DefaultAioHttpClient
+
+        return DefaultAioHttpClient() if proxy is None else DefaultAioHttpClient(proxy=proxy)
 
 
 class HttpxSSE(Adapter):
