@@ -134,7 +134,6 @@ class OpenAISDK(Adapter):
 
         return openai.DefaultAsyncHttpxClient(proxy=proxy)
 
-
     async def aclose(self) -> None:
         await self.client.close()
 
