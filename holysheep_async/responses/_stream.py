@@ -114,7 +114,6 @@ class ResponseStream(StreamCore):
         if self._rs.background:
             self._resume = _same
         self._final: Response | None = None
-        self._last_text = 0.0
 
     # -- public surface -------------------------------------------------------------------
 
@@ -222,7 +221,6 @@ class ResponseStream(StreamCore):
             await self._close_wire()
 
     async def _typed(self) -> AsyncGenerator[ResponseStreamEvent, None]:
-        metrics = self.metrics
         try:
             while True:
                 batch = await self._next_batch()
@@ -238,13 +236,7 @@ class ResponseStream(StreamCore):
                             StreamError(f"{exc}{self._rid()}", body=obj, code=MALFORMED)
                         ) from None
                     if text is not None:
-                        now = time.perf_counter()
-                        if self._last_text:
-                            metrics.gaps.append(now - self._last_text)
-                        else:
-                            self._first_text(now)
-                        self._last_text = now
-                        metrics.deltas += 1
+                        self._timed_text()
                     self._yielded = True
                     yield event
                     if self._closed:
@@ -254,12 +246,6 @@ class ResponseStream(StreamCore):
         finally:
             _otel.stream_closed(self._trace)
             await self._close_wire()
-
-    def _first_text(self, now: float) -> None:
-        assert self._t0 is not None
-        self.metrics.ttft = now - self._t0 - self.metrics.queued
-        if self._trace is not None:
-            self._trace.first_token(self.metrics.ttft)
 
     # -- where each attempt goes ----------------------------------------------------------
 

@@ -85,6 +85,7 @@ class StreamCore:
         self._deltas_before = 0
         self._t0: float | None = None
         self._trace: _otel.ChatTrace | None = None  # the span, when OpenTelemetry listens
+        self._last_text = 0.0  # when the last text delta went out (perf_counter)
         self._headers_seen: httpx.Headers | None = None
         #: True when the server ended the body with ``data: [DONE]``.
         self.done = False
@@ -140,6 +141,25 @@ class StreamCore:
         return {k[12:]: v for k, v in headers.items() if k.startswith("x-ratelimit-")}
 
     # -- what a subclass says -------------------------------------------------------
+
+    def _first_text(self, now: float) -> None:
+        assert self._t0 is not None
+        self.metrics.ttft = now - self._t0 - self.metrics.queued
+        if self._trace is not None:
+            self._trace.first_token(self.metrics.ttft)
+
+    def _timed_text(self) -> None:
+        """A text delta goes out now: the time to first token, or a gap; the count.
+
+        (A surface's plain text loop inlines this: it is the per-chunk hot path.)
+        """
+        now = time.perf_counter()
+        if self._last_text:
+            self.metrics.gaps.append(now - self._last_text)
+        else:
+            self._first_text(now)
+        self._last_text = now
+        self.metrics.deltas += 1
 
     def _start_trace(self) -> _otel.ChatTrace | None:
         """The span of the stream, when OpenTelemetry listens (called before the first request)."""

@@ -76,7 +76,6 @@ class ChatStream(StreamCore):
             self._errors,
             want_logprobs=bool(body.get("logprobs")),
         )
-        self._last_text = 0.0
         # Tool calls the end of the answer finished (their events, for events()).
         self._closing_events: list[Any] = []
 
@@ -203,7 +202,6 @@ class ChatStream(StreamCore):
 
     async def _typed_chunks(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         validate = ChatCompletionChunk.model_validate
-        metrics = self.metrics
         try:
             while True:
                 batch = await self._next_batch()
@@ -224,13 +222,7 @@ class ChatStream(StreamCore):
                         ) from None
                     if text is not None:
                         self._chat.parts.append(text)
-                        now = time.perf_counter()
-                        if self._last_text:
-                            metrics.gaps.append(now - self._last_text)
-                        else:
-                            self._first_text(now)
-                        self._last_text = now
-                        metrics.deltas += 1
+                        self._timed_text()
                     self._yielded = True
                     yield chunk
                     if self._closed:
@@ -241,9 +233,6 @@ class ChatStream(StreamCore):
 
     async def _events(self) -> AsyncGenerator[ChatStreamEvent, None]:
         parts = self._chat.parts
-        metrics = self.metrics
-        gaps = metrics.gaps
-        clock = time.perf_counter
         try:
             while True:
                 batch = await self._next_batch()
@@ -252,13 +241,7 @@ class ChatStream(StreamCore):
                 for _, text, extra in batch:
                     if text is not None:
                         parts.append(text)
-                        now = clock()
-                        if self._last_text:
-                            gaps.append(now - self._last_text)
-                        else:
-                            self._first_text(now)
-                        self._last_text = now
-                        metrics.deltas += 1
+                        self._timed_text()
                         self._yielded = True
                         yield TextDelta(text)
                         if self._closed:
@@ -277,12 +260,6 @@ class ChatStream(StreamCore):
         finally:
             _otel.stream_closed(self._trace)
             await self._close_wire()
-
-    def _first_text(self, now: float) -> None:
-        assert self._t0 is not None
-        self.metrics.ttft = now - self._t0 - self.metrics.queued
-        if self._trace is not None:
-            self._trace.first_token(self.metrics.ttft)
 
     # -- what the core asks ---------------------------------------------------------
 
