@@ -24,7 +24,8 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any, Concatenate, Generic, TypeVar, overload
+from types import TracebackType
+from typing import Any, Concatenate, Generic, Protocol, TypeVar, overload
 
 import anyio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
@@ -209,6 +210,57 @@ def iterate(
 
         if not portal.closed:
             portal.run(finish)
+
+
+class _AsyncTextStream(Protocol):
+    """What :class:`SyncStream` needs of a stream (ChatStream, ResponseStream)."""
+
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: Any) -> Any: ...
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+_AS = TypeVar("_AS", bound=_AsyncTextStream)
+
+
+class SyncStream(Generic[_AS]):
+    """An async text stream, blocking: ``with`` opens and closes it, iteration gives the text.
+
+    Leaving ``with``, breaking out of the loop or Ctrl-C closes the connection. The
+    chat and Responses surfaces add their own views (chunks, events, properties).
+    """
+
+    def __init__(self, stream: _AS, portal: Portal) -> None:
+        self._stream = stream
+        self._portal = portal
+
+    def __enter__(self) -> Self:
+        self._portal.run(self._stream.__aenter__)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._portal.closed:
+            self._portal.run(lambda: self._stream.__aexit__(exc_type, exc, tb))
+
+    def __iter__(self) -> Iterator[str]:
+        return iterate(self._portal, self._stream.__aiter__(), self._stream.aclose)
+
+    def close(self) -> None:
+        """Close the HTTP response now (idempotent)."""
+        if not self._portal.closed:
+            self._portal.run(self._stream.aclose)
+
+    def __repr__(self) -> str:
+        return f"<Sync{self._stream!r}"[:-1] + ">"
 
 
 class SyncResource:

@@ -26,13 +26,13 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
 from typing_extensions import Self, Unpack
 
-from ._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from ._blocking import Portal, SyncResource, SyncStream, blocking, blocking_iter, iterate
 from ._body import DEFAULT_MAX_RESPONSE_BYTES
 from ._structured import ParsedChatStream
 from ._tool_run import ToolResult, ToolRun, ToolRunStream
@@ -69,31 +69,11 @@ M = TypeVar("M", bound=BaseModel)
 _S = TypeVar("_S", bound=ChatStream)
 
 
-class SyncChatStream(Generic[_S]):
+class SyncChatStream(SyncStream[_S]):
     """A :class:`ChatStream`, blocking: ``with client.chat.stream(...) as s: for text in s``.
 
     Leaving ``with``, breaking out of the loop or Ctrl-C closes the connection.
     """
-
-    def __init__(self, stream: _S, portal: Portal) -> None:
-        self._stream = stream
-        self._portal = portal
-
-    def __enter__(self) -> Self:
-        self._portal.run(self._stream.__aenter__)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._portal.closed:
-            self._portal.run(lambda: self._stream.__aexit__(exc_type, exc, tb))
-
-    def __iter__(self) -> Iterator[str]:
-        return iterate(self._portal, self._stream.__aiter__(), self._stream.aclose)
 
     def chunks(self) -> Iterator[ChatCompletionChunk]:
         """The stream as typed chunks (see :meth:`ChatStream.chunks`)."""
@@ -114,11 +94,6 @@ class SyncChatStream(Generic[_S]):
     @property
     def tool_calls(self) -> list[StreamedToolCall]:
         return self._stream.tool_calls
-
-    def close(self) -> None:
-        """Close the HTTP response now (idempotent)."""
-        if not self._portal.closed:
-            self._portal.run(self._stream.aclose)
 
     @property
     def text(self) -> str:
@@ -164,8 +139,6 @@ class SyncChatStream(Generic[_S]):
     def response(self) -> httpx.Response | None:
         return self._stream.response
 
-    def __repr__(self) -> str:
-        return f"<Sync{self._stream!r}"[:-1] + ">"
 
 
 class SyncParsedChatStream(SyncChatStream[ParsedChatStream[ModelT]]):

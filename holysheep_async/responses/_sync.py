@@ -8,14 +8,13 @@ written out for their overloads (the result type follows ``text_format``).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 from pydantic import BaseModel
-from typing_extensions import Self, Unpack
+from typing_extensions import Unpack
 
-from .._blocking import Portal, SyncResource, blocking, blocking_iter, iterate
+from .._blocking import SyncResource, SyncStream, blocking, blocking_iter, iterate
 from ..models import ModelT
 from ..types import Headers, Query, Timeout
 from ._events import ResponseStreamEvent
@@ -30,40 +29,15 @@ M = TypeVar("M", bound=BaseModel)
 _S = TypeVar("_S", bound=ResponseStream)
 
 
-class SyncResponseStream(Generic[_S]):
+class SyncResponseStream(SyncStream[_S]):
     """A :class:`ResponseStream`, blocking: ``with client.responses.stream(...) as s: for t in s``.
 
     Leaving ``with``, breaking out of the loop or Ctrl-C closes the connection.
     """
 
-    def __init__(self, stream: _S, portal: Portal) -> None:
-        self._stream = stream
-        self._portal = portal
-
-    def __enter__(self) -> Self:
-        self._portal.run(self._stream.__aenter__)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._portal.closed:
-            self._portal.run(lambda: self._stream.__aexit__(exc_type, exc, tb))
-
-    def __iter__(self) -> Iterator[str]:
-        return iterate(self._portal, self._stream.__aiter__(), self._stream.aclose)
-
     def events(self) -> Iterator[ResponseStreamEvent]:
         """The typed server events (see :meth:`ResponseStream.events`)."""
         return iterate(self._portal, self._stream.events(), self._stream.aclose)
-
-    def close(self) -> None:
-        """Close the HTTP response now (idempotent)."""
-        if not self._portal.closed:
-            self._portal.run(self._stream.aclose)
 
     @property
     def text(self) -> str:
@@ -101,8 +75,6 @@ class SyncResponseStream(Generic[_S]):
     def http_response(self) -> httpx.Response | None:
         return self._stream.http_response
 
-    def __repr__(self) -> str:
-        return f"<Sync{self._stream!r}"[:-1] + ">"
 
 
 class SyncParsedResponseStream(SyncResponseStream[ParsedResponseStream[ModelT]]):
